@@ -1,0 +1,220 @@
+//! Raw command-line arguments (clap). Every flag also reads `AURORA_SIDECAR_<FLAG>`.
+//! Validation and defaults that need the environment live in `config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::db::tls::SslMode;
+use crate::render::UrlScheme;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aurora-sidecar",
+    version,
+    about = "Waits until PostgreSQL (Aurora) accepts a real login, ensures the database exists, and renders DATABASE_URL, pgpass and pg_service.conf atomically.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log format: text on a terminal and JSON otherwise (auto), or forced.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "AURORA_SIDECAR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve credentials, wait for a real login, ensure the database, render the files,
+    /// mark ready, exit 0 (init container; ECS dependsOn SUCCESS).
+    Once(PrepareArgs),
+    /// Exit 0 when this run reached ready (files in place), 1 otherwise; prints one line.
+    /// Never connects to the database.
+    Health(HealthArgs),
+    /// Resolve credentials and print the files that would be written, password masked.
+    /// No database access, nothing written.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Directory the sidecar writes to.
+    #[arg(
+        long,
+        default_value = "/run/aurora-sidecar",
+        env = "AURORA_SIDECAR_OUT_DIR"
+    )]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub prepare: PrepareArgs,
+
+    /// Print the real password instead of ********.
+    #[arg(long, env = "AURORA_SIDECAR_SHOW_SECRETS")]
+    pub show_secrets: bool,
+}
+
+/// Flags shared by every command that resolves credentials and renders files.
+#[derive(Debug, Args, Clone)]
+pub struct PrepareArgs {
+    /// Secrets Manager secret (name or ARN). Region from the ARN or AWS_REGION; endpoint
+    /// from AWS_ENDPOINT_URL(_SECRETS_MANAGER).
+    #[arg(long, group = "source", env = "AURORA_SIDECAR_SECRET_ID")]
+    pub secret_id: Option<String>,
+
+    /// Environment variable holding the secret JSON [default when set: DB_SECRET].
+    #[arg(long, group = "source", env = "AURORA_SIDECAR_SECRET_ENV")]
+    pub secret_env: Option<String>,
+
+    /// File holding the secret JSON (docker secrets, CSI mounts).
+    #[arg(long, group = "source", env = "AURORA_SIDECAR_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Host, overriding the secret's (needed for the RDS-managed master secret).
+    #[arg(long, env = "AURORA_SIDECAR_HOST")]
+    pub host: Option<String>,
+
+    /// Port, overriding the secret's [default: the secret's, else 5432].
+    #[arg(long, env = "AURORA_SIDECAR_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Database, overriding the secret's dbname [default: the secret's, else the user name].
+    #[arg(long, env = "AURORA_SIDECAR_DATABASE")]
+    pub database: Option<String>,
+
+    /// Database to log in to when the app database must be created.
+    #[arg(
+        long,
+        default_value = "postgres",
+        env = "AURORA_SIDECAR_MAINTENANCE_DATABASE"
+    )]
+    pub maintenance_database: String,
+
+    /// OWNER of a newly created database [default: the logged-in user].
+    #[arg(long, env = "AURORA_SIDECAR_DATABASE_OWNER")]
+    pub database_owner: Option<String>,
+
+    /// Only wait for the database; never create it.
+    #[arg(long, env = "AURORA_SIDECAR_NO_CREATE")]
+    pub no_create: bool,
+
+    /// Overall deadline for the wait, e.g. 90s, 10m, 1h; 0 waits forever.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "AURORA_SIDECAR_WAIT_TIMEOUT")]
+    pub wait_timeout: std::time::Duration,
+
+    /// Bound on one attempt (TCP + TLS + authentication); long enough for an Aurora
+    /// Serverless v2 resume from 0 ACU.
+    #[arg(long, default_value = "40s", value_parser = parse_duration, env = "AURORA_SIDECAR_ATTEMPT_TIMEOUT")]
+    pub attempt_timeout: std::time::Duration,
+
+    /// Times a rejected password (28P01) re-reads the secret and retries.
+    #[arg(long, default_value_t = 3, env = "AURORA_SIDECAR_PASSWORD_RETRIES")]
+    pub password_retries: u32,
+
+    /// Directory the files are written to (a volume shared with the app).
+    #[arg(
+        long,
+        default_value = "/run/aurora-sidecar",
+        env = "AURORA_SIDECAR_OUT_DIR"
+    )]
+    pub out_dir: PathBuf,
+
+    /// Where the app container sees --out-dir; paths inside the files point there
+    /// [default: --out-dir].
+    #[arg(long, env = "AURORA_SIDECAR_APP_DIR")]
+    pub app_dir: Option<PathBuf>,
+
+    /// Owner of the rendered files, UID[:GID] (the app's user, so libpq accepts pgpass).
+    #[arg(long, env = "AURORA_SIDECAR_OWNER")]
+    pub owner: Option<String>,
+
+    /// Section name in pg_service.conf (psql service=NAME, PGSERVICE).
+    #[arg(long, default_value = "app", env = "AURORA_SIDECAR_SERVICE_NAME")]
+    pub service_name: String,
+
+    /// DATABASE_URL scheme: ecto (Phoenix), postgres or postgresql (libpq).
+    #[arg(long, value_enum, default_value_t = UrlScheme::Ecto, env = "AURORA_SIDECAR_URL_SCHEME")]
+    pub url_scheme: UrlScheme,
+
+    /// TLS mode, with libpq's meaning.
+    #[arg(long, value_enum, default_value_t = SslMode::Prefer, env = "AURORA_SIDECAR_SSLMODE")]
+    pub sslmode: SslMode,
+
+    /// CA bundle (PEM) to verify the server with; copied to the out-dir as rds-ca.pem.
+    #[arg(long, env = "AURORA_SIDECAR_SSLROOTCERT")]
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// `90`, `90s`, `1500ms`, `10m`, `1h`; `0` is zero.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 10m, 1h or 0)"))?;
+    let secs = |mult: u64| {
+        n.checked_mul(mult)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long"))
+    };
+    match unit {
+        "" | "s" => secs(1),
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "m" => secs(60),
+        "h" => secs(3600),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("10 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn only_one_secret_source_may_be_given() {
+        let err = Cli::try_parse_from([
+            "aurora-sidecar",
+            "once",
+            "--secret-env",
+            "X",
+            "--secret-file",
+            "/f",
+        ])
+        .expect_err("two sources");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

@@ -1,0 +1,258 @@
+//! Validated configuration, built from the raw arguments (`cli`) and the environment.
+//!
+//! Everything that can be checked without the network is checked here, so a typo fails in
+//! milliseconds with exit 78 instead of after a ten-minute wait.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::PrepareArgs;
+use crate::db::tls::SslMode;
+use crate::db::wait::{Policy, Provisioning};
+use crate::render::UrlScheme;
+use crate::render::write::Owner;
+use crate::secret::{self, Overrides, Source};
+
+/// The environment variable read when no source flag is given (what Copilot and ECS
+/// `secrets:` inject in the seed setup).
+pub const DEFAULT_SECRET_ENV: &str = "DB_SECRET";
+
+/// Where the image carries the RDS global CA bundle; used by verify-* when
+/// `--sslrootcert` is not given.
+pub const BUNDLED_CA: &str = "/etc/aurora-sidecar/rds-global-bundle.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--owner {0:?} is not UID or UID:GID (numbers)")]
+    Owner(String),
+    #[error("--service-name {0:?} may only contain letters, digits, '_', '-' and '.'")]
+    ServiceName(String),
+    #[error(
+        "--sslmode {0} verifies the server certificate and needs a CA bundle: pass --sslrootcert (the RDS global bundle), or use the image, which carries it at {BUNDLED_CA}"
+    )]
+    NoRootCert(SslMode),
+    #[error("--sslrootcert {} cannot be read", .0.display())]
+    RootCertUnreadable(PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    #[error(transparent)]
+    Tls(#[from] crate::db::tls::TlsConfigError),
+}
+
+/// Everything `once` and `render` need, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Source,
+    pub overrides: Overrides,
+    pub provisioning: Provisioning,
+    pub policy: Policy,
+    pub out_dir: PathBuf,
+    pub app_dir: PathBuf,
+    pub owner: Option<Owner>,
+    pub service_name: String,
+    pub url_scheme: UrlScheme,
+    pub sslmode: SslMode,
+    pub sslrootcert: Option<PathBuf>,
+}
+
+impl Config {
+    /// Validates `args`; `env` is the process environment (a parameter for tests).
+    pub fn from_args(
+        args: &PrepareArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let source = if let Some(id) = &args.secret_id {
+            Source::SecretsManager {
+                secret_id: id.clone(),
+            }
+        } else if let Some(name) = &args.secret_env {
+            Source::Env { name: name.clone() }
+        } else if let Some(path) = &args.secret_file {
+            Source::File { path: path.clone() }
+        } else if env(DEFAULT_SECRET_ENV).is_some() {
+            Source::Env {
+                name: DEFAULT_SECRET_ENV.to_string(),
+            }
+        } else {
+            Source::Libpq
+        };
+
+        if let Some(db) = &args.database {
+            secret::check_identifier("--database", db)?;
+        }
+        if let Some(owner) = &args.database_owner {
+            secret::check_identifier("--database-owner", owner)?;
+        }
+        secret::check_identifier("--maintenance-database", &args.maintenance_database)?;
+
+        let valid_service = !args.service_name.is_empty()
+            && args
+                .service_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid_service {
+            return Err(ConfigError::ServiceName(args.service_name.clone()));
+        }
+
+        let sslrootcert = match (&args.sslrootcert, args.sslmode) {
+            (Some(p), _) => Some(p.clone()),
+            (None, SslMode::VerifyCa | SslMode::VerifyFull) if Path::new(BUNDLED_CA).is_file() => {
+                Some(PathBuf::from(BUNDLED_CA))
+            }
+            (None, m @ (SslMode::VerifyCa | SslMode::VerifyFull)) => {
+                return Err(ConfigError::NoRootCert(m));
+            }
+            (None, _) => None,
+        };
+        if let Some(p) = &sslrootcert {
+            std::fs::metadata(p).map_err(|e| ConfigError::RootCertUnreadable(p.clone(), e))?;
+        }
+
+        Ok(Self {
+            source,
+            overrides: Overrides {
+                host: args.host.clone(),
+                port: args.port,
+                database: args.database.clone(),
+            },
+            provisioning: Provisioning {
+                create: !args.no_create,
+                maintenance_database: args.maintenance_database.clone(),
+                owner: args.database_owner.clone(),
+            },
+            policy: Policy {
+                deadline: (!args.wait_timeout.is_zero()).then_some(args.wait_timeout),
+                attempt_timeout: args.attempt_timeout.max(Duration::from_millis(100)),
+                password_retries: args.password_retries,
+                ..Policy::default()
+            },
+            out_dir: args.out_dir.clone(),
+            app_dir: args.app_dir.clone().unwrap_or_else(|| args.out_dir.clone()),
+            owner: args.owner.as_deref().map(parse_owner).transpose()?,
+            service_name: args.service_name.clone(),
+            url_scheme: args.url_scheme,
+            sslmode: args.sslmode,
+            sslrootcert,
+        })
+    }
+}
+
+/// `UID` or `UID:GID`.
+pub fn parse_owner(s: &str) -> Result<Owner, ConfigError> {
+    let bad = || ConfigError::Owner(s.to_string());
+    let (uid, gid) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    Ok(Owner {
+        uid: uid.parse().map_err(|_| bad())?,
+        gid: gid.map(|g| g.parse().map_err(|_| bad())).transpose()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> PrepareArgs {
+        let argv = ["aurora-sidecar", "once"].iter().chain(extra).copied();
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Once(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn source_defaults_to_db_secret_then_libpq() {
+        let with =
+            Config::from_args(&args(&[]), |k| (k == "DB_SECRET").then(|| "{}".into())).expect("ok");
+        assert_eq!(
+            with.source,
+            Source::Env {
+                name: "DB_SECRET".into()
+            }
+        );
+        let without = Config::from_args(&args(&[]), no_env).expect("ok");
+        assert_eq!(without.source, Source::Libpq);
+        let explicit = Config::from_args(&args(&["--secret-id", "prod/db"]), |_| Some("x".into()))
+            .expect("ok");
+        assert_eq!(
+            explicit.source,
+            Source::SecretsManager {
+                secret_id: "prod/db".into()
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::from_args(&args(&[]), no_env).expect("ok");
+        assert_eq!(c.policy.deadline, Some(Duration::from_secs(600)));
+        assert_eq!(c.policy.attempt_timeout, Duration::from_secs(40));
+        assert_eq!(c.out_dir, PathBuf::from("/run/aurora-sidecar"));
+        assert_eq!(c.app_dir, c.out_dir);
+        assert_eq!(
+            (c.service_name.as_str(), c.url_scheme),
+            ("app", UrlScheme::Ecto)
+        );
+        assert_eq!(c.provisioning.maintenance_database, "postgres");
+        assert!(c.provisioning.create);
+    }
+
+    #[test]
+    fn zero_wait_timeout_means_forever() {
+        let c = Config::from_args(&args(&["--wait-timeout", "0"]), no_env).expect("ok");
+        assert_eq!(c.policy.deadline, None);
+    }
+
+    #[test]
+    fn owner_parses_uid_and_gid() {
+        assert_eq!(
+            parse_owner("1000").expect("ok"),
+            Owner {
+                uid: 1000,
+                gid: None
+            }
+        );
+        assert_eq!(
+            parse_owner("1000:2000").expect("ok"),
+            Owner {
+                uid: 1000,
+                gid: Some(2000)
+            }
+        );
+        assert!(parse_owner("app").is_err());
+        assert!(parse_owner("1:").is_err());
+    }
+
+    #[test]
+    fn verify_full_without_a_bundle_is_a_configuration_error() {
+        if Path::new(BUNDLED_CA).exists() {
+            return; // inside the image the bundled CA satisfies it
+        }
+        let err =
+            Config::from_args(&args(&["--sslmode", "verify-full"]), no_env).expect_err("no CA");
+        assert!(
+            matches!(err, ConfigError::NoRootCert(SslMode::VerifyFull)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--sslrootcert"));
+    }
+
+    #[test]
+    fn bad_service_name_and_long_database_are_rejected() {
+        assert!(matches!(
+            Config::from_args(&args(&["--service-name", "a]b"]), no_env),
+            Err(ConfigError::ServiceName(_))
+        ));
+        let long = "x".repeat(64);
+        assert!(Config::from_args(&args(&["--database", &long]), no_env).is_err());
+    }
+}

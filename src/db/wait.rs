@@ -1,0 +1,608 @@
+//! Waiting until the database accepts a real login, with jittered exponential backoff.
+//!
+//! Two layers:
+//! - [`drive`] is the generic loop: per-attempt timeout, backon schedule, overall deadline,
+//!   and an observer that sees every failure (for logs and `status.json`). It knows
+//!   nothing about PostgreSQL, so its timing is tested with paused time.
+//! - [`LoginAttempt`] is one attempt of the real job: resolve the secret if needed, log in
+//!   to the app database, and on 3D000 create it through the maintenance database. It
+//!   decides per error whether to retry, retry at once, or give up.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::time::Instant;
+
+use super::connect::{ErrorKind, classify, login};
+use super::provision::{Outcome, ensure_database};
+use super::tls::Tls;
+use crate::error::{chain, exit};
+use crate::secret::{Resolved, Resolver, SecretError, Target};
+
+/// Timing and bounds of the wait.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Overall budget (`--wait-timeout`); `None` waits forever.
+    pub deadline: Option<Duration>,
+    /// One attempt: TCP + TLS + authentication (+ provisioning when needed). Aurora
+    /// Serverless v2 resuming from 0 ACU holds the connect for ~15 s, ~30 s after a long
+    /// pause, so the default is 40 s.
+    pub attempt_timeout: Duration,
+    /// First backoff step; doubled per retry up to `max_delay`, plus up to 100% jitter.
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// How often a rejected password (28P01) re-reads the secret and tries again.
+    pub password_retries: u32,
+    /// How long 28000 counts as "still resuming" (seen from Aurora at 0 ACU) before it is
+    /// taken at its word.
+    pub authorization_window: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            deadline: Some(Duration::from_secs(600)),
+            attempt_timeout: Duration::from_secs(40),
+            min_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(5),
+            password_retries: 3,
+            authorization_window: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Policy {
+    /// The backoff schedule: 250 ms, 500 ms, 1 s, … capped at `max_delay`, each with up
+    /// to 100% random jitter (backon adds `rand(0..1) × step`), so delays stay in
+    /// `[step, 2 × step)` and tasks that start together spread out.
+    pub fn schedule(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
+/// What the loop should do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Back off, then try again.
+    Retry,
+    /// Try again at once without advancing the backoff (the next attempt does different
+    /// work, e.g. creating the missing database).
+    RetryNow,
+    /// Give up.
+    Fatal,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub verdict: Verdict,
+    pub error: AttemptError,
+}
+
+/// Why one attempt failed. Messages carry host, database, user and the server's text,
+/// never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("{context}: {detail}")]
+    Db {
+        kind: ErrorKind,
+        context: String,
+        detail: String,
+    },
+    #[error("no answer within {0:?} (TCP, TLS and authentication together; see --attempt-timeout)")]
+    Timeout(Duration),
+}
+
+impl AttemptError {
+    /// Short stable name for logs and `status.json`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            AttemptError::Secret(e) => e.class(),
+            AttemptError::Db { kind, .. } => kind.as_str(),
+            AttemptError::Timeout(_) => "timeout",
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            AttemptError::Secret(e) => e.exit_code(),
+            AttemptError::Db { kind, .. } => match kind {
+                ErrorKind::PasswordRejected
+                | ErrorKind::AuthorizationRejected
+                | ErrorKind::NoPrivilege => exit::NO_PERM,
+                ErrorKind::MissingDatabase
+                | ErrorKind::TlsVerification
+                | ErrorKind::TlsUnsupportedByServer
+                | ErrorKind::TlsRequiredByServer => exit::CONFIG,
+                ErrorKind::Transient | ErrorKind::Other => exit::UNAVAILABLE,
+            },
+            AttemptError::Timeout(_) => exit::UNAVAILABLE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("still not ready after {attempts} attempts in {}s (--wait-timeout); last error: {last}", elapsed.as_secs())]
+    Deadline {
+        attempts: u32,
+        elapsed: Duration,
+        last: AttemptError,
+    },
+    #[error("{0}")]
+    Fatal(AttemptError),
+}
+
+impl WaitError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WaitError::Deadline { .. } => exit::UNAVAILABLE,
+            WaitError::Fatal(e) => e.exit_code(),
+        }
+    }
+
+    pub fn class(&self) -> &'static str {
+        match self {
+            WaitError::Deadline { last, .. } | WaitError::Fatal(last) => last.class(),
+        }
+    }
+}
+
+/// A failed attempt as the observer sees it.
+#[derive(Debug)]
+pub struct Event<'a> {
+    pub attempt: u32,
+    pub error: &'a AttemptError,
+    /// The pause before the next attempt; `None` when the loop is giving up.
+    pub delay: Option<Duration>,
+}
+
+/// One attempt of some job. `async fn` in a crate-private trait: the futures never cross
+/// threads (the binary runs a current-thread runtime), so no `Send` bound is needed.
+pub(crate) trait Attempt {
+    type Output;
+    async fn attempt(&mut self, n: u32, elapsed: Duration) -> Result<Self::Output, Failure>;
+}
+
+/// Runs attempts until one succeeds, one is fatal, or the deadline leaves no room for the
+/// next. Each attempt is bounded by `min(attempt_timeout, time left)`.
+pub(crate) async fn drive<A: Attempt>(
+    policy: &Policy,
+    job: &mut A,
+    mut observe: impl FnMut(&Event<'_>),
+) -> Result<(A::Output, u32), WaitError> {
+    let start = Instant::now();
+    let deadline = policy.deadline.map(|d| start + d);
+    let mut schedule = policy.schedule();
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let budget = match deadline {
+            Some(d) => policy
+                .attempt_timeout
+                .min(d.saturating_duration_since(Instant::now())),
+            None => policy.attempt_timeout,
+        };
+        let result = match tokio::time::timeout(budget, job.attempt(n, start.elapsed())).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure {
+                verdict: Verdict::Retry,
+                error: AttemptError::Timeout(budget),
+            }),
+        };
+        let failure = match result {
+            Ok(out) => return Ok((out, n)),
+            Err(f) => f,
+        };
+        let delay = match failure.verdict {
+            Verdict::Fatal => None,
+            Verdict::RetryNow => Some(Duration::ZERO),
+            // The schedule never ends (`without_max_times`); the deadline ends the loop.
+            Verdict::Retry => schedule.next(),
+        };
+        let fits = |d: Duration| deadline.is_none_or(|dl| Instant::now() + d < dl);
+        match delay {
+            Some(d) if fits(d) => {
+                observe(&Event {
+                    attempt: n,
+                    error: &failure.error,
+                    delay: Some(d),
+                });
+                tokio::time::sleep(d).await;
+            }
+            _ => {
+                observe(&Event {
+                    attempt: n,
+                    error: &failure.error,
+                    delay: None,
+                });
+                return Err(if failure.verdict == Verdict::Fatal {
+                    WaitError::Fatal(failure.error)
+                } else {
+                    WaitError::Deadline {
+                        attempts: n,
+                        elapsed: start.elapsed(),
+                        last: failure.error,
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// What creating the database may do.
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    /// `--no-create` turns this off: a missing database is then waited for.
+    pub create: bool,
+    pub maintenance_database: String,
+    pub owner: Option<String>,
+}
+
+/// The result of a successful wait.
+#[derive(Debug)]
+pub struct Ready {
+    pub resolved: Resolved,
+    pub created: bool,
+}
+
+/// One attempt of the init flow: secret → login (→ create database → login).
+pub struct LoginAttempt<'a> {
+    resolver: &'a mut Resolver,
+    tls: &'a Tls,
+    provisioning: &'a Provisioning,
+    policy: &'a Policy,
+    resolved: Option<Resolved>,
+    provision_next: bool,
+    password_rejections: u32,
+}
+
+impl<'a> LoginAttempt<'a> {
+    pub fn new(
+        resolver: &'a mut Resolver,
+        tls: &'a Tls,
+        provisioning: &'a Provisioning,
+        policy: &'a Policy,
+    ) -> Self {
+        Self {
+            resolver,
+            tls,
+            provisioning,
+            policy,
+            resolved: None,
+            provision_next: false,
+            password_rejections: 0,
+        }
+    }
+
+    fn db_failure(
+        &mut self,
+        err: &tokio_postgres::Error,
+        target: &Target,
+        database: &str,
+        provisioning: bool,
+        elapsed: Duration,
+    ) -> Failure {
+        let kind = classify(err, self.tls.mode);
+        let action = if provisioning {
+            "creating the database via"
+        } else {
+            "logging in to"
+        };
+        let context = format!(
+            "{action} {}/{database} as {} (sslmode {})",
+            target.authority(),
+            target.user,
+            self.tls.mode
+        );
+        let mut detail = chain(err);
+        let verdict = match kind {
+            ErrorKind::Transient => Verdict::Retry,
+            ErrorKind::PasswordRejected => {
+                self.password_rejections += 1;
+                // A rotation race: the database may already have the new password while
+                // we hold the old one, so read the secret again before the next try.
+                self.resolved = None;
+                if self.password_rejections > self.policy.password_retries {
+                    detail.push_str(&format!(
+                        " (rejected {} times, re-reading the secret before each retry: the secret and the database disagree)",
+                        self.password_rejections
+                    ));
+                    Verdict::Fatal
+                } else {
+                    Verdict::Retry
+                }
+            }
+            ErrorKind::AuthorizationRejected if elapsed < self.policy.authorization_window => {
+                Verdict::Retry
+            }
+            ErrorKind::AuthorizationRejected => {
+                detail.push_str(" (still rejected after the resume window: check pg_hba / rds.force_ssl and the user's LOGIN and CONNECT rights)");
+                Verdict::Fatal
+            }
+            ErrorKind::MissingDatabase if provisioning => {
+                detail
+                    .push_str(" (the maintenance database is missing: set --maintenance-database)");
+                Verdict::Fatal
+            }
+            ErrorKind::MissingDatabase if self.provisioning.create => {
+                self.provision_next = true;
+                Verdict::RetryNow
+            }
+            // --no-create: somebody else (a migration job, a DBA) is expected to create it.
+            ErrorKind::MissingDatabase => Verdict::Retry,
+            ErrorKind::NoPrivilege if provisioning => {
+                detail.push_str(" (the user may not create databases: create it beforehand, grant CREATEDB, or pass --no-create)");
+                Verdict::Fatal
+            }
+            ErrorKind::TlsVerification => {
+                detail.push_str(" (certificate verification failed: check --sslrootcert and, for verify-full, that the host name is in the certificate)");
+                Verdict::Fatal
+            }
+            ErrorKind::TlsUnsupportedByServer => {
+                detail.push_str(" (the server does not offer TLS: use --sslmode prefer or disable, or enable ssl on the server)");
+                Verdict::Fatal
+            }
+            ErrorKind::TlsRequiredByServer => {
+                detail.push_str(
+                    " (the server only accepts TLS connections: use --sslmode require or stronger)",
+                );
+                Verdict::Fatal
+            }
+            ErrorKind::NoPrivilege | ErrorKind::Other => Verdict::Fatal,
+        };
+        Failure {
+            verdict,
+            error: AttemptError::Db {
+                kind,
+                context,
+                detail,
+            },
+        }
+    }
+}
+
+impl Attempt for LoginAttempt<'_> {
+    type Output = Ready;
+
+    async fn attempt(&mut self, _n: u32, elapsed: Duration) -> Result<Ready, Failure> {
+        let resolved = match self.resolved.take() {
+            Some(r) => r,
+            None => self.resolver.resolve().await.map_err(|e| Failure {
+                verdict: if e.is_retryable() {
+                    Verdict::Retry
+                } else {
+                    Verdict::Fatal
+                },
+                error: e.into(),
+            })?,
+        };
+        let target = resolved.target.clone();
+        // Keep the secret for the next attempt unless a failure below says to re-read it.
+        self.resolved = Some(resolved);
+        let mut created = false;
+        if self.provision_next {
+            let p = self.provisioning;
+            match ensure_database(
+                &target,
+                &p.maintenance_database,
+                p.owner.as_deref(),
+                self.tls,
+            )
+            .await
+            {
+                Ok(outcome) => {
+                    created = outcome == Outcome::Created;
+                    self.provision_next = false;
+                    tracing::info!(database = %target.database, created, "database ensured");
+                }
+                Err(e) => {
+                    let db = p.maintenance_database.clone();
+                    return Err(self.db_failure(&e, &target, &db, true, elapsed));
+                }
+            }
+        }
+        match login(&target, &target.database, self.tls).await {
+            Ok(session) => {
+                session.close().await;
+                let resolved = self.resolved.take().ok_or_else(|| Failure {
+                    verdict: Verdict::Fatal,
+                    error: AttemptError::Db {
+                        kind: ErrorKind::Other,
+                        context: "internal".into(),
+                        detail: "resolved secret vanished".into(),
+                    },
+                })?;
+                Ok(Ready { resolved, created })
+            }
+            Err(e) => Err(self.db_failure(&e, &target, &target.database, false, elapsed)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A job whose attempts fail with the given verdicts, then succeed; it records the
+    /// virtual time of each attempt.
+    struct Scripted {
+        verdicts: VecDeque<Verdict>,
+        times: Vec<Duration>,
+        start: Instant,
+        hang: bool,
+    }
+
+    impl Scripted {
+        fn new(verdicts: &[Verdict]) -> Self {
+            Self {
+                verdicts: verdicts.iter().copied().collect(),
+                times: Vec::new(),
+                start: Instant::now(),
+                hang: false,
+            }
+        }
+    }
+
+    impl Attempt for Scripted {
+        type Output = ();
+        async fn attempt(&mut self, _n: u32, _elapsed: Duration) -> Result<(), Failure> {
+            self.times.push(self.start.elapsed());
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            match self.verdicts.pop_front() {
+                None => Ok(()),
+                Some(verdict) => Err(Failure {
+                    verdict,
+                    error: AttemptError::Timeout(Duration::from_secs(1)),
+                }),
+            }
+        }
+    }
+
+    fn policy(deadline: Option<u64>) -> Policy {
+        Policy {
+            deadline: deadline.map(Duration::from_secs),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn schedule_doubles_from_250ms_to_a_5s_cap_with_jitter_below_double() {
+        let p = Policy::default();
+        let steps = [250, 500, 1000, 2000, 4000, 5000, 5000, 5000];
+        for _ in 0..50 {
+            for (delay, step) in p.schedule().zip(steps) {
+                let step = Duration::from_millis(step);
+                assert!(
+                    delay >= step && delay < step * 2,
+                    "{delay:?} vs step {step:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_follow_the_schedule_and_succeed() {
+        let mut job = Scripted::new(&[Verdict::Retry, Verdict::Retry, Verdict::Retry]);
+        let mut seen = Vec::new();
+        let ((), attempts) = drive(&policy(Some(600)), &mut job, |e| {
+            seen.push((e.attempt, e.delay))
+        })
+        .await
+        .expect("succeeds on the 4th attempt");
+        assert_eq!(attempts, 4);
+        assert_eq!(seen.len(), 3);
+        // Attempt k starts after the sum of the first k-1 delays: 250ms..500ms, +500..1000, +1..2s.
+        let t = &job.times;
+        assert_eq!(t[0], Duration::ZERO);
+        assert!(
+            t[1] >= Duration::from_millis(250) && t[1] < Duration::from_millis(500),
+            "{t:?}"
+        );
+        assert!(
+            t[2] - t[1] >= Duration::from_millis(500) && t[2] - t[1] < Duration::from_millis(1000),
+            "{t:?}"
+        );
+        assert!(
+            t[3] - t[2] >= Duration::from_secs(1) && t[3] - t[2] < Duration::from_secs(2),
+            "{t:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_now_does_not_wait_or_advance_the_backoff() {
+        let mut job = Scripted::new(&[Verdict::RetryNow, Verdict::Retry]);
+        drive(&policy(Some(600)), &mut job, |_| {})
+            .await
+            .expect("ok");
+        assert_eq!(job.times[1], Duration::ZERO);
+        // The first real backoff step is still the 250ms one.
+        assert!(job.times[2] < Duration::from_millis(500), "{:?}", job.times);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fatal_stops_at_once() {
+        let mut job = Scripted::new(&[Verdict::Retry, Verdict::Fatal, Verdict::Retry]);
+        let mut last_delay = Some(Duration::ZERO);
+        let err = drive(&policy(Some(600)), &mut job, |e| last_delay = e.delay)
+            .await
+            .expect_err("fatal");
+        assert!(matches!(err, WaitError::Fatal(_)));
+        assert_eq!(job.times.len(), 2);
+        assert_eq!(last_delay, None, "the observer is told the loop gives up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_ends_the_wait_with_exit_69() {
+        let mut job = Scripted::new(&[Verdict::Retry; 1000]);
+        let start = Instant::now();
+        let err = drive(&policy(Some(30)), &mut job, |_| {})
+            .await
+            .expect_err("deadline");
+        let WaitError::Deadline { attempts, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(err.exit_code(), exit::UNAVAILABLE);
+        assert!(*attempts as usize == job.times.len());
+        // It gives up when the next delay would cross the deadline, never after it.
+        assert!(
+            start.elapsed() <= Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            start.elapsed() >= Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_attempt_is_cut_by_the_attempt_timeout_and_the_deadline() {
+        let mut job = Scripted::new(&[]);
+        job.hang = true;
+        let p = Policy {
+            deadline: Some(Duration::from_secs(100)),
+            attempt_timeout: Duration::from_secs(40),
+            ..Policy::default()
+        };
+        let start = Instant::now();
+        let err = drive(&p, &mut job, |_| {}).await.expect_err("hangs");
+        assert!(
+            matches!(
+                &err,
+                WaitError::Deadline {
+                    last: AttemptError::Timeout(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // 40s + ~0.25s + 40s + ~0.5s + the rest (< 20s) cut to the deadline.
+        assert!(start.elapsed() <= Duration::from_secs(100));
+        assert!(job.times[1] >= Duration::from_secs(40));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_deadline_means_forever() {
+        // 200 failures take far longer than 10 minutes of backoff; with no deadline it
+        // still succeeds.
+        let mut job = Scripted::new(&[Verdict::Retry; 200]);
+        let ((), attempts) = drive(&policy(None), &mut job, |_| {})
+            .await
+            .expect("no deadline");
+        assert_eq!(attempts, 201);
+        assert!(job.times[200] > Duration::from_secs(600));
+    }
+}

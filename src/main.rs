@@ -1,0 +1,43 @@
+//! Thin entry point: parse, start tracing, run, map the error to an exit code.
+
+use std::process::ExitCode;
+
+use aurora_sidecar::cli::Cli;
+use aurora_sidecar::error::{chain, exit};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; everything else is a usage error.
+            return if e.use_stderr() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    aurora_sidecar::init_tracing(cli.log_format);
+    // One thread: the sidecar lives for weeks beside the app and does little; a
+    // multi-threaded runtime would only add idle threads and memory.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("aurora-sidecar: cannot start the runtime: {e}");
+            return ExitCode::from(exit::SOFTWARE);
+        }
+    };
+    match runtime.block_on(aurora_sidecar::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.exit_code();
+            tracing::error!(exit_code = code, "{}", chain(&e));
+            code.into()
+        }
+    }
+}

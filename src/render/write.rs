@@ -1,0 +1,221 @@
+//! Atomic file replacement in the out-dir.
+//!
+//! Invariants, for every file:
+//! - the temporary file is created in the out-dir itself (so `rename` is atomic), with its
+//!   final mode and owner set *before* any byte is written: pgpass is 0600 from birth;
+//! - data is fsynced, renamed over the target, and the directory fsynced, so after a crash
+//!   a reader sees the old file or the new one, never a torn one;
+//! - a file whose bytes, mode and owner are already right is not touched (no mtime churn,
+//!   no inotify noise for apps that watch the directory);
+//! - a failed write leaves no temporary file behind (tempfile removes it on drop).
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// `--owner UID[:GID]`: who owns the rendered files (the app's user, so libpq accepts a
+/// 0600 pgpass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {}: check that --out-dir is a writable volume (and, with --owner, that the sidecar may chown)", path.display())]
+pub struct WriteError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+#[derive(Debug, Clone)]
+pub struct Writer {
+    dir: PathBuf,
+    owner: Option<Owner>,
+}
+
+impl Writer {
+    /// Creates the out-dir if needed (mode 0755, like a fresh ECS bind mount).
+    pub fn new(dir: &Path, owner: Option<Owner>) -> Result<Self, WriteError> {
+        fs::create_dir_all(dir).map_err(|source| WriteError {
+            op: "create the out-dir",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            owner,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `name` atomically with `mode`. Returns whether the file changed.
+    pub fn write(&self, name: &str, contents: &[u8], mode: u32) -> Result<bool, WriteError> {
+        let path = self.dir.join(name);
+        if self.is_current(&path, contents, mode) {
+            return Ok(false);
+        }
+        let err = |op| {
+            let path = path.clone();
+            move |source| WriteError { op, path, source }
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(Permissions::from_mode(mode))
+            .tempfile_in(&self.dir)
+            .map_err(err("create a temporary file for"))?;
+        // The umask may have narrowed the mode at creation (never widened it): set it
+        // exactly, still before any data.
+        tmp.as_file()
+            .set_permissions(Permissions::from_mode(mode))
+            .map_err(err("set the mode of"))?;
+        if let Some(o) = self.owner {
+            std::os::unix::fs::fchown(tmp.as_file(), Some(o.uid), o.gid).map_err(err("chown"))?;
+        }
+        tmp.write_all(contents).map_err(err("write"))?;
+        tmp.as_file().sync_all().map_err(err("fsync"))?;
+        tmp.persist(&path).map_err(|e| WriteError {
+            op: "rename into place",
+            path: path.clone(),
+            source: e.error,
+        })?;
+        self.sync_dir()?;
+        Ok(true)
+    }
+
+    /// Removes `name` if present (and makes the removal durable).
+    pub fn remove(&self, name: &str) -> Result<(), WriteError> {
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(WriteError {
+                op: "remove",
+                path,
+                source,
+            }),
+        }
+    }
+
+    fn sync_dir(&self) -> Result<(), WriteError> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| WriteError {
+                op: "fsync the directory",
+                path: self.dir.clone(),
+                source,
+            })
+    }
+
+    fn is_current(&self, path: &Path, contents: &[u8], mode: u32) -> bool {
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !meta.file_type().is_file()
+            || meta.mode() & 0o7777 != mode
+            || meta.len() != contents.len() as u64
+        {
+            return false;
+        }
+        if let Some(o) = self.owner
+            && (meta.uid() != o.uid || o.gid.is_some_and(|g| g != meta.gid()))
+        {
+            return false;
+        }
+        fs::read(path).is_ok_and(|existing| existing == contents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).expect("exists").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn writes_with_the_requested_mode_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        assert!(w.write("pgpass", b"h:5432:*:u:p\n", 0o600).expect("write"));
+        assert!(
+            w.write("pg_service.conf", b"[app]\n", 0o644)
+                .expect("write")
+        );
+        assert_eq!(mode_of(&dir.path().join("pgpass")), 0o600);
+        assert_eq!(mode_of(&dir.path().join("pg_service.conf")), 0o644);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn unchanged_files_are_not_rewritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        let p = dir.path().join("f");
+        w.write("f", b"same", 0o644).expect("write");
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&p)
+            .expect("open")
+            .set_modified(old)
+            .expect("set mtime");
+        assert!(!w.write("f", b"same", 0o644).expect("write"));
+        assert_eq!(
+            fs::metadata(&p).expect("meta").modified().expect("mtime"),
+            old
+        );
+        // A different mode alone is a change.
+        assert!(w.write("f", b"same", 0o600).expect("write"));
+        assert_eq!(mode_of(&p), 0o600);
+    }
+
+    #[test]
+    fn replacement_is_a_new_inode_so_readers_never_see_a_torn_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        let p = dir.path().join("f");
+        w.write("f", b"old", 0o644).expect("write");
+        let reader = File::open(&p).expect("open");
+        let ino = fs::metadata(&p).expect("meta").ino();
+        w.write("f", b"new contents", 0o644).expect("write");
+        assert_ne!(fs::metadata(&p).expect("meta").ino(), ino);
+        // The reader that opened the old file still reads the old bytes in full.
+        assert_eq!(io::read_to_string(reader).expect("read"), "old");
+        assert_eq!(fs::read_to_string(&p).expect("read"), "new contents");
+    }
+
+    #[test]
+    fn unwritable_out_dir_reports_the_path() {
+        let err =
+            Writer::new(Path::new("/proc/aurora-sidecar-test"), None).expect_err("not creatable");
+        assert!(
+            err.to_string().contains("/proc/aurora-sidecar-test"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn remove_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        w.write("ready", b"1\n", 0o644).expect("write");
+        w.remove("ready").expect("remove");
+        w.remove("ready").expect("remove again");
+        assert!(!dir.path().join("ready").exists());
+    }
+}

@@ -1,0 +1,324 @@
+//! AWS Secrets Manager: the client, and what its errors mean for the operator.
+//!
+//! Region: taken from the ARN when the secret id is one (the secret lives there, whatever
+//! the task's region), else from the default chain (`AWS_REGION`, profile, IMDS).
+//! Endpoint: the SDK's standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
+//! Credentials: the default chain, which reads the ECS task role.
+//!
+//! Error classification follows aws/aws-secretsmanager-agent: timeouts, I/O dispatch
+//! failures, unparseable responses, throttling and 5xx are transient; other 4xx are not.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::Region;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use secrecy::SecretString;
+
+use crate::error::{chain, exit};
+
+/// The version label GetSecretValue reads; sent explicitly so the intent is in the request.
+pub const CURRENT_STAGE: &str = "AWSCURRENT";
+
+/// IAM advice repeated by several errors: what to grant and, under Copilot, the tags the
+/// generated execution role's condition looks for.
+const IAM_HINT: &str = "grant the task role secretsmanager:GetSecretValue on this secret \
+(plus kms:Decrypt for a customer-managed KMS key); under AWS Copilot the generated \
+policies only match secrets tagged copilot-application=<app> and copilot-environment=<env>";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error(
+        "no AWS region for secret {secret_id}: set AWS_REGION (ECS sets it for you) or pass the secret's full ARN"
+    )]
+    NoRegion { secret_id: String },
+    #[error(
+        "Secrets Manager has no secret {secret_id} in this account and region: check the name or ARN and AWS_REGION"
+    )]
+    NotFound { secret_id: String },
+    #[error("access denied reading secret {secret_id} ({code}: {message}); {IAM_HINT}")]
+    AccessDenied {
+        secret_id: String,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "secret {secret_id} cannot be decrypted ({message}); grant kms:Decrypt on its KMS key to the task role"
+    )]
+    Decryption { secret_id: String, message: String },
+    #[error("Secrets Manager rejected the request for {secret_id} ({code}: {message})")]
+    Rejected {
+        secret_id: String,
+        code: String,
+        message: String,
+    },
+    #[error("secret {secret_id} has no SecretString (binary secrets are not supported)")]
+    NotAString { secret_id: String },
+    #[error("Secrets Manager unavailable for {secret_id}: {detail}")]
+    Unavailable { secret_id: String, detail: String },
+}
+
+impl AwsError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AwsError::Unavailable { .. })
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AwsError::NoRegion { .. } | AwsError::NotFound { .. } | AwsError::Rejected { .. } => {
+                exit::CONFIG
+            }
+            AwsError::AccessDenied { .. } | AwsError::Decryption { .. } => exit::NO_PERM,
+            AwsError::NotAString { .. } => exit::DATA_ERR,
+            AwsError::Unavailable { .. } => exit::UNAVAILABLE,
+        }
+    }
+}
+
+/// The secret text and the version id that carries `AWSCURRENT`.
+pub struct SecretValue {
+    pub text: SecretString,
+    pub version_id: Option<String>,
+}
+
+pub struct SecretsManager {
+    client: Client,
+}
+
+impl SecretsManager {
+    /// Builds a client from the environment, as the ECS task sees it.
+    pub async fn from_env(secret_id: &str) -> Result<Self, AwsError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+            // The SDK's own default has no attempt timeout; a black-holed endpoint would
+            // otherwise eat the whole wait budget in one call.
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        );
+        if let Some(region) = region_from_arn(secret_id) {
+            loader = loader.region(Region::new(region.to_string()));
+        }
+        let conf = loader.load().await;
+        if conf.region().is_none() {
+            return Err(AwsError::NoRegion {
+                secret_id: secret_id.to_string(),
+            });
+        }
+        Ok(Self {
+            client: Client::new(&conf),
+        })
+    }
+
+    /// Wraps an existing client (tests use a mocked one).
+    pub fn from_client(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// GetSecretValue for `AWSCURRENT`.
+    pub async fn current(&self, secret_id: &str) -> Result<SecretValue, AwsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage(CURRENT_STAGE)
+            .send()
+            .await
+            .map_err(|e| classify(secret_id, e))?;
+        let version_id = out.version_id().map(str::to_string);
+        let text =
+            out.secret_string
+                .map(SecretString::from)
+                .ok_or_else(|| AwsError::NotAString {
+                    secret_id: secret_id.to_string(),
+                })?;
+        Ok(SecretValue { text, version_id })
+    }
+}
+
+/// `arn:aws:secretsmanager:eu-west-1:123456789012:secret:name-AbCdEf` → `eu-west-1`.
+pub fn region_from_arn(secret_id: &str) -> Option<&str> {
+    let mut parts = secret_id.split(':');
+    if parts.next() != Some("arn") {
+        return None;
+    }
+    // partition, service, then region
+    let service = parts.nth(1)?;
+    let region = parts.next()?;
+    (service == "secretsmanager" && !region.is_empty()).then_some(region)
+}
+
+fn classify<R: std::fmt::Debug + Send + Sync + 'static>(
+    secret_id: &str,
+    err: SdkError<GetSecretValueError, R>,
+) -> AwsError {
+    let secret_id = secret_id.to_string();
+    match &err {
+        SdkError::ServiceError(svc) => {
+            let e = svc.err();
+            let code = e.code().unwrap_or("Unknown").to_string();
+            let message = e.message().unwrap_or("").to_string();
+            if e.is_resource_not_found_exception() {
+                return AwsError::NotFound { secret_id };
+            }
+            if e.is_decryption_failure() {
+                return AwsError::Decryption { secret_id, message };
+            }
+            if e.is_internal_service_error() {
+                return AwsError::Unavailable {
+                    secret_id,
+                    detail: format!("{code}: {message}"),
+                };
+            }
+            match code.as_str() {
+                "AccessDeniedException"
+                | "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException"
+                | "InvalidClientTokenId" => AwsError::AccessDenied {
+                    secret_id,
+                    code,
+                    message,
+                },
+                "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "ServiceUnavailable"
+                | "InternalFailure" => AwsError::Unavailable {
+                    secret_id,
+                    detail: format!("{code}: {message}"),
+                },
+                _ => AwsError::Rejected {
+                    secret_id,
+                    code,
+                    message,
+                },
+            }
+        }
+        // Everything that never got a modeled answer (timeouts, DNS/TCP failures, a 5xx
+        // without a body, the credential endpoint not answering yet during task start)
+        // is worth another try; the wait loop's deadline bounds it.
+        _ => AwsError::Unavailable {
+            secret_id,
+            detail: chain(&err),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_secretsmanager::error::ErrorMetadata;
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+    use aws_sdk_secretsmanager::types::error::{InternalServiceError, ResourceNotFoundException};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn region_comes_from_an_arn_only() {
+        assert_eq!(
+            region_from_arn("arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_from_arn("arn:aws-cn:secretsmanager:cn-north-1:1:secret:x"),
+            Some("cn-north-1")
+        );
+        assert_eq!(region_from_arn("prod/db"), None);
+        assert_eq!(region_from_arn("arn:aws:ssm:eu-west-1:1:parameter/x"), None);
+    }
+
+    async fn fetch_with(rule: aws_smithy_mocks::Rule) -> Result<SecretValue, AwsError> {
+        let client = mock_client!(aws_sdk_secretsmanager, RuleMode::Sequential, [&rule]);
+        SecretsManager::from_client(client).current("prod/db").await
+    }
+
+    #[tokio::test]
+    async fn current_returns_text_and_version() {
+        let rule = mock!(Client::get_secret_value)
+            .match_requests(|r| {
+                r.secret_id() == Some("prod/db") && r.version_stage() == Some("AWSCURRENT")
+            })
+            .then_output(|| {
+                GetSecretValueOutput::builder()
+                    .secret_string(r#"{"password":"p"}"#)
+                    .version_id("v1")
+                    .build()
+            });
+        let v = fetch_with(rule).await.expect("mocked success");
+        assert_eq!(v.text.expose_secret(), r#"{"password":"p"}"#);
+        assert_eq!(v.version_id.as_deref(), Some("v1"));
+    }
+
+    #[tokio::test]
+    async fn access_denied_names_the_permission_and_copilot_tags_and_exits_77() {
+        let rule = mock!(Client::get_secret_value).then_error(|| {
+            GetSecretValueError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .message("User is not authorized to perform secretsmanager:GetSecretValue")
+                    .build(),
+            )
+        });
+        let err = fetch_with(rule).await.err().expect("denied");
+        let msg = err.to_string();
+        assert_eq!(err.exit_code(), exit::NO_PERM);
+        assert!(!err.is_retryable());
+        assert!(msg.contains("secretsmanager:GetSecretValue"), "{msg}");
+        assert!(
+            msg.contains("copilot-application") && msg.contains("copilot-environment"),
+            "{msg}"
+        );
+        assert!(msg.contains("prod/db"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn not_found_names_the_secret_id_and_exits_78() {
+        let rule = mock!(Client::get_secret_value).then_error(|| {
+            GetSecretValueError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .message("not here")
+                    .build(),
+            )
+        });
+        let err = fetch_with(rule).await.err().expect("not found");
+        assert_eq!(err.exit_code(), exit::CONFIG);
+        assert!(err.to_string().contains("prod/db"));
+    }
+
+    #[tokio::test]
+    async fn internal_errors_and_throttling_are_retryable() {
+        let internal = mock!(Client::get_secret_value).then_error(|| {
+            GetSecretValueError::InternalServiceError(
+                InternalServiceError::builder().message("boom").build(),
+            )
+        });
+        assert!(
+            fetch_with(internal)
+                .await
+                .err()
+                .expect("err")
+                .is_retryable()
+        );
+        let throttled = mock!(Client::get_secret_value).then_error(|| {
+            GetSecretValueError::generic(
+                ErrorMetadata::builder().code("ThrottlingException").build(),
+            )
+        });
+        let err = fetch_with(throttled).await.err().expect("err");
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(err.exit_code(), exit::UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn binary_secret_is_malformed_data() {
+        let rule = mock!(Client::get_secret_value)
+            .then_output(|| GetSecretValueOutput::builder().version_id("v1").build());
+        let err = fetch_with(rule).await.err().expect("binary");
+        assert_eq!(err.exit_code(), exit::DATA_ERR);
+    }
+}

@@ -1,0 +1,459 @@
+//! Credentials: where they come from, how the secret JSON is parsed, and the validated
+//! connection target built from them.
+//!
+//! Invariants:
+//! - the password and the raw secret JSON live in [`SecretString`] from the moment they are
+//!   read; nothing here implements `Display` for them and `Debug` is redacted;
+//! - parse errors name the *field* and the *source*, never a value: serde's own messages
+//!   are not used for typed fields because they quote the offending value
+//!   ("invalid type: integer `12345`"), which could be a password.
+
+pub mod aws;
+mod parse;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::exit;
+pub use parse::parse_secret_json;
+
+/// PostgreSQL truncates identifiers to NAMEDATALEN-1 bytes without telling the client, so a
+/// longer name would create or address a different database than the one configured.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Where the secret comes from; exactly one per run (see `config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// AWS Secrets Manager, by ARN or name.
+    SecretsManager { secret_id: String },
+    /// An environment variable holding the secret JSON (ECS/Copilot `secrets:`).
+    Env { name: String },
+    /// A file holding the secret JSON (docker secrets, CSI mounts).
+    File { path: PathBuf },
+    /// `PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE` (local compose).
+    Libpq,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::SecretsManager { secret_id } => write!(f, "Secrets Manager secret {secret_id}"),
+            Source::Env { name } => write!(f, "environment variable {name}"),
+            Source::File { path } => write!(f, "secret file {}", path.display()),
+            Source::Libpq => f.write_str("libpq environment (PG* variables)"),
+        }
+    }
+}
+
+/// What a secret says, before flags are applied. Every field but the password is optional
+/// here because the RDS-managed master secret carries only `username` and `password`.
+pub struct Credentials {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: SecretString,
+    pub dbname: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("dbname", &self.dbname)
+            .finish()
+    }
+}
+
+/// Flags that override what the secret says (`--host --port --database`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+}
+
+/// A complete, validated place to log in: the secret merged with the overrides.
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: SecretString,
+    pub database: String,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"[redacted]")
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl Target {
+    /// `host:port`, with IPv6 literals bracketed, for messages and URLs.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// True when both point at the same login with the same password; used to tell whether
+    /// a re-resolved secret actually changed anything.
+    pub fn same_login(&self, other: &Target) -> bool {
+        self.host == other.host
+            && self.port == other.port
+            && self.user == other.user
+            && self.database == other.database
+            && self.password.expose_secret() == other.password.expose_secret()
+    }
+}
+
+/// The secret after resolution, with the version that produced it (Secrets Manager only).
+#[derive(Debug)]
+pub struct Resolved {
+    pub target: Target,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{origin}: {reason}")]
+    Malformed { origin: String, reason: String },
+    #[error(
+        "{origin}: engine {engine:?} is not PostgreSQL; aurora-sidecar supports engine \"postgres\" or \"aurora-postgresql\""
+    )]
+    UnsupportedEngine { origin: String, engine: String },
+    #[error("{origin}: {field} is missing; {hint}")]
+    MissingTarget {
+        origin: String,
+        field: &'static str,
+        hint: &'static str,
+    },
+    #[error(
+        "{what} {name:?} is {len} bytes; PostgreSQL silently truncates identifiers longer than {MAX_IDENTIFIER_BYTES} bytes"
+    )]
+    NameTooLong {
+        what: &'static str,
+        name: String,
+        len: usize,
+    },
+    #[error(
+        "environment variable {name} is not set (or not valid UTF-8); it should hold the secret JSON"
+    )]
+    EnvMissing { name: String },
+    #[error("cannot read secret file {}", path.display())]
+    FileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "libpq source: {var} is not set; set PGHOST/PGUSER/PGPASSWORD or pass --secret-id, --secret-env or --secret-file"
+    )]
+    LibpqMissing { var: &'static str },
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
+}
+
+impl SecretError {
+    /// Whether waiting and asking again can help (throttling, timeouts, 5xx).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SecretError::Aws(e) if e.is_retryable())
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SecretError::Malformed { .. } => exit::DATA_ERR,
+            SecretError::UnsupportedEngine { .. }
+            | SecretError::MissingTarget { .. }
+            | SecretError::NameTooLong { .. }
+            | SecretError::EnvMissing { .. }
+            | SecretError::FileRead { .. }
+            | SecretError::LibpqMissing { .. } => exit::CONFIG,
+            SecretError::Aws(e) => e.exit_code(),
+        }
+    }
+
+    /// Short stable name for logs and `status.json`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SecretError::Aws(e) if e.is_retryable() => "secret_unavailable",
+            SecretError::Aws(_) => "secret_denied",
+            SecretError::Malformed { .. } => "secret_malformed",
+            _ => "config",
+        }
+    }
+}
+
+/// Resolves the configured source, keeping the Secrets Manager client between calls so
+/// re-resolution (rotation races, refresh) does not rebuild it.
+pub struct Resolver {
+    source: Source,
+    overrides: Overrides,
+    client: Option<aws::SecretsManager>,
+}
+
+impl Resolver {
+    pub fn new(source: Source, overrides: Overrides) -> Self {
+        Self {
+            source,
+            overrides,
+            client: None,
+        }
+    }
+
+    /// Uses `client` for Secrets Manager instead of one built from the environment.
+    pub fn with_client(mut self, client: aws::SecretsManager) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub async fn resolve(&mut self) -> Result<Resolved, SecretError> {
+        let Source::SecretsManager { secret_id } = &self.source else {
+            return resolve_local(&self.source, &self.overrides);
+        };
+        let client = match &mut self.client {
+            Some(c) => c,
+            slot => slot.insert(aws::SecretsManager::from_env(secret_id).await?),
+        };
+        let value = client.current(secret_id).await?;
+        let origin = self.source.to_string();
+        let creds = parse_secret_json(value.text.expose_secret(), &origin)?;
+        Ok(Resolved {
+            target: build_target(creds, &self.overrides, &origin)?,
+            version: value.version_id,
+        })
+    }
+}
+
+/// Reads the secret from a local source (everything but Secrets Manager, which needs a
+/// client: see [`aws::SecretsManager`]).
+pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved, SecretError> {
+    let origin = source.to_string();
+    let creds = match source {
+        Source::Env { name } => {
+            let text = std::env::var(name)
+                .map(SecretString::from)
+                .map_err(|_| SecretError::EnvMissing { name: name.clone() })?;
+            parse_secret_json(text.expose_secret(), &origin)?
+        }
+        Source::File { path } => {
+            let text = std::fs::read_to_string(path)
+                .map(SecretString::from)
+                .map_err(|source| SecretError::FileRead {
+                    path: path.clone(),
+                    source,
+                })?;
+            parse_secret_json(text.expose_secret(), &origin)?
+        }
+        Source::Libpq => libpq_from(|k| std::env::var(k).ok())?,
+        Source::SecretsManager { .. } => {
+            return Err(SecretError::Malformed {
+                origin,
+                reason: "internal: Secrets Manager is not a local source".into(),
+            });
+        }
+    };
+    Ok(Resolved {
+        target: build_target(creds, overrides, &origin)?,
+        version: None,
+    })
+}
+
+/// The libpq variables as credentials; `get` is the environment (a parameter for tests).
+pub fn libpq_from(get: impl Fn(&str) -> Option<String>) -> Result<Credentials, SecretError> {
+    let origin = Source::Libpq.to_string();
+    let password = get("PGPASSWORD").ok_or(SecretError::LibpqMissing { var: "PGPASSWORD" })?;
+    let port = match get("PGPORT") {
+        Some(p) => Some(
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| SecretError::Malformed {
+                    origin: origin.clone(),
+                    reason: "PGPORT must be a port number from 1 to 65535".into(),
+                })?,
+        ),
+        None => None,
+    };
+    Ok(Credentials {
+        host: get("PGHOST"),
+        port,
+        username: get("PGUSER"),
+        password: SecretString::from(password),
+        dbname: get("PGDATABASE"),
+    })
+}
+
+/// Merges flags over the secret and validates the result.
+///
+/// The database defaults to the user name, as libpq's does, when neither the secret nor
+/// `--database` names one.
+pub fn build_target(
+    creds: Credentials,
+    overrides: &Overrides,
+    origin: &str,
+) -> Result<Target, SecretError> {
+    let missing = |field, hint| SecretError::MissingTarget {
+        origin: origin.to_string(),
+        field,
+        hint,
+    };
+    let host = overrides
+        .host
+        .clone()
+        .or(creds.host)
+        .filter(|h| !h.is_empty())
+        .ok_or(missing("host", "set it in the secret or pass --host"))?;
+    let port = overrides.port.or(creds.port).unwrap_or(5432);
+    let user = creds.username.filter(|u| !u.is_empty()).ok_or(missing(
+        "username",
+        "the secret must carry \"username\" (PGUSER for the libpq source)",
+    ))?;
+    let database = overrides
+        .database
+        .clone()
+        .or(creds.dbname)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    check_identifier("database name", &database)?;
+    check_identifier("user name", &user)?;
+    for (field, value) in [("host", &host), ("username", &user), ("dbname", &database)] {
+        if value.chars().any(char::is_control) {
+            return Err(SecretError::Malformed {
+                origin: origin.to_string(),
+                reason: format!(
+                    "field \"{field}\" contains a control character, which pg_service.conf and pgpass cannot represent"
+                ),
+            });
+        }
+    }
+    Ok(Target {
+        host,
+        port,
+        user,
+        password: creds.password,
+        database,
+    })
+}
+
+/// Rejects names PostgreSQL would truncate.
+pub fn check_identifier(what: &'static str, name: &str) -> Result<(), SecretError> {
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(SecretError::NameTooLong {
+            what,
+            name: name.to_string(),
+            len: name.len(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(host: Option<&str>, db: Option<&str>) -> Credentials {
+        Credentials {
+            host: host.map(Into::into),
+            port: None,
+            username: Some("app".into()),
+            password: SecretString::from("pw"),
+            dbname: db.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_secret() {
+        let o = Overrides {
+            host: Some("override".into()),
+            port: Some(6543),
+            database: Some("other".into()),
+        };
+        let t = build_target(creds(Some("secret-host"), Some("db")), &o, "test").expect("valid");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.database.as_str()),
+            ("override", 6543, "other")
+        );
+    }
+
+    #[test]
+    fn master_secret_without_host_needs_the_host_flag() {
+        let err =
+            build_target(creds(None, None), &Overrides::default(), "test").expect_err("no host");
+        assert!(err.to_string().contains("host is missing"), "{err}");
+        assert_eq!(err.exit_code(), exit::CONFIG);
+    }
+
+    #[test]
+    fn database_defaults_to_the_user_name_like_libpq() {
+        let t = build_target(creds(Some("h"), None), &Overrides::default(), "test").expect("valid");
+        assert_eq!((t.database.as_str(), t.port), ("app", 5432));
+    }
+
+    #[test]
+    fn names_over_63_bytes_are_rejected() {
+        let long = "d".repeat(64);
+        let err = build_target(creds(Some("h"), Some(&long)), &Overrides::default(), "t")
+            .expect_err("too long");
+        assert!(
+            matches!(err, SecretError::NameTooLong { len: 64, .. }),
+            "{err}"
+        );
+        // 63 bytes of multi-byte characters is fine; 64 bytes is not.
+        let ok = "é".repeat(31) + "x";
+        assert!(check_identifier("database name", &ok).is_ok());
+        assert!(check_identifier("database name", &(ok + "y")).is_err());
+    }
+
+    #[test]
+    fn newline_in_a_name_is_rejected_without_quoting_the_value() {
+        let err = build_target(creds(Some("h"), Some("a\nb")), &Overrides::default(), "t")
+            .expect_err("control");
+        assert!(err.to_string().contains("\"dbname\""), "{err}");
+        assert_eq!(err.exit_code(), exit::DATA_ERR);
+    }
+
+    #[test]
+    fn libpq_variables_become_credentials() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("localhost".to_string()),
+            "PGPORT" => Some("5433".to_string()),
+            "PGUSER" => Some("u".to_string()),
+            "PGPASSWORD" => Some("p".to_string()),
+            _ => None,
+        };
+        let c = libpq_from(env).expect("complete");
+        assert_eq!(
+            (c.host.as_deref(), c.port, c.dbname.as_deref()),
+            (Some("localhost"), Some(5433), None)
+        );
+        let err = libpq_from(|_| None).expect_err("no password");
+        assert!(err.to_string().contains("PGPASSWORD"));
+    }
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let t = build_target(creds(Some("h"), None), &Overrides::default(), "t").expect("valid");
+        let s = format!("{t:?} {:?}", creds(Some("h"), None));
+        assert!(!s.contains("\"pw\""), "{s}");
+        assert!(s.contains("[redacted]"));
+    }
+}

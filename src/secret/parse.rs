@@ -1,0 +1,237 @@
+//! Parsing the secret JSON that RDS/Aurora (and Copilot's addon) write.
+//!
+//! Shape: `host`, `port` (number or numeric string), `username`, `password` (required),
+//! `dbname`, `engine`; other keys (`dbClusterIdentifier`, …) are ignored. Errors name the
+//! field and never the value.
+
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use super::{Credentials, SecretError};
+
+/// Engines that speak the PostgreSQL protocol. RDS writes `postgres` for both RDS and Aurora
+/// PostgreSQL secrets; hand-made secrets often say `aurora-postgresql`.
+const POSTGRES_ENGINES: &[&str] = &["postgres", "postgresql", "aurora-postgresql"];
+
+/// Parses the secret JSON. `origin` names the source in error messages.
+pub fn parse_secret_json(text: &str, origin: &str) -> Result<Credentials, SecretError> {
+    let malformed = |reason: String| SecretError::Malformed {
+        origin: origin.to_string(),
+        reason,
+    };
+    // serde_json's syntax errors say where, not what, so they are safe to repeat.
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        malformed(format!(
+            "secret is not valid JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let Value::Object(map) = value else {
+        return Err(malformed(format!(
+            "secret must be a JSON object, found {}",
+            kind(&value)
+        )));
+    };
+
+    if let Some(engine) = opt_string(&map, "engine", origin)?
+        && !POSTGRES_ENGINES.contains(&engine.to_ascii_lowercase().as_str())
+    {
+        return Err(SecretError::UnsupportedEngine {
+            origin: origin.to_string(),
+            engine,
+        });
+    }
+    let password = match map.get("password") {
+        None | Some(Value::Null) => {
+            return Err(malformed("field \"password\" is missing".into()));
+        }
+        Some(Value::String(s)) if s.is_empty() => {
+            return Err(malformed("field \"password\" is empty".into()));
+        }
+        Some(Value::String(s)) => {
+            // pgpass is line-based and the wire protocol uses C strings: these characters
+            // cannot be represented, so fail here instead of writing a file libpq misreads.
+            if s.contains(['\n', '\r', '\0']) {
+                return Err(malformed(
+                    "field \"password\" contains a newline or NUL character, which pgpass and the PostgreSQL protocol cannot carry".into(),
+                ));
+            }
+            SecretString::from(s.clone())
+        }
+        Some(other) => {
+            return Err(malformed(format!(
+                "field \"password\" must be a string, found {}",
+                kind(other)
+            )));
+        }
+    };
+    Ok(Credentials {
+        host: opt_string(&map, "host", origin)?,
+        port: port(&map, origin)?,
+        username: opt_string(&map, "username", origin)?,
+        password,
+        dbname: opt_string(&map, "dbname", origin)?,
+    })
+}
+
+fn opt_string(
+    map: &Map<String, Value>,
+    field: &str,
+    origin: &str,
+) -> Result<Option<String>, SecretError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(SecretError::Malformed {
+            origin: origin.to_string(),
+            reason: format!("field \"{field}\" must be a string, found {}", kind(other)),
+        }),
+    }
+}
+
+/// `port` as RDS writes it (a number) or as many hand-made secrets do (a string).
+fn port(map: &Map<String, Value>, origin: &str) -> Result<Option<u16>, SecretError> {
+    let parsed = match map.get("port") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Some(Value::String(s)) => s.trim().parse::<u16>().ok(),
+        Some(_) => None,
+    };
+    match parsed {
+        Some(p) if p != 0 => Ok(Some(p)),
+        _ => Err(SecretError::Malformed {
+            origin: origin.to_string(),
+            reason: "field \"port\" must be a port number from 1 to 65535 (a JSON number or a numeric string)".into(),
+        }),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::error::exit;
+
+    const RDS: &str = r#"{"dbClusterIdentifier":"c1","password":"p@ss:w/rd","dbname":"app","engine":"postgres","port":5432,"host":"c1.cluster-x.eu-west-1.rds.amazonaws.com","username":"postgres"}"#;
+
+    #[test]
+    fn rds_secret_with_numeric_port_parses() {
+        let c = parse_secret_json(RDS, "t").expect("valid");
+        assert_eq!(
+            c.host.as_deref(),
+            Some("c1.cluster-x.eu-west-1.rds.amazonaws.com")
+        );
+        assert_eq!(
+            (c.port, c.username.as_deref(), c.dbname.as_deref()),
+            (Some(5432), Some("postgres"), Some("app"))
+        );
+        assert_eq!(c.password.expose_secret(), "p@ss:w/rd");
+    }
+
+    #[test]
+    fn port_as_string_is_accepted() {
+        let c = parse_secret_json(
+            r#"{"host":"h","port":"6543","username":"u","password":"p"}"#,
+            "t",
+        )
+        .expect("valid");
+        assert_eq!(c.port, Some(6543));
+    }
+
+    #[test]
+    fn managed_master_secret_has_only_user_and_password() {
+        let c = parse_secret_json(r#"{"username":"postgres","password":"x"}"#, "t").expect("valid");
+        assert!(c.host.is_none() && c.port.is_none() && c.dbname.is_none());
+    }
+
+    #[test]
+    fn bad_ports_name_the_field_not_the_value() {
+        for port in [r#""abc""#, "0", "70000", "-1", "5432.5", "true", r#""""#] {
+            let json = format!(r#"{{"host":"h","port":{port},"username":"u","password":"p"}}"#);
+            let err = parse_secret_json(&json, "t").expect_err(&json);
+            let msg = err.to_string();
+            assert!(msg.contains("\"port\""), "{msg}");
+            assert_eq!(err.exit_code(), exit::DATA_ERR);
+        }
+    }
+
+    #[test]
+    fn mysql_engine_is_a_configuration_error() {
+        let err = parse_secret_json(
+            r#"{"engine":"mysql","host":"h","username":"u","password":"p"}"#,
+            "DB_SECRET",
+        )
+        .expect_err("mysql");
+        assert!(err.to_string().contains("\"mysql\""), "{err}");
+        assert_eq!(err.exit_code(), exit::CONFIG);
+        for ok in ["postgres", "aurora-postgresql", "Postgres"] {
+            let json = format!(r#"{{"engine":"{ok}","password":"p"}}"#);
+            assert!(parse_secret_json(&json, "t").is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_password_is_malformed() {
+        let err = parse_secret_json(r#"{"host":"h","username":"u"}"#, "t").expect_err("missing");
+        assert!(
+            err.to_string().contains("field \"password\" is missing"),
+            "{err}"
+        );
+        let err = parse_secret_json(r#"{"password":""}"#, "t").expect_err("empty");
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_do_not_echo_the_value() {
+        let err = parse_secret_json(r#"{"password":987654321}"#, "t").expect_err("number");
+        assert!(!err.to_string().contains("987654321"), "{err}");
+        assert!(
+            err.to_string().contains("must be a string, found a number"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_json_reports_position_only() {
+        let text = r#"{"password":"hunter2-secret" "host":"h"}"#;
+        let err = parse_secret_json(text, "secret file /x").expect_err("syntax");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("secret file /x: secret is not valid JSON"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert_eq!(err.exit_code(), exit::DATA_ERR);
+    }
+
+    #[test]
+    fn non_object_json_is_rejected() {
+        let err = parse_secret_json(r#""just-a-password""#, "t").expect_err("string");
+        assert!(
+            err.to_string()
+                .contains("must be a JSON object, found a string"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("just-a-password"));
+    }
+
+    #[test]
+    fn newline_in_password_is_rejected() {
+        let err = parse_secret_json(r#"{"password":"a\nb"}"#, "t").expect_err("newline");
+        assert!(err.to_string().contains("newline"), "{err}");
+    }
+}

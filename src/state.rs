@@ -1,0 +1,290 @@
+//! `status.json`, the `ready` marker, and the `health` check that reads them.
+//!
+//! Invariants:
+//! - `ready` is removed before anything else at start-up, so a marker left by an earlier
+//!   run can never gate an app; it is written last, after every rendered file is in place;
+//! - `status.json` carries classes and messages, never a password or secret JSON (the
+//!   messages come from errors, which carry none);
+//! - `health` reads only these two files: it never opens a database connection, which
+//!   would keep Aurora Serverless v2 from pausing.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::render::write::{WriteError, Writer};
+
+pub const STATUS_FILE: &str = "status.json";
+pub const READY_FILE: &str = "ready";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Starting,
+    Waiting,
+    Provisioning,
+    Ready,
+    Degraded,
+    Stopping,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Waiting => "waiting",
+            Phase::Provisioning => "provisioning",
+            Phase::Ready => "ready",
+            Phase::Degraded => "degraded",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub phase: Phase,
+    /// Login attempts in the current wait.
+    pub attempt: u32,
+    pub last_error_class: Option<String>,
+    pub last_error: Option<String>,
+    /// Secrets Manager `VersionId` of the credentials in use.
+    pub secret_version: Option<String>,
+    /// Bumped each time a new set of files is published; 0 until the first.
+    pub generation: u64,
+    pub pid: u32,
+    pub version: String,
+    pub started_at: String,
+    pub updated_at: String,
+    pub ready_at: Option<String>,
+}
+
+/// Owns `status.json` and `ready` for one run.
+pub struct State {
+    writer: Writer,
+    pub status: Status,
+}
+
+impl State {
+    /// Removes a stale `ready` and publishes phase `starting`. Fails fast (exit 73) when the
+    /// out-dir is not writable, before any waiting.
+    pub fn start(writer: Writer) -> Result<Self, WriteError> {
+        writer.remove(READY_FILE)?;
+        let now = rfc3339(SystemTime::now());
+        let mut state = Self {
+            writer,
+            status: Status {
+                phase: Phase::Starting,
+                attempt: 0,
+                last_error_class: None,
+                last_error: None,
+                secret_version: None,
+                generation: 0,
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at: now.clone(),
+                updated_at: now,
+                ready_at: None,
+            },
+        };
+        state.save()?;
+        Ok(state)
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    pub fn save(&mut self) -> Result<(), WriteError> {
+        self.status.updated_at = rfc3339(SystemTime::now());
+        let mut json = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
+        json.push(b'\n');
+        self.writer.write(STATUS_FILE, &json, 0o644).map(|_| ())
+    }
+
+    /// Records a failed attempt. A status write failing here is logged, not fatal: the
+    /// wait goes on and the final publish reports any persistent out-dir problem.
+    pub fn record_failure(&mut self, phase: Phase, attempt: u32, class: &str, message: &str) {
+        self.status.phase = phase;
+        self.status.attempt = attempt;
+        self.status.last_error_class = Some(class.to_string());
+        self.status.last_error = Some(message.to_string());
+        if let Err(e) = self.save() {
+            tracing::warn!(error = %crate::error::chain(&e), "could not update status.json");
+        }
+    }
+
+    /// Publishes readiness: status first, then the marker, last of all files.
+    pub fn mark_ready(
+        &mut self,
+        attempt: u32,
+        secret_version: Option<String>,
+    ) -> Result<(), WriteError> {
+        let now = rfc3339(SystemTime::now());
+        self.status.phase = Phase::Ready;
+        self.status.attempt = attempt;
+        self.status.secret_version = secret_version;
+        self.status.generation += 1;
+        self.status.ready_at = Some(now.clone());
+        self.status.last_error_class = None;
+        self.status.last_error = None;
+        self.save()?;
+        let marker = format!("generation={}\nready_at={now}\n", self.status.generation);
+        self.writer
+            .write(READY_FILE, marker.as_bytes(), 0o644)
+            .map(|_| ())
+    }
+
+    /// Best effort on the way out: a stopping sidecar must not fail on its status file.
+    pub fn mark_stopping(&mut self) {
+        self.status.phase = Phase::Stopping;
+        if let Err(e) = self.save() {
+            tracing::warn!(error = %crate::error::chain(&e), "could not update status.json");
+        }
+    }
+}
+
+/// The result of `health`: exit code and the one line it prints.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Health {
+    pub healthy: bool,
+    pub line: String,
+}
+
+/// Healthy when this run published its files: `ready` exists and `status.json` says
+/// `ready` or `degraded` (old files still in place are the best available).
+pub fn health(out_dir: &Path) -> Health {
+    let status = std::fs::read(out_dir.join(STATUS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Status>(&b).ok());
+    let Some(s) = status else {
+        return Health {
+            healthy: false,
+            line: format!(
+                "starting: no readable {STATUS_FILE} in {}",
+                out_dir.display()
+            ),
+        };
+    };
+    let marker = out_dir.join(READY_FILE).is_file();
+    let healthy = marker && matches!(s.phase, Phase::Ready | Phase::Degraded);
+    let mut line = format!(
+        "{} attempt={} generation={}",
+        s.phase.as_str(),
+        s.attempt,
+        s.generation
+    );
+    if let Some(v) = &s.secret_version {
+        line.push_str(&format!(" secret_version={v}"));
+    }
+    if let (Some(class), Some(msg)) = (&s.last_error_class, &s.last_error) {
+        line.push_str(&format!(" last_error=[{class}] {msg}"));
+    }
+    if matches!(s.phase, Phase::Ready | Phase::Degraded) && !marker {
+        line.push_str(&format!(" ({READY_FILE} marker missing)"));
+    }
+    Health { healthy, line }
+}
+
+/// RFC 3339 UTC timestamp with second precision, e.g. `2026-11-24T16:20:19Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_537_219)),
+            "2026-11-24T16:20:19Z"
+        );
+    }
+
+    #[test]
+    fn start_removes_a_stale_marker_and_health_then_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(READY_FILE), "generation=7\n").expect("stale marker");
+        let writer = Writer::new(dir.path(), None).expect("writer");
+        let _state = State::start(writer).expect("start");
+        assert!(!dir.path().join(READY_FILE).exists());
+        let h = health(dir.path());
+        assert!(!h.healthy);
+        assert!(h.line.starts_with("starting attempt=0"), "{}", h.line);
+    }
+
+    #[test]
+    fn health_reports_waiting_with_the_last_error_then_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state =
+            State::start(Writer::new(dir.path(), None).expect("writer")).expect("start");
+        state.record_failure(Phase::Waiting, 3, "transient", "connection refused");
+        let h = health(dir.path());
+        assert_eq!(
+            h,
+            Health {
+                healthy: false,
+                line: "waiting attempt=3 generation=0 last_error=[transient] connection refused"
+                    .into()
+            }
+        );
+        state.mark_ready(4, Some("v1".into())).expect("ready");
+        let h = health(dir.path());
+        assert!(h.healthy);
+        assert_eq!(h.line, "ready attempt=4 generation=1 secret_version=v1");
+    }
+
+    #[test]
+    fn ready_status_without_the_marker_is_unhealthy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state =
+            State::start(Writer::new(dir.path(), None).expect("writer")).expect("start");
+        state.mark_ready(1, None).expect("ready");
+        std::fs::remove_file(dir.path().join(READY_FILE)).expect("rm");
+        let h = health(dir.path());
+        assert!(!h.healthy);
+        assert!(h.line.contains("marker missing"), "{}", h.line);
+    }
+
+    #[test]
+    fn missing_out_dir_is_unhealthy_with_a_reason() {
+        let h = health(Path::new("/nonexistent/aurora-sidecar"));
+        assert!(!h.healthy);
+        assert!(h.line.contains("no readable status.json"), "{}", h.line);
+    }
+}
