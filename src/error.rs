@@ -5,8 +5,6 @@
 //! (sysexits, as documented in the README). No message built here or below may contain a
 //! password or the secret JSON: errors carry names, ids and classes, never values.
 
-use std::process::ExitCode;
-
 use crate::config::ConfigError;
 use crate::db::WaitError;
 use crate::render::write::WriteError;
@@ -58,8 +56,16 @@ impl Error {
         }
     }
 
-    pub fn to_exit_code(&self) -> ExitCode {
-        ExitCode::from(self.exit_code())
+    /// Short stable name for the final log line.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Secret(e) => e.class(),
+            Error::Wait(e) => e.class(),
+            Error::Write(_) => "out_dir",
+            Error::Interrupted(_) => "interrupted",
+            Error::Internal(_) => "internal",
+        }
     }
 }
 

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();
-            tracing::error!(exit_code = code, "{}", chain(&e));
+            tracing::error!(exit_code = code, error_class = e.class(), "{}", chain(&e));
             code.into()
         }
     }

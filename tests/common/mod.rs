@@ -1,0 +1,452 @@
+//! Test harness: a real PostgreSQL from the machine's packages, `moto_server` for the
+//! Secrets Manager API, and the real binary.
+//!
+//! - PostgreSQL: `initdb` into a temp dir with scram-sha-256 for TCP, a free port on
+//!   127.0.0.1, fsync off (tests do not need durability). PostgreSQL refuses to run as
+//!   root, so when the tests run as root the server runs as the `postgres` user.
+//! - moto: `MOTO_SERVER` (set by scripts/test, which creates the venv) or `moto_server` on
+//!   PATH. A missing moto is a test failure with instructions, never a skip.
+//! - Every server gets a watchdog shell that stops it when the test process exits, so a
+//!   panicking test binary leaves nothing running.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SUPERUSER: &str = "postgres";
+
+pub fn pg_bin(name: &str) -> PathBuf {
+    let dir = std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    PathBuf::from(dir).join(name)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL server program as the user that may run it.
+fn pg_command(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Stops `stop_cmd` (a shell command) once this test process is gone.
+// Never waited for on purpose: it must outlive this process; init reaps it.
+#[allow(clippy::zombie_processes)]
+fn watchdog(stop_cmd: &str) {
+    let me = std::process::id();
+    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 1; done; {stop_cmd}");
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watchdog shell");
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// `(cert, key)` to serve TLS with.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Extra lines placed *before* the default pg_hba rules.
+    pub hba_prepend: Vec<String>,
+    /// Replace the pg_hba TCP rules entirely.
+    pub hba_replace: Option<Vec<String>>,
+}
+
+pub struct Pg {
+    pub port: u16,
+    root: PathBuf,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    options: PgOptions,
+}
+
+impl Pg {
+    pub fn start(options: PgOptions) -> Pg {
+        let root = tempfile::Builder::new()
+            .prefix("aurora-sidecar-pg.")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let data = root.join("data");
+        let socket_dir = root.join("sock");
+        std::fs::create_dir_all(&socket_dir).expect("socket dir");
+        let pwfile = root.join("pwfile");
+        std::fs::write(&pwfile, "superpass\n").expect("pwfile");
+        if is_root() {
+            run_ok(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&root),
+                "chown",
+            );
+        }
+        let mut initdb = pg_command(&pg_bin("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()));
+        run_ok(&mut initdb, "initdb");
+        let pg = Pg {
+            port: free_port(),
+            root,
+            data,
+            socket_dir,
+            options,
+        };
+        pg.write_hba();
+        pg.start_server();
+        let stop = format!(
+            "{} -D {} -m immediate stop; rm -rf {}",
+            if is_root() {
+                format!("runuser -u postgres -- {}", pg_bin("pg_ctl").display())
+            } else {
+                pg_bin("pg_ctl").display().to_string()
+            },
+            pg.data.display(),
+            pg.root.display()
+        );
+        watchdog(&stop);
+        pg
+    }
+
+    fn write_hba(&self) {
+        let mut lines = vec!["local all all trust".to_string()];
+        lines.extend(self.options.hba_prepend.iter().cloned());
+        match &self.options.hba_replace {
+            Some(rules) => lines.extend(rules.iter().cloned()),
+            None => {
+                lines.push("host all all 127.0.0.1/32 scram-sha-256".into());
+                lines.push("host all all ::1/128 scram-sha-256".into());
+            }
+        }
+        let path = self.data.join("pg_hba.conf");
+        std::fs::write(&path, lines.join("\n") + "\n").expect("pg_hba.conf");
+        if is_root() {
+            run_ok(
+                Command::new("chown").args(["postgres:postgres"]).arg(&path),
+                "chown hba",
+            );
+        }
+    }
+
+    pub fn start_server(&self) {
+        let mut opts = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off -c max_connections=150 -c password_encryption=scram-sha-256",
+            self.port,
+            self.socket_dir.display()
+        );
+        if let Some((cert, key)) = &self.options.tls {
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+        }
+        let log = self.root.join("server.log");
+        run_ok(
+            pg_command(&pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(&log)
+                .arg("-o")
+                .arg(opts)
+                .args(["-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        );
+    }
+
+    pub fn stop_server(&self) {
+        run_ok(
+            pg_command(&pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "-w", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Directory for files the server must read (TLS keys): owned by the server's user.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs SQL as the superuser over the Unix socket; returns trimmed unaligned output.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = run_ok(
+            Command::new("psql")
+                .arg("-h")
+                .arg(&self.socket_dir)
+                .arg("-p")
+                .arg(self.port.to_string())
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "-d",
+                    db,
+                    "-X",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-tAc",
+                    sql,
+                ])
+                .env_remove("PGSERVICE")
+                .env_remove("PGSERVICEFILE")
+                .env_remove("PGPASSFILE"),
+            &format!("psql {sql}"),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A role of its own for one test (tests share the cluster).
+    pub fn create_role(&self, name: &str, password: &str, createdb: bool) {
+        let pw = password.replace('\'', "''");
+        let createdb = if createdb { "CREATEDB" } else { "NOCREATEDB" };
+        self.sql(
+            "postgres",
+            &format!("CREATE ROLE \"{name}\" LOGIN {createdb} PASSWORD '{pw}'"),
+        );
+    }
+
+    pub fn database_exists(&self, name: &str) -> bool {
+        let n = name.replace('\'', "''");
+        self.sql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{n}'"),
+        ) == "1"
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = pg_command(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Unique names for roles and databases within one test binary.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// moto's Secrets Manager on a free port.
+pub struct Moto {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin:?} ({e}): run the tests through scripts/test, which installs moto[server] in a venv and sets MOTO_SERVER")
+            });
+        watchdog(&format!("kill {}", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    pub async fn client(&self) -> aws_sdk_secretsmanager::Client {
+        let creds = aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        );
+        let conf = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(conf)
+    }
+
+    /// The environment the sidecar needs to reach this moto.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            // No shared config files or IMDS lookups from the test machine.
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary under test with a clean environment: nothing from the developer's shell
+/// (PG*, DB_SECRET, AWS_*) can leak into a test.
+pub fn sidecar() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aurora-sidecar"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AURORA_SIDECAR_LOG_FORMAT", "json")
+        .stdin(Stdio::null());
+    c
+}
+
+/// The secret JSON as RDS writes it (port as a number).
+pub fn secret_json(host: &str, port: u16, user: &str, password: &str, db: &str) -> String {
+    serde_json::json!({
+        "engine": "postgres",
+        "host": host,
+        "port": port,
+        "username": user,
+        "password": password,
+        "dbname": db,
+        "dbClusterIdentifier": "test-cluster",
+    })
+    .to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with the sidecar's own output when the exit code is not the expected one.
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code}, got {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// `psql` against the rendered files, as the app container would use them.
+pub fn psql_service(out_dir: &Path, service: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PGSERVICEFILE", out_dir.join("pg_service.conf"))
+        .env("PGPASSFILE", out_dir.join("pgpass"))
+        .arg(format!("service={service}"))
+        .args(["-X", "-w", "-tAc", sql])
+        .output()
+        .expect("psql runs")
+}
+
+/// Sources `application.profile` in a POSIX shell, then runs `script`.
+pub fn with_profile(out_dir: &Path, script: &str) -> Output {
+    Command::new("sh")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(out_dir)
+        .args(["-c", &format!(". ./application.profile && {script}")])
+        .output()
+        .expect("sh runs")
+}
+
+/// Reads `status.json` from an out-dir.
+pub fn status(out_dir: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(out_dir.join("status.json")).expect("status.json exists");
+    serde_json::from_slice(&bytes).expect("status.json is JSON")
+}
+
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Names in a directory (to prove no temporary or partial file is left).
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
