@@ -223,6 +223,12 @@ fn observe_failure(state: &mut State, create: bool, e: &Event<'_>) {
         Phase::Waiting
     };
     match e.delay {
+        // The normal first start: not a failure worth a warning.
+        Some(_) if phase == Phase::Provisioning => tracing::info!(
+            attempt = e.attempt,
+            error = %message,
+            "database does not exist yet; creating it"
+        ),
         Some(d) => tracing::warn!(
             attempt = e.attempt,
             delay_ms = d.as_millis() as u64,
@@ -230,9 +236,8 @@ fn observe_failure(state: &mut State, create: bool, e: &Event<'_>) {
             error = %message,
             "database not ready; retrying"
         ),
-        None => {
-            tracing::error!(attempt = e.attempt, error_class = class, error = %message, "giving up")
-        }
+        // main logs the final error once, with its exit code.
+        None => tracing::debug!(attempt = e.attempt, error_class = class, "giving up"),
     }
     state.record_failure(phase, e.attempt, class, &message);
 }

@@ -1,0 +1,56 @@
+# Shared by scripts/test, scripts/demo and scripts/bench: install what a fresh machine lacks.
+# shellcheck shell=bash
+
+PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
+export PG_BIN
+
+# PostgreSQL 15 server and client, and openssl, from Debian when missing.
+ensure_postgres() {
+  local need=()
+  [ -x "$PG_BIN/postgres" ] || need+=(postgresql-15)
+  command -v psql >/dev/null || need+=(postgresql-client-15)
+  command -v openssl >/dev/null || need+=(openssl)
+  [ "${#need[@]}" -eq 0 ] && return 0
+  echo "==> installing ${need[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "${need[*]} missing and not root: install them or set PG_BIN" >&2
+    return 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The Debian package starts a cluster of its own; ours are started per run.
+  pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+}
+
+# Runs a PostgreSQL server program as a user it accepts (it refuses root).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_cluster DIR PORT: initdb (scram-sha-256 over TCP, trust on the socket) and start.
+start_cluster() {
+  local dir=$1 port=$2
+  mkdir -p "$dir/sock"
+  echo "superpass" >"$dir/pwfile"
+  [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
+  as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+    -E UTF8 --no-sync --pwfile="$dir/pwfile" >"$dir/initdb.log"
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir/sock -c fsync=off" \
+    start >/dev/null
+}
+
+stop_cluster() {
+  local dir=$1
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# superuser_sql DIR PORT SQL
+superuser_sql() {
+  psql -h "$1/sock" -p "$2" -U postgres -d postgres -X -v ON_ERROR_STOP=1 -qtAc "$3"
+}
