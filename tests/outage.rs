@@ -19,7 +19,10 @@ fn started_while_postgres_is_down_it_succeeds_once_postgres_comes_up() {
         .arg("--out-dir")
         .arg(out.path())
         .args(["--wait-timeout", "90s"])
-        .env("DB_SECRET", secret_json("127.0.0.1", pg.port, "late", "late-pass", "late_db"))
+        .env(
+            "DB_SECRET",
+            secret_json("127.0.0.1", pg.port, "late", "late-pass", "late_db"),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -40,7 +43,12 @@ fn started_while_postgres_is_down_it_succeeds_once_postgres_comes_up() {
         assert!(Instant::now() < deadline, "no failed attempts recorded");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let h = sidecar().arg("health").arg("--out-dir").arg(out.path()).output().expect("health");
+    let h = sidecar()
+        .arg("health")
+        .arg("--out-dir")
+        .arg(out.path())
+        .output()
+        .expect("health");
     assert_exit(&h, 1);
 
     pg.start_server();
@@ -49,6 +57,11 @@ fn started_while_postgres_is_down_it_succeeds_once_postgres_comes_up() {
     assert!(pg.database_exists("late_db"));
     let q = psql_service(out.path(), "app", "select current_database()");
     assert_eq!(stdout(&q).trim(), "late_db");
-    let h = sidecar().arg("health").arg("--out-dir").arg(out.path()).output().expect("health");
+    let h = sidecar()
+        .arg("health")
+        .arg("--out-dir")
+        .arg(out.path())
+        .output()
+        .expect("health");
     assert_exit(&h, 0);
 }
