@@ -36,12 +36,40 @@ pub enum Command {
     /// Resolve credentials, wait for a real login, ensure the database, render the files,
     /// mark ready, exit 0 (init container; ECS dependsOn SUCCESS).
     Once(PrepareArgs),
+    /// Steps of once, then stay up: re-check the secret every --refresh-interval and on
+    /// SIGHUP, validate new credentials with a real login before publishing them. Holds no
+    /// database connection while idle. Exits 0 on SIGTERM/SIGINT (ECS dependsOn HEALTHY).
+    Run(RunArgs),
+    /// Steps of once, then replace this process with CMD, DATABASE_URL, PGSERVICEFILE,
+    /// PGPASSFILE, PGSERVICE (and PGSSLROOTCERT) in its environment.
+    Exec(ExecArgs),
     /// Exit 0 when this run reached ready (files in place), 1 otherwise; prints one line.
     /// Never connects to the database.
     Health(HealthArgs),
     /// Resolve credentials and print the files that would be written, password masked.
     /// No database access, nothing written.
     Render(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub prepare: PrepareArgs,
+
+    /// How often to look for new credentials (Secrets Manager DescribeSecret, or re-reading
+    /// --secret-file); 0 = only on SIGHUP.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "AURORA_SIDECAR_REFRESH_INTERVAL")]
+    pub refresh_interval: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub prepare: PrepareArgs,
+
+    /// The command to run once the database is ready, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,13 @@ pub enum Error {
     /// A stop signal arrived before the flow finished; the out-dir holds no `ready` marker.
     #[error("interrupted by {0} before the database was ready; no ready marker was written")]
     Interrupted(crate::sidecar::Signal),
+    /// `exec` could not run its command; the code is a shell's (126, 127).
+    #[error("cannot run {program:?}: {reason}")]
+    Exec {
+        program: String,
+        reason: String,
+        code: u8,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -52,6 +59,7 @@ impl Error {
             Error::Write(_) => exit::CANT_CREATE,
             Error::Interrupted(crate::sidecar::Signal::Interrupt) => exit::SIGINT,
             Error::Interrupted(crate::sidecar::Signal::Terminate) => exit::SIGTERM,
+            Error::Exec { code, .. } => *code,
             Error::Internal(_) => exit::SOFTWARE,
         }
     }
@@ -64,6 +72,7 @@ impl Error {
             Error::Wait(e) => e.class(),
             Error::Write(_) => "out_dir",
             Error::Interrupted(_) => "interrupted",
+            Error::Exec { .. } => "exec",
             Error::Internal(_) => "internal",
         }
     }

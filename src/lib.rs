@@ -16,7 +16,8 @@
 //!   database creation ([`db::provision`]), the backoff loop ([`db::wait`]).
 //! - [`render`]: pure renderers for every file; [`render::write`] the atomic writer.
 //! - [`state`]: `status.json`, the `ready` marker and `health`.
-//! - [`sidecar`]: the `once` and `render` flows and signal handling.
+//! - [`sidecar`]: the `once`, `run`, `exec` and `render` flows, the refresh loop and
+//!   signal handling.
 
 pub mod cli;
 pub mod config;
@@ -89,11 +90,27 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Once(args) => {
-            let mut signals = sidecar::Signals::install()
-                .map_err(|e| Error::Internal(format!("installing signal handlers: {e}")))?;
+            let mut signals = install_signals(false)?;
             let config = Config::from_args(&args, env)?;
-            sidecar::once(&config, signals.recv()).await?;
+            sidecar::once(&config, &mut signals).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run(args) => {
+            let mut signals = install_signals(true)?;
+            let config = Config::from_args(&args.prepare, env)?;
+            let interval = (!args.refresh_interval.is_zero()).then_some(args.refresh_interval);
+            sidecar::run(&config, interval, &mut signals).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec(args) => {
+            let mut signals = install_signals(false)?;
+            let config = Config::from_args(&args.prepare, env)?;
+            match sidecar::exec(&config, &args.command, &mut signals).await? {}
+        }
     }
+}
+
+fn install_signals(hangup: bool) -> Result<sidecar::Signals, Error> {
+    sidecar::Signals::install(hangup)
+        .map_err(|e| Error::Internal(format!("installing signal handlers: {e}")))
 }

@@ -58,6 +58,11 @@ pub struct Status {
     pub started_at: String,
     pub updated_at: String,
     pub ready_at: Option<String>,
+    /// Refresh checks done by `run` (DescribeSecret calls or file re-reads).
+    #[serde(default)]
+    pub checks: u64,
+    #[serde(default)]
+    pub last_check_at: Option<String>,
 }
 
 /// Owns `status.json` and `ready` for one run.
@@ -86,6 +91,8 @@ impl State {
                 started_at: now.clone(),
                 updated_at: now,
                 ready_at: None,
+                checks: 0,
+                last_check_at: None,
             },
         };
         state.save()?;
@@ -103,8 +110,9 @@ impl State {
         self.writer.write(STATUS_FILE, &json, 0o644).map(|_| ())
     }
 
-    /// Records a failed attempt. A status write failing here is logged, not fatal: the
-    /// wait goes on and the final publish reports any persistent out-dir problem.
+    /// Records a failed attempt (phase waiting/provisioning) or a failed refresh (phase
+    /// degraded). A status write failing here is logged, not fatal: the wait goes on and
+    /// the final publish reports any persistent out-dir problem.
     pub fn record_failure(&mut self, phase: Phase, attempt: u32, class: &str, message: &str) {
         self.status.phase = phase;
         self.status.attempt = attempt;
@@ -134,6 +142,18 @@ impl State {
         self.writer
             .write(READY_FILE, marker.as_bytes(), 0o644)
             .map(|_| ())
+    }
+
+    /// Counts a refresh check. A check that found nothing to do ends a degraded episode:
+    /// the files in place match what the source says again.
+    pub fn record_check(&mut self, failed: bool) {
+        self.status.checks += 1;
+        self.status.last_check_at = Some(rfc3339(SystemTime::now()));
+        if !failed && self.status.phase == Phase::Degraded {
+            self.status.phase = Phase::Ready;
+            self.status.last_error_class = None;
+            self.status.last_error = None;
+        }
     }
 
     /// Best effort on the way out: a stopping sidecar must not fail on its status file.
@@ -267,6 +287,33 @@ mod tests {
         let h = health(dir.path());
         assert!(h.healthy);
         assert_eq!(h.line, "ready attempt=4 generation=1 secret_version=v1");
+    }
+
+    #[test]
+    fn degraded_stays_healthy_with_the_reason_and_a_clean_check_recovers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state =
+            State::start(Writer::new(dir.path(), None).expect("writer")).expect("start");
+        state.mark_ready(1, Some("v1".into())).expect("ready");
+        state.record_check(true);
+        state.record_failure(
+            Phase::Degraded,
+            1,
+            "password_rejected",
+            "new password rejected",
+        );
+        let h = health(dir.path());
+        assert!(h.healthy, "old files are still the best available");
+        assert!(
+            h.line.starts_with("degraded ") && h.line.contains("new password rejected"),
+            "{}",
+            h.line
+        );
+        state.record_check(false);
+        state.save().expect("save");
+        let h = health(dir.path());
+        assert_eq!(h.line, "ready attempt=1 generation=1 secret_version=v1");
+        assert_eq!(state.status.checks, 2);
     }
 
     #[test]

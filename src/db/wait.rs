@@ -66,6 +66,21 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Backoff between refresh retries while degraded: the same doubling from
+    /// `min_delay`, but capped at 30 s (plus jitter) because each retry costs a Secrets
+    /// Manager call and a login, and the app is still served by the old files.
+    pub fn degraded_schedule(&self) -> impl Iterator<Item = Duration> + 'static {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(Duration::from_secs(30))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
 /// What the loop should do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -98,6 +113,9 @@ pub enum AttemptError {
     },
     #[error("no answer within {0:?} (TCP, TLS and authentication together; see --attempt-timeout)")]
     Timeout(Duration),
+    /// Writing validated credentials failed (refresh only; the init flow exits 73).
+    #[error("publishing the new files failed: {0}")]
+    Publish(String),
 }
 
 impl AttemptError {
@@ -107,6 +125,7 @@ impl AttemptError {
             AttemptError::Secret(e) => e.class(),
             AttemptError::Db { kind, .. } => kind.as_str(),
             AttemptError::Timeout(_) => "timeout",
+            AttemptError::Publish(_) => "out_dir",
         }
     }
 
@@ -124,6 +143,7 @@ impl AttemptError {
                 ErrorKind::Transient | ErrorKind::Other => exit::UNAVAILABLE,
             },
             AttemptError::Timeout(_) => exit::UNAVAILABLE,
+            AttemptError::Publish(_) => exit::CANT_CREATE,
         }
     }
 }
@@ -280,6 +300,12 @@ impl<'a> LoginAttempt<'a> {
             provision_next: false,
             password_rejections: 0,
         }
+    }
+
+    /// Starts from already-resolved credentials (a refresh validating a candidate).
+    pub fn with_resolved(mut self, resolved: Resolved) -> Self {
+        self.resolved = Some(resolved);
+        self
     }
 
     fn db_failure(

@@ -224,15 +224,27 @@ impl Resolver {
         &self.source
     }
 
+    /// Whether the source can change while the process runs (env and libpq cannot).
+    pub fn can_change(&self) -> bool {
+        matches!(
+            self.source,
+            Source::SecretsManager { .. } | Source::File { .. }
+        )
+    }
+
+    async fn client(&mut self, secret_id: &str) -> Result<&aws::SecretsManager, SecretError> {
+        Ok(match &mut self.client {
+            Some(c) => c,
+            slot => slot.insert(aws::SecretsManager::from_env(secret_id).await?),
+        })
+    }
+
     pub async fn resolve(&mut self) -> Result<Resolved, SecretError> {
         let Source::SecretsManager { secret_id } = &self.source else {
             return resolve_local(&self.source, &self.overrides);
         };
-        let client = match &mut self.client {
-            Some(c) => c,
-            slot => slot.insert(aws::SecretsManager::from_env(secret_id).await?),
-        };
-        let value = client.current(secret_id).await?;
+        let secret_id = secret_id.clone();
+        let value = self.client(&secret_id).await?.current(&secret_id).await?;
         let origin = self.source.to_string();
         let creds = parse_secret_json(value.text.expose_secret(), &origin)?;
         Ok(Resolved {
@@ -240,6 +252,50 @@ impl Resolver {
             version: value.version_id,
         })
     }
+
+    /// Looks for credentials other than `published`. Secrets Manager: DescribeSecret, and
+    /// GetSecretValue only when the `AWSCURRENT` version differs from the published one;
+    /// a file is re-read and compared.
+    pub async fn check(&mut self, published: &Resolved) -> Result<Check, SecretError> {
+        match &self.source {
+            Source::Env { .. } | Source::Libpq => Ok(Check::CannotChange),
+            Source::SecretsManager { secret_id } => {
+                let secret_id = secret_id.clone();
+                let current = self
+                    .client(&secret_id)
+                    .await?
+                    .current_version(&secret_id)
+                    .await?;
+                if current.is_some() && current == published.version {
+                    return Ok(Check::Unchanged);
+                }
+                let fresh = self.resolve().await?;
+                Ok(changed(fresh, published))
+            }
+            Source::File { .. } => {
+                let fresh = self.resolve().await?;
+                Ok(changed(fresh, published))
+            }
+        }
+    }
+}
+
+fn changed(fresh: Resolved, published: &Resolved) -> Check {
+    if fresh.version == published.version && fresh.target.same_login(&published.target) {
+        Check::Unchanged
+    } else {
+        Check::Changed(fresh)
+    }
+}
+
+/// The result of a refresh check.
+#[derive(Debug)]
+pub enum Check {
+    Unchanged,
+    /// New credentials, not yet validated.
+    Changed(Resolved),
+    /// The source is fixed for the life of the process (env, libpq).
+    CannotChange,
 }
 
 /// Reads the secret from a local source (everything but Secrets Manager, which needs a
