@@ -46,12 +46,7 @@ fn once_env(out: &Path, secret: &str) -> Command {
 fn env_secret_renders_files_that_psql_uses_and_health_turns_green() {
     let (user, db) = fresh_role("simple-pass");
     let out = tempfile::tempdir().expect("tempdir");
-    let before = sidecar()
-        .arg("health")
-        .arg("--out-dir")
-        .arg(out.path())
-        .output()
-        .expect("health");
+    let before = health(out.path());
     assert_exit(&before, 1);
 
     let o = once_env(
@@ -89,12 +84,7 @@ fn env_secret_renders_files_that_psql_uses_and_health_turns_green() {
     assert_eq!(s["generation"], 1);
     assert!(s["last_error"].is_null());
 
-    let h = sidecar()
-        .arg("health")
-        .arg("--out-dir")
-        .arg(out.path())
-        .output()
-        .expect("health");
+    let h = health(out.path());
     assert_exit(&h, 0);
     assert!(stdout(&h).starts_with("ready attempt="), "{}", stdout(&h));
 }
@@ -521,12 +511,7 @@ fn deadline_exits_69_with_the_last_error() {
     let s = status(out.path());
     assert_eq!(s["phase"], "waiting");
     assert_eq!(s["last_error_class"], "transient");
-    let h = sidecar()
-        .arg("health")
-        .arg("--out-dir")
-        .arg(out.path())
-        .output()
-        .expect("health");
+    let h = health(out.path());
     assert_exit(&h, 1);
     assert!(
         stdout(&h).contains("connection refused") || stdout(&h).contains("Connection refused"),

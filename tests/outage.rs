@@ -43,12 +43,7 @@ fn started_while_postgres_is_down_it_succeeds_once_postgres_comes_up() {
         assert!(Instant::now() < deadline, "no failed attempts recorded");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let h = sidecar()
-        .arg("health")
-        .arg("--out-dir")
-        .arg(out.path())
-        .output()
-        .expect("health");
+    let h = health(out.path());
     assert_exit(&h, 1);
 
     pg.start_server();
@@ -57,11 +52,6 @@ fn started_while_postgres_is_down_it_succeeds_once_postgres_comes_up() {
     assert!(pg.database_exists("late_db"));
     let q = psql_service(out.path(), "app", "select current_database()");
     assert_eq!(stdout(&q).trim(), "late_db");
-    let h = sidecar()
-        .arg("health")
-        .arg("--out-dir")
-        .arg(out.path())
-        .output()
-        .expect("health");
+    let h = health(out.path());
     assert_exit(&h, 0);
 }

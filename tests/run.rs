@@ -185,12 +185,7 @@ async fn wrong_new_secret_version_degrades_keeps_old_files_then_recovers() {
         "old files kept"
     );
     assert_eq!(status(&out)["last_error_class"], "password_rejected");
-    let h = sidecar()
-        .arg("health")
-        .arg("--out-dir")
-        .arg(&out)
-        .output()
-        .expect("health");
+    let h = health(&out);
     assert_exit(&h, 0);
     assert!(stdout(&h).starts_with("degraded"), "{}", stdout(&h));
 

@@ -368,6 +368,16 @@ pub fn sidecar() -> Command {
     c
 }
 
+/// `aurora-sidecar health --out-dir OUT`.
+pub fn health(out_dir: &Path) -> Output {
+    sidecar()
+        .arg("health")
+        .arg("--out-dir")
+        .arg(out_dir)
+        .output()
+        .expect("health runs")
+}
+
 /// The secret JSON as RDS writes it (port as a number).
 pub fn secret_json(host: &str, port: u16, user: &str, password: &str, db: &str) -> String {
     serde_json::json!({
