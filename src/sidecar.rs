@@ -66,10 +66,7 @@ impl Signals {
 
     /// The next stop signal.
     pub async fn stop(&mut self) -> Signal {
-        let sig = tokio::select! {
-            _ = self.term.recv() => Signal::Terminate,
-            _ = self.int.recv() => Signal::Interrupt,
-        };
+        let sig = first_stop(&mut self.term, &mut self.int).await;
         tracing::info!(signal = %sig, "stop signal received");
         sig
     }
@@ -89,16 +86,22 @@ impl Signals {
                 tracing::info!(signal = "SIGHUP", "refresh requested");
                 Wake::Refresh
             }
-            sig = async {
-                tokio::select! {
-                    _ = self.term.recv() => Signal::Terminate,
-                    _ = self.int.recv() => Signal::Interrupt,
-                }
-            } => {
+            sig = first_stop(&mut self.term, &mut self.int) => {
                 tracing::info!(signal = %sig, "stop signal received");
                 Wake::Stop(sig)
             }
         }
+    }
+}
+
+/// Free function so `next` can borrow the hangup stream alongside these two.
+async fn first_stop(
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> Signal {
+    tokio::select! {
+        _ = term.recv() => Signal::Terminate,
+        _ = int.recv() => Signal::Interrupt,
     }
 }
 
@@ -201,8 +204,11 @@ async fn prepare(
     signals: &mut Signals,
 ) -> Result<Prepared, Error> {
     let ca = read_ca(config)?;
-    let tls = Tls::new(config.sslmode, config.sslrootcert.as_deref())
-        .map_err(crate::config::ConfigError::from)?;
+    let tls = Tls::new(
+        config.sslmode,
+        config.sslrootcert.as_deref().zip(ca.as_deref()),
+    )
+    .map_err(crate::config::ConfigError::from)?;
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
 
     state.status.phase = Phase::Waiting;

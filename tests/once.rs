@@ -6,19 +6,16 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn pg() -> &'static Pg {
-    static PG: OnceLock<Pg> = OnceLock::new();
-    PG.get_or_init(|| Pg::start(PgOptions::default()))
+    shared_pg()
 }
 
 fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(Moto::start)
+    shared_moto()
 }
 
 /// Every special character the issue lists, plus non-ASCII.

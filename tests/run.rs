@@ -5,19 +5,16 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 fn pg() -> &'static Pg {
-    static PG: OnceLock<Pg> = OnceLock::new();
-    PG.get_or_init(|| Pg::start(PgOptions::default()))
+    shared_pg()
 }
 
 fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(Moto::start)
+    shared_moto()
 }
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {

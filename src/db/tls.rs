@@ -97,11 +97,13 @@ impl fmt::Debug for Tls {
 }
 
 impl Tls {
-    pub fn new(mode: SslMode, rootcert: Option<&Path>) -> Result<Self, TlsConfigError> {
+    /// `rootcert` is the bundle's path (for messages) and its PEM bytes, read once by the
+    /// caller, which also copies them into the out-dir.
+    pub fn new(mode: SslMode, rootcert: Option<(&Path, &[u8])>) -> Result<Self, TlsConfigError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match rootcert {
-            Some(path) if mode != SslMode::Disable => {
-                let roots = Arc::new(load_roots(path)?);
+            Some((path, pem)) if mode != SslMode::Disable => {
+                let roots = Arc::new(load_roots(path, pem)?);
                 let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
@@ -132,9 +134,9 @@ impl Tls {
     }
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsConfigError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+fn load_roots(path: &Path, pem: &[u8]) -> Result<RootCertStore, TlsConfigError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsConfigError::Read {
             path: path.to_path_buf(),
             source,

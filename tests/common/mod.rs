@@ -278,6 +278,18 @@ impl Drop for Pg {
     }
 }
 
+/// The cluster one test binary shares (each test its own role and database).
+pub fn shared_pg() -> &'static Pg {
+    static PG: std::sync::OnceLock<Pg> = std::sync::OnceLock::new();
+    PG.get_or_init(|| Pg::start(PgOptions::default()))
+}
+
+/// The moto server one test binary shares (each test its own secret names).
+pub fn shared_moto() -> &'static Moto {
+    static MOTO: std::sync::OnceLock<Moto> = std::sync::OnceLock::new();
+    MOTO.get_or_init(Moto::start)
+}
+
 /// Unique names for roles and databases within one test binary.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
