@@ -1,12 +1,14 @@
 //! Raw command-line arguments (clap). Every flag also reads `AURORA_SIDECAR_<FLAG>`.
 //! Validation and defaults that need the environment live in `config`.
+//!
+//! The clap enums live here and convert into the core's plain types (`modes`), so no
+//! module below the CLI derives a clap trait.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::db::tls::SslMode;
-use crate::render::UrlScheme;
+use crate::modes::{SslMode, UrlScheme};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -172,16 +174,59 @@ pub struct PrepareArgs {
     pub service_name: String,
 
     /// DATABASE_URL scheme: ecto (Phoenix), postgres or postgresql (libpq).
-    #[arg(long, value_enum, default_value_t = UrlScheme::Ecto, env = "AURORA_SIDECAR_URL_SCHEME")]
-    pub url_scheme: UrlScheme,
+    #[arg(long, value_enum, default_value_t = UrlSchemeArg::Ecto, env = "AURORA_SIDECAR_URL_SCHEME")]
+    pub url_scheme: UrlSchemeArg,
 
     /// TLS mode, with libpq's meaning.
-    #[arg(long, value_enum, default_value_t = SslMode::Prefer, env = "AURORA_SIDECAR_SSLMODE")]
-    pub sslmode: SslMode,
+    #[arg(long, value_enum, default_value_t = SslModeArg::Prefer, env = "AURORA_SIDECAR_SSLMODE")]
+    pub sslmode: SslModeArg,
 
     /// CA bundle (PEM) to verify the server with; copied to the out-dir as rds-ca.pem.
     #[arg(long, env = "AURORA_SIDECAR_SSLROOTCERT")]
     pub sslrootcert: Option<PathBuf>,
+}
+
+/// `--sslmode`: libpq's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SslModeArg {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl From<SslModeArg> for SslMode {
+    fn from(a: SslModeArg) -> Self {
+        match a {
+            SslModeArg::Disable => SslMode::Disable,
+            SslModeArg::Prefer => SslMode::Prefer,
+            SslModeArg::Require => SslMode::Require,
+            SslModeArg::VerifyCa => SslMode::VerifyCa,
+            SslModeArg::VerifyFull => SslMode::VerifyFull,
+        }
+    }
+}
+
+/// `--url-scheme`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UrlSchemeArg {
+    /// `ecto://…` with `ssl=true` when TLS is required (Phoenix/Ecto's default form).
+    Ecto,
+    /// `postgres://…` with `sslmode`/`sslrootcert` (libpq, most drivers).
+    Postgres,
+    /// `postgresql://…` with `sslmode`/`sslrootcert`.
+    Postgresql,
+}
+
+impl From<UrlSchemeArg> for UrlScheme {
+    fn from(a: UrlSchemeArg) -> Self {
+        match a {
+            UrlSchemeArg::Ecto => UrlScheme::Ecto,
+            UrlSchemeArg::Postgres => UrlScheme::Postgres,
+            UrlSchemeArg::Postgresql => UrlScheme::Postgresql,
+        }
+    }
 }
 
 /// `90`, `90s`, `1500ms`, `10m`, `1h`; `0` is zero.
@@ -230,6 +275,41 @@ mod tests {
         assert!(parse_duration("10 minutes").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    /// Every command's `--help`, at a fixed width: the interface as users read it.
+    fn help_text() -> String {
+        let mut root = Cli::command().term_width(100);
+        let mut out = root.render_long_help().to_string();
+        let names: Vec<String> = root
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .filter(|n| n != "help")
+            .collect();
+        for name in names {
+            let sub = root.find_subcommand_mut(&name).expect("listed");
+            out.push_str(&format!("\n===== {name} --help =====\n"));
+            out.push_str(&sub.render_long_help().to_string());
+        }
+        out
+    }
+
+    /// The `--help` snapshot: a flag, default or text that changes shows up in review.
+    /// After an intended change: `AURORA_SIDECAR_UPDATE_SNAPSHOTS=1 cargo test --lib help`.
+    #[test]
+    fn help_matches_the_snapshot() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/help.txt");
+        let now = help_text();
+        if std::env::var_os("AURORA_SIDECAR_UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, &now).expect("write snapshot");
+        }
+        let snapshot = std::fs::read_to_string(&path).expect("tests/snapshots/help.txt exists");
+        assert!(
+            snapshot == now,
+            "--help changed; if intended, update the snapshot with AURORA_SIDECAR_UPDATE_SNAPSHOTS=1.\n--- snapshot\n{snapshot}\n--- now\n{now}"
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::PrepareArgs;
-use crate::db::tls::SslMode;
+use crate::db::tls::{Tls, TlsConfigError};
 use crate::db::wait::{Policy, Provisioning};
-use crate::render::UrlScheme;
-use crate::render::write::Owner;
+use crate::modes::{SslMode, UrlScheme};
+use crate::outdir::Owner;
 use crate::secret::{self, Overrides, Source};
 
 /// The environment variable read when no source flag is given (what Copilot and ECS
@@ -36,7 +36,15 @@ pub enum ConfigError {
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
     #[error(transparent)]
-    Tls(#[from] crate::db::tls::TlsConfigError),
+    Tls(#[from] TlsConfigError),
+}
+
+/// The CA bundle, read once: the same bytes build the TLS verifier and are copied into the
+/// out-dir as `rds-ca.pem`.
+#[derive(Debug, Clone)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
 }
 
 /// Everything `once` and `render` need, validated.
@@ -52,7 +60,9 @@ pub struct Config {
     pub service_name: String,
     pub url_scheme: UrlScheme,
     pub sslmode: SslMode,
-    pub sslrootcert: Option<PathBuf>,
+    pub ca: Option<CaBundle>,
+    /// The connector every login uses, built from `sslmode` and `ca`.
+    pub tls: Tls,
 }
 
 impl Config {
@@ -61,52 +71,11 @@ impl Config {
         args: &PrepareArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let source = if let Some(id) = &args.secret_id {
-            Source::SecretsManager {
-                secret_id: id.clone(),
-            }
-        } else if let Some(name) = &args.secret_env {
-            Source::Env { name: name.clone() }
-        } else if let Some(path) = &args.secret_file {
-            Source::File { path: path.clone() }
-        } else if env(DEFAULT_SECRET_ENV).is_some() {
-            Source::Env {
-                name: DEFAULT_SECRET_ENV.to_string(),
-            }
-        } else {
-            Source::Libpq
-        };
-
-        if let Some(db) = &args.database {
-            secret::check_identifier("--database", db)?;
-        }
-        if let Some(owner) = &args.database_owner {
-            secret::check_identifier("--database-owner", owner)?;
-        }
-        secret::check_identifier("--maintenance-database", &args.maintenance_database)?;
-
-        let valid_service = !args.service_name.is_empty()
-            && args
-                .service_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !valid_service {
-            return Err(ConfigError::ServiceName(args.service_name.clone()));
-        }
-
-        let sslrootcert = match (&args.sslrootcert, args.sslmode) {
-            (Some(p), _) => Some(p.clone()),
-            (None, SslMode::VerifyCa | SslMode::VerifyFull) if Path::new(BUNDLED_CA).is_file() => {
-                Some(PathBuf::from(BUNDLED_CA))
-            }
-            (None, m @ (SslMode::VerifyCa | SslMode::VerifyFull)) => {
-                return Err(ConfigError::NoRootCert(m));
-            }
-            (None, _) => None,
-        };
-        if let Some(p) = &sslrootcert {
-            std::fs::metadata(p).map_err(|e| ConfigError::RootCertUnreadable(p.clone(), e))?;
-        }
+        let source = source(args, env);
+        check_names(args)?;
+        let sslmode = SslMode::from(args.sslmode);
+        let ca = read_ca(args.sslrootcert.as_deref(), sslmode)?;
+        let tls = Tls::new(sslmode, ca.as_ref().map(|c| (c.path.as_path(), &c.pem[..])))?;
 
         Ok(Self {
             source,
@@ -130,11 +99,71 @@ impl Config {
             app_dir: args.app_dir.clone().unwrap_or_else(|| args.out_dir.clone()),
             owner: args.owner.as_deref().map(parse_owner).transpose()?,
             service_name: args.service_name.clone(),
-            url_scheme: args.url_scheme,
-            sslmode: args.sslmode,
-            sslrootcert,
+            url_scheme: args.url_scheme.into(),
+            sslmode,
+            ca,
+            tls,
         })
     }
+
+    /// Where the CA bundle came from, for logs and messages.
+    pub fn sslrootcert(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|c| c.path.as_path())
+    }
+}
+
+/// Exactly one source: the flag given (clap refuses two), else `DB_SECRET` when set, else
+/// the libpq variables.
+fn source(args: &PrepareArgs, env: impl Fn(&str) -> Option<String>) -> Source {
+    if let Some(id) = &args.secret_id {
+        Source::SecretsManager {
+            secret_id: id.clone(),
+        }
+    } else if let Some(name) = &args.secret_env {
+        Source::Env { name: name.clone() }
+    } else if let Some(path) = &args.secret_file {
+        Source::File { path: path.clone() }
+    } else if env(DEFAULT_SECRET_ENV).is_some() {
+        Source::Env {
+            name: DEFAULT_SECRET_ENV.to_string(),
+        }
+    } else {
+        Source::Libpq
+    }
+}
+
+/// Names the flags give directly: PostgreSQL would truncate long identifiers silently,
+/// and the service name becomes a `[section]` header.
+fn check_names(args: &PrepareArgs) -> Result<(), ConfigError> {
+    if let Some(db) = &args.database {
+        secret::check_identifier("--database", db)?;
+    }
+    if let Some(owner) = &args.database_owner {
+        secret::check_identifier("--database-owner", owner)?;
+    }
+    secret::check_identifier("--maintenance-database", &args.maintenance_database)?;
+    let valid_service = !args.service_name.is_empty()
+        && args
+            .service_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid_service {
+        return Err(ConfigError::ServiceName(args.service_name.clone()));
+    }
+    Ok(())
+}
+
+/// `--sslrootcert`, or for verify-* the bundle the image carries; read once, here, so a
+/// bad path fails in milliseconds rather than after the wait.
+fn read_ca(given: Option<&Path>, mode: SslMode) -> Result<Option<CaBundle>, ConfigError> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None if mode.verifies() && Path::new(BUNDLED_CA).is_file() => PathBuf::from(BUNDLED_CA),
+        None if mode.verifies() => return Err(ConfigError::NoRootCert(mode)),
+        None => return Ok(None),
+    };
+    let pem = std::fs::read(&path).map_err(|e| ConfigError::RootCertUnreadable(path.clone(), e))?;
+    Ok(Some(CaBundle { path, pem }))
 }
 
 /// `UID` or `UID:GID`.

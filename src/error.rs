@@ -1,30 +1,18 @@
 //! The one error type the binary sees, and the one place that maps errors to exit codes.
 //!
 //! Every module keeps its own error enum with the context a reader needs (secret id,
-//! host:port, path); this module only wraps them and decides the process exit code
-//! (sysexits, as documented in the README). No message built here or below may contain a
-//! password or the secret JSON: errors carry names, ids and classes, never values.
+//! host:port, path) and says what *class* of failure it is ([`ErrorClass`]); this module
+//! only wraps them and decides the process exit code (sysexits, as documented in the
+//! README) in [`Error::exit_code`]. No message built here or below may contain a password
+//! or the secret JSON: errors carry names, ids and classes, never values.
 
+use crate::class::ErrorClass;
 use crate::config::ConfigError;
 use crate::db::WaitError;
-use crate::render::write::WriteError;
+use crate::exit;
+use crate::outdir::WriteError;
 use crate::secret::SecretError;
-
-/// sysexits(3) codes used by the binary. Kept together so the README table and the code
-/// cannot drift apart silently (`exit_codes_are_the_documented_ones` pins them).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const USAGE: u8 = 64;
-    pub const DATA_ERR: u8 = 65;
-    pub const UNAVAILABLE: u8 = 69;
-    pub const SOFTWARE: u8 = 70;
-    pub const CANT_CREATE: u8 = 73;
-    pub const NO_PERM: u8 = 77;
-    pub const CONFIG: u8 = 78;
-    /// A shell's convention for "killed by signal N": 128 + N.
-    pub const SIGINT: u8 = 130;
-    pub const SIGTERM: u8 = 143;
-}
+use crate::signal::Signal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,93 +26,146 @@ pub enum Error {
     Write(#[from] WriteError),
     /// A stop signal arrived before the flow finished; the out-dir holds no `ready` marker.
     #[error("interrupted by {0} before the database was ready; no ready marker was written")]
-    Interrupted(crate::sidecar::Signal),
-    /// `exec` could not run its command; the code is a shell's (126, 127).
-    #[error("cannot run {program:?}: {reason}")]
+    Interrupted(Signal),
+    /// `exec` could not run its command; the source's kind picks a shell's code.
+    #[error("cannot run {program:?}")]
     Exec {
         program: String,
-        reason: String,
-        code: u8,
+        #[source]
+        source: std::io::Error,
     },
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("installing signal handlers")]
+    Signals(#[source] std::io::Error),
 }
 
 impl Error {
-    pub fn exit_code(&self) -> u8 {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Config(_) => exit::CONFIG,
-            Error::Secret(e) => e.exit_code(),
-            Error::Wait(e) => e.exit_code(),
-            Error::Write(_) => exit::CANT_CREATE,
-            Error::Interrupted(crate::sidecar::Signal::Interrupt) => exit::SIGINT,
-            Error::Interrupted(crate::sidecar::Signal::Terminate) => exit::SIGTERM,
-            Error::Exec { code, .. } => *code,
-            Error::Internal(_) => exit::SOFTWARE,
-        }
-    }
-
-    /// Short stable name for the final log line.
-    pub fn class(&self) -> &'static str {
-        match self {
-            Error::Config(_) => "config",
-            Error::Secret(e) => e.class(),
+            Error::Config(ConfigError::Secret(e)) | Error::Secret(e) => e.class(),
+            Error::Config(_) => ErrorClass::Config,
             Error::Wait(e) => e.class(),
-            Error::Write(_) => "out_dir",
-            Error::Interrupted(_) => "interrupted",
-            Error::Exec { .. } => "exec",
-            Error::Internal(_) => "internal",
+            Error::Write(_) => ErrorClass::OutDir,
+            Error::Interrupted(_) => ErrorClass::Interrupted,
+            Error::Exec { .. } => ErrorClass::Exec,
+            Error::Signals(_) => ErrorClass::Internal,
         }
     }
-}
 
-/// Formats an error with its whole `source()` chain on one line, the way `anyhow`'s `{:#}`
-/// does, so the log line and stderr carry the root cause (e.g. "connection refused").
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        // Wrapper errors often repeat their source's text; saying it twice helps nobody.
-        if !out.ends_with(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
+    /// The process exit code: the only place it is decided. Mostly by class; the wait's
+    /// deadline, signals and `exec` carry their own.
+    pub fn exit_code(&self) -> u8 {
+        use ErrorClass as C;
+        match (self, self.class()) {
+            // Whatever the last error was, the deadline says "still unavailable".
+            (Error::Wait(WaitError::Deadline { .. }), _) => exit::UNAVAILABLE,
+            (Error::Interrupted(Signal::Interrupt), _) => exit::SIGINT,
+            (Error::Interrupted(Signal::Terminate), _) => exit::SIGTERM,
+            (Error::Exec { source, .. }, _) if source.kind() == std::io::ErrorKind::NotFound => {
+                exit::NOT_FOUND
+            }
+            (Error::Exec { .. }, _) => exit::NOT_EXECUTABLE,
+            (_, C::SecretMalformed) => exit::DATA_ERR,
+            (_, C::Transient | C::Timeout | C::SecretUnavailable | C::Other) => exit::UNAVAILABLE,
+            (
+                _,
+                C::PasswordRejected | C::AuthorizationRejected | C::NoPrivilege | C::SecretDenied,
+            ) => exit::NO_PERM,
+            (
+                _,
+                C::MissingDatabase
+                | C::TlsRequired
+                | C::TlsVerification
+                | C::TlsUnsupported
+                | C::SecretNotFound
+                | C::SecretRejected
+                | C::Config,
+            ) => exit::CONFIG,
+            (_, C::OutDir) => exit::CANT_CREATE,
+            (_, C::Interrupted | C::Exec | C::Internal) => exit::SOFTWARE,
         }
-        cur = e.source();
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn exit_codes_are_the_documented_ones() {
-        assert_eq!(
-            [
-                exit::OK,
-                exit::USAGE,
-                exit::DATA_ERR,
-                exit::UNAVAILABLE,
-                exit::SOFTWARE,
-                exit::CANT_CREATE,
-                exit::NO_PERM,
-                exit::CONFIG
-            ],
-            [0, 64, 65, 69, 70, 73, 77, 78]
-        );
+    use super::*;
+    use crate::db::wait::AttemptError;
+    use crate::secret::aws::AwsError;
+
+    fn secret(e: SecretError) -> u8 {
+        Error::from(e).exit_code()
     }
 
     #[test]
-    fn chain_joins_sources_without_repeating_them() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        #[derive(Debug, thiserror::Error)]
-        #[error("connecting to db:5432")]
-        struct Outer(#[source] std::io::Error);
+    fn secret_errors_map_to_the_documented_codes() {
+        let malformed = SecretError::Malformed {
+            origin: "t".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(secret(malformed), exit::DATA_ERR);
+        let engine = SecretError::UnsupportedEngine {
+            origin: "t".into(),
+            engine: "mysql".into(),
+        };
+        assert_eq!(secret(engine), exit::CONFIG);
+        let denied = AwsError::AccessDenied {
+            secret_id: "s".into(),
+            code: "AccessDeniedException".into(),
+            message: String::new(),
+        };
+        assert_eq!(secret(denied.into()), exit::NO_PERM);
+        let missing = AwsError::NotFound {
+            secret_id: "s".into(),
+        };
+        assert_eq!(secret(missing.into()), exit::CONFIG);
+        let binary = AwsError::NotAString {
+            secret_id: "s".into(),
+        };
+        assert_eq!(secret(binary.into()), exit::DATA_ERR);
+        let throttled = AwsError::Unavailable {
+            secret_id: "s".into(),
+            source: "throttled".into(),
+        };
+        assert_eq!(secret(throttled.into()), exit::UNAVAILABLE);
+    }
+
+    #[test]
+    fn the_deadline_is_69_whatever_the_last_error() {
+        let e = Error::Wait(WaitError::Deadline {
+            attempts: 3,
+            elapsed: Duration::from_secs(30),
+            last: AttemptError::Timeout(Duration::from_secs(1)),
+        });
+        assert_eq!(e.exit_code(), exit::UNAVAILABLE);
+        let fatal = Error::Wait(WaitError::Fatal(AttemptError::Secret(
+            SecretError::EnvMissing { name: "X".into() },
+        )));
+        assert_eq!(fatal.exit_code(), exit::CONFIG);
+    }
+
+    #[test]
+    fn signals_and_exec_use_a_shells_codes() {
         assert_eq!(
-            chain(&Outer(io)),
-            "connecting to db:5432: connection refused"
+            Error::Interrupted(Signal::Terminate).exit_code(),
+            exit::SIGTERM
+        );
+        assert_eq!(
+            Error::Interrupted(Signal::Interrupt).exit_code(),
+            exit::SIGINT
+        );
+        let exec = |kind| Error::Exec {
+            program: "x".into(),
+            source: std::io::Error::new(kind, "x"),
+        };
+        assert_eq!(
+            exec(std::io::ErrorKind::NotFound).exit_code(),
+            exit::NOT_FOUND
+        );
+        assert_eq!(
+            exec(std::io::ErrorKind::PermissionDenied).exit_code(),
+            exit::NOT_EXECUTABLE
         );
     }
 }

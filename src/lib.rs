@@ -7,25 +7,46 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: raw clap arguments; every flag has an `AURORA_SIDECAR_*` variable.
-//! - [`config`]: validated [`config::Config`] built from them (fails fast, exit 78).
-//! - [`error`]: the top-level error and the one place exit codes are decided.
-//! - [`secret`]: sources, secret JSON parsing, the validated [`secret::Target`];
-//!   [`secret::aws`] is the Secrets Manager client and its error classes.
-//! - [`db`]: TLS modes ([`db::tls`]), login and error classification ([`db::connect`]),
-//!   database creation ([`db::provision`]), the backoff loop ([`db::wait`]).
-//! - [`render`]: pure renderers for every file; [`render::write`] the atomic writer.
-//! - [`state`]: `status.json`, the `ready` marker and `health`.
-//! - [`sidecar`]: the `once`, `run`, `exec` and `render` flows, the refresh loop and
-//!   signal handling.
+//! Modules sit in layers; a module imports only from layers below its own, so there is no
+//! import cycle (`tests/layering.rs` reads `src/` and fails when an arrow points up).
+//! Data flows *cli → config → sidecar → {secret, db, render, state}*; imports point the
+//! other way.
+//!
+//! | layer | modules | may import |
+//! |---|---|---|
+//! | 0, leaves | [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] (atomic writer), [`exec`] (PATH lookup, execve) | nothing of the crate |
+//! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
+//! | 2 | [`db`] (TLS, login and classification, provisioning, establish, the wait loop), [`render`] (pure renderers, the file set, publish), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
+//! | 3 | [`config`] (validated [`config::Config`], CA read once, TLS built once), [`refresh`] (the refresh state machine and its driver) | layers 0–2 |
+//! | 4 | [`error`] (the top error and the one exit-code map) | layers 0–3 |
+//! | 5 | [`sidecar`] (the `once`, `run`, `exec`, `render` flows) | layers 0–4 |
+//! | crate root | `run` dispatches a parsed command; `main.rs` only parses, starts tracing and maps the error | everything |
+//!
+//! Where the next features go:
+//! - **IAM database authentication**: the password becomes a credential that is either a
+//!   static secret or a short-lived token. The token signer is a new `secret` submodule
+//!   (`secret::iam`, layer 1, `aws-sigv4`); `secret::Target` carries the credential kind;
+//!   renewal is one more event and action in [`refresh::step`] that re-signs and
+//!   re-publishes without a login; `state` records the token's expiry.
+//! - **`doctor`**: a new flow in `sidecar` (or its own layer-5 module) that calls
+//!   `db::connect::login` and `db::establish` step by step (TCP, TLS, authentication,
+//!   database) and prints each step's [`class::ErrorClass`] instead of retrying.
 
+pub mod class;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod exec;
+pub mod exit;
+pub mod modes;
+pub mod outdir;
+pub mod refresh;
 pub mod render;
+pub mod report;
 pub mod secret;
 pub mod sidecar;
+pub mod signal;
 pub mod state;
 
 use std::io::IsTerminal;
@@ -110,7 +131,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
-fn install_signals(hangup: bool) -> Result<sidecar::Signals, Error> {
-    sidecar::Signals::install(hangup)
-        .map_err(|e| Error::Internal(format!("installing signal handlers: {e}")))
+fn install_signals(hangup: bool) -> Result<signal::Signals, Error> {
+    signal::Signals::install(hangup).map_err(Error::Signals)
 }

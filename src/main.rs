@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use aurora_sidecar::cli::Cli;
-use aurora_sidecar::error::{chain, exit};
+use aurora_sidecar::exit;
+use aurora_sidecar::report::chain;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();
-            tracing::error!(exit_code = code, error_class = e.class(), "{}", chain(&e));
+            tracing::error!(exit_code = code, error_class = %e.class(), "{}", chain(&e));
             code.into()
         }
     }

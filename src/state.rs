@@ -13,7 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::render::write::{WriteError, Writer};
+use crate::class::ErrorClass;
+use crate::outdir::{WriteError, Writer};
+use crate::report::chain;
 
 pub const STATUS_FILE: &str = "status.json";
 pub const READY_FILE: &str = "ready";
@@ -47,7 +49,7 @@ pub struct Status {
     pub phase: Phase,
     /// Login attempts in the current wait.
     pub attempt: u32,
-    pub last_error_class: Option<String>,
+    pub last_error_class: Option<ErrorClass>,
     pub last_error: Option<String>,
     /// Secrets Manager `VersionId` of the credentials in use.
     pub secret_version: Option<String>,
@@ -113,13 +115,13 @@ impl State {
     /// Records a failed attempt (phase waiting/provisioning) or a failed refresh (phase
     /// degraded). A status write failing here is logged, not fatal: the wait goes on and
     /// the final publish reports any persistent out-dir problem.
-    pub fn record_failure(&mut self, phase: Phase, attempt: u32, class: &str, message: &str) {
+    pub fn record_failure(&mut self, phase: Phase, attempt: u32, class: ErrorClass, message: &str) {
         self.status.phase = phase;
         self.status.attempt = attempt;
-        self.status.last_error_class = Some(class.to_string());
+        self.status.last_error_class = Some(class);
         self.status.last_error = Some(message.to_string());
         if let Err(e) = self.save() {
-            tracing::warn!(error = %crate::error::chain(&e), "could not update status.json");
+            tracing::warn!(error = %chain(&e), "could not update status.json");
         }
     }
 
@@ -160,7 +162,7 @@ impl State {
     pub fn mark_stopping(&mut self) {
         self.status.phase = Phase::Stopping;
         if let Err(e) = self.save() {
-            tracing::warn!(error = %crate::error::chain(&e), "could not update status.json");
+            tracing::warn!(error = %chain(&e), "could not update status.json");
         }
     }
 }
@@ -273,7 +275,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut state =
             State::start(Writer::new(dir.path(), None).expect("writer")).expect("start");
-        state.record_failure(Phase::Waiting, 3, "transient", "connection refused");
+        state.record_failure(
+            Phase::Waiting,
+            3,
+            ErrorClass::Transient,
+            "connection refused",
+        );
         let h = health(dir.path());
         assert_eq!(
             h,
@@ -299,7 +306,7 @@ mod tests {
         state.record_failure(
             Phase::Degraded,
             1,
-            "password_rejected",
+            ErrorClass::PasswordRejected,
             "new password rejected",
         );
         let h = health(dir.path());

@@ -65,10 +65,13 @@ fn terminate(mut child: Child) -> (Option<i32>, Duration) {
     }
 }
 
-fn sidecar_connections() -> String {
+/// The sidecar's connections as `user` (tests share the cluster and run in parallel).
+fn sidecar_connections(user: &str) -> String {
     pg().sql(
         "postgres",
-        "select count(*) from pg_stat_activity where application_name = 'aurora-sidecar'",
+        &format!(
+            "select count(*) from pg_stat_activity where application_name = 'aurora-sidecar' and usename = '{user}'"
+        ),
     )
 }
 
@@ -97,7 +100,7 @@ fn secret_file_rotation_on_sighup_is_validated_published_and_holds_no_connection
     );
     wait_for("ready", 30, || phase_is(&out, "ready"));
     assert_eq!(
-        sidecar_connections(),
+        sidecar_connections(&user),
         "0",
         "no connection is held after ready"
     );
@@ -127,7 +130,7 @@ fn secret_file_rotation_on_sighup_is_validated_published_and_holds_no_connection
     );
     assert_exit(&psql_service(&out, "app", "select 1"), 0);
     assert_eq!(
-        sidecar_connections(),
+        sidecar_connections(&user),
         "0",
         "no connection is held after a refresh"
     );
@@ -140,6 +143,49 @@ fn secret_file_rotation_on_sighup_is_validated_published_and_holds_no_connection
         out.join("pgpass").exists() && out.join("ready").exists(),
         "files stay in place"
     );
+}
+
+/// A rotation may also move the app to a database that does not exist yet (a new
+/// `dbname` in the secret): the refresh creates it, like the init flow, instead of staying
+/// degraded.
+#[test]
+fn rotation_to_a_secret_naming_a_new_database_creates_it_and_publishes() {
+    let user = unique("newdb");
+    pg().create_role(&user, "newdb-pass", true);
+    let (first_db, second_db) = (format!("{user}_one"), format!("{user}_two"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("secret.json");
+    let out = dir.path().join("out");
+    let secret = |db: &str| secret_json("127.0.0.1", pg().port, &user, "newdb-pass", db);
+    std::fs::write(&file, secret(&first_db)).expect("write");
+    let child = spawn_run(
+        &out,
+        &[
+            "--secret-file",
+            file.to_str().expect("utf-8"),
+            "--refresh-interval",
+            "200ms",
+        ],
+        vec![],
+    );
+    wait_for("ready", 30, || phase_is(&out, "ready"));
+    assert!(pg().database_exists(&first_db));
+    assert!(!pg().database_exists(&second_db));
+
+    std::fs::write(&file, secret(&second_db)).expect("write");
+    wait_for("generation 2", 20, || status(&out)["generation"] == 2);
+    assert!(pg().database_exists(&second_db), "the refresh created it");
+    assert_eq!(status(&out)["phase"], "ready");
+    let db = stdout(&psql_service(&out, "app", "select current_database()"));
+    assert_eq!(db.trim(), second_db);
+    assert_eq!(
+        sidecar_connections(&user),
+        "0",
+        "no connection is held after the refresh"
+    );
+
+    let (code, _) = terminate(child);
+    assert_eq!(code, Some(0));
 }
 
 #[tokio::test]

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use super::tls::{SslMode, Tls};
+use super::tls::{Tls, wire_mode};
+use crate::class::ErrorClass;
+use crate::modes::SslMode;
 use crate::secret::Target;
 
 /// Shown in `pg_stat_activity.application_name`, so operators can tell our logins apart.
@@ -47,7 +49,7 @@ pub async fn login(
         .password(target.password.expose_secret())
         .dbname(database)
         .application_name(APPLICATION_NAME)
-        .ssl_mode(tls.mode.wire_mode());
+        .ssl_mode(wire_mode(tls.mode));
     let (client, connection) = config.connect(tls.connector()).await?;
     let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -57,97 +59,160 @@ pub async fn login(
     Ok(Session { client, connection })
 }
 
-/// What a failed login or statement means for the wait loop.
+/// Which step of the job a database error came from; it changes what some SQLSTATEs
+/// mean (3D000 on the maintenance database is fatal) and what the message advises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Network trouble, server starting/resuming/shutting down, too many connections.
-    Transient,
-    /// 28P01: the password was rejected (a rotation race, or a wrong secret).
-    PasswordRejected,
-    /// 28000: not allowed in (Aurora reports this briefly while resuming from 0 ACU).
-    AuthorizationRejected,
-    /// 28000 because pg_hba only allows TLS and sslmode is disable.
-    TlsRequiredByServer,
-    /// 3D000: the database does not exist.
-    MissingDatabase,
-    /// 42501: insufficient privilege (no CREATEDB).
-    NoPrivilege,
-    /// The server certificate failed verification.
-    TlsVerification,
-    /// sslmode require or stronger, but the server does not speak TLS.
-    TlsUnsupportedByServer,
-    /// Anything else: reported as is, not retried.
-    Other,
+pub enum Stage {
+    /// Logging in to the app database.
+    Login,
+    /// Creating the app database through the maintenance database.
+    Provision,
 }
 
-impl ErrorKind {
-    /// Short stable name for logs and `status.json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Transient => "transient",
-            ErrorKind::PasswordRejected => "password_rejected",
-            ErrorKind::AuthorizationRejected => "authorization_rejected",
-            ErrorKind::TlsRequiredByServer => "tls_required",
-            ErrorKind::MissingDatabase => "missing_database",
-            ErrorKind::NoPrivilege => "no_privilege",
-            ErrorKind::TlsVerification => "tls_verification",
-            ErrorKind::TlsUnsupportedByServer => "tls_unsupported",
-            ErrorKind::Other => "other",
+/// A failed login or statement, with where it happened and what it means. The cause is
+/// kept whole as `source` (the server's message, the TLS or I/O error); nothing here holds
+/// the password.
+#[derive(Debug, thiserror::Error)]
+pub struct DbError {
+    pub class: ErrorClass,
+    pub stage: Stage,
+    pub host: String,
+    pub port: u16,
+    /// The database the login was for (the maintenance database when provisioning).
+    pub database: String,
+    pub user: String,
+    pub sslmode: SslMode,
+    /// What the operator can do about it, when we know.
+    pub hint: Option<&'static str>,
+    #[source]
+    pub source: tokio_postgres::Error,
+}
+
+impl DbError {
+    pub fn new(
+        source: tokio_postgres::Error,
+        target: &Target,
+        database: &str,
+        stage: Stage,
+        sslmode: SslMode,
+    ) -> Self {
+        let class = classify(&source, sslmode);
+        Self {
+            class,
+            stage,
+            host: target.host.clone(),
+            port: target.port,
+            database: database.to_string(),
+            user: target.user.clone(),
+            sslmode,
+            hint: hint(class, stage),
+            source,
         }
     }
+
+    /// Replaces the advice (the wait loop knows more once it gives up).
+    pub fn with_hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let action = match self.stage {
+            Stage::Login => "logging in to",
+            Stage::Provision => "creating the database via",
+        };
+        let authority = if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        write!(
+            f,
+            "{action} {authority}/{} as {} (sslmode {})",
+            self.database, self.user, self.sslmode
+        )?;
+        if let Some(h) = self.hint {
+            write!(f, "; {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The advice that goes with a class, whatever the loop decides.
+fn hint(class: ErrorClass, stage: Stage) -> Option<&'static str> {
+    Some(match (class, stage) {
+        (ErrorClass::TlsVerification, _) => {
+            "certificate verification failed: check --sslrootcert and, for verify-full, that the host name is in the certificate"
+        }
+        (ErrorClass::TlsUnsupported, _) => {
+            "the server does not offer TLS: use --sslmode prefer or disable, or enable ssl on the server"
+        }
+        (ErrorClass::TlsRequired, _) => {
+            "the server only accepts TLS connections: use --sslmode require or stronger"
+        }
+        (ErrorClass::MissingDatabase, Stage::Provision) => {
+            "the maintenance database is missing: set --maintenance-database"
+        }
+        (ErrorClass::NoPrivilege, Stage::Provision) => {
+            "the user may not create databases: create it beforehand, grant CREATEDB, or pass --no-create"
+        }
+        _ => return None,
+    })
 }
 
 /// Classifies a tokio-postgres error. `mode` disambiguates 28000.
-pub fn classify(err: &tokio_postgres::Error, mode: SslMode) -> ErrorKind {
+pub fn classify(err: &tokio_postgres::Error, mode: SslMode) -> ErrorClass {
     if let Some(db) = err.as_db_error() {
         return classify_sqlstate(db.code(), db.message(), mode);
     }
-    if let Some(kind) = tls_kind(err) {
-        return kind;
+    if let Some(class) = tls_class(err) {
+        return class;
     }
     // Everything else without a SQLSTATE is the transport: refused, reset, DNS, EOF in the
     // middle of a handshake while the server resumes, a closed connection.
-    ErrorKind::Transient
+    ErrorClass::Transient
 }
 
-pub fn classify_sqlstate(code: &SqlState, message: &str, mode: SslMode) -> ErrorKind {
+pub fn classify_sqlstate(code: &SqlState, message: &str, mode: SslMode) -> ErrorClass {
     let c = code.code();
     match c {
-        "28P01" => ErrorKind::PasswordRejected,
+        "28P01" => ErrorClass::PasswordRejected,
         "28000"
             if mode == SslMode::Disable
                 && (message.contains("no encryption") || message.contains("SSL off")) =>
         {
-            ErrorKind::TlsRequiredByServer
+            ErrorClass::TlsRequired
         }
-        "28000" => ErrorKind::AuthorizationRejected,
-        "3D000" => ErrorKind::MissingDatabase,
-        "42501" => ErrorKind::NoPrivilege,
+        "28000" => ErrorClass::AuthorizationRejected,
+        "3D000" => ErrorClass::MissingDatabase,
+        "42501" => ErrorClass::NoPrivilege,
         // 57P03 cannot_connect_now (starting up, resuming), 57P01/57P02 admin/crash
         // shutdown (failover), 53xxx insufficient resources (too many connections),
         // 08xxx connection exceptions, 55006 object in use (template busy during a
         // concurrent CREATE DATABASE).
-        "57P03" | "57P01" | "57P02" | "55006" => ErrorKind::Transient,
-        _ if c.starts_with("08") || c.starts_with("53") => ErrorKind::Transient,
-        _ => ErrorKind::Other,
+        "57P03" | "57P01" | "57P02" | "55006" => ErrorClass::Transient,
+        _ if c.starts_with("08") || c.starts_with("53") => ErrorClass::Transient,
+        _ => ErrorClass::Other,
     }
 }
 
-fn tls_kind(err: &tokio_postgres::Error) -> Option<ErrorKind> {
+fn tls_class(err: &tokio_postgres::Error) -> Option<ErrorClass> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(r) = rustls_error(e) {
             return Some(match r {
                 rustls::Error::InvalidCertificate(_)
                 | rustls::Error::NoCertificatesPresented
-                | rustls::Error::InvalidCertRevocationList(_) => ErrorKind::TlsVerification,
-                _ => ErrorKind::Other,
+                | rustls::Error::InvalidCertRevocationList(_) => ErrorClass::TlsVerification,
+                _ => ErrorClass::Other,
             });
         }
         // tokio-postgres reports sslmode=require against a non-TLS server as a plain
         // message; there is no typed error to match.
         if e.to_string() == "server does not support TLS" {
-            return Some(ErrorKind::TlsUnsupportedByServer);
+            return Some(ErrorClass::TlsUnsupported);
         }
         cur = e.source();
     }
@@ -169,7 +234,7 @@ fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
 mod tests {
     use super::*;
 
-    fn kind(code: &str, msg: &str, mode: SslMode) -> ErrorKind {
+    fn kind(code: &str, msg: &str, mode: SslMode) -> ErrorClass {
         classify_sqlstate(&SqlState::from_code(code), msg, mode)
     }
 
@@ -180,7 +245,7 @@ mod tests {
         ] {
             assert_eq!(
                 kind(code, "", SslMode::Require),
-                ErrorKind::Transient,
+                ErrorClass::Transient,
                 "{code}"
             );
         }
@@ -190,18 +255,18 @@ mod tests {
     fn auth_and_privilege_states_are_distinguished() {
         assert_eq!(
             kind("28P01", "", SslMode::Require),
-            ErrorKind::PasswordRejected
+            ErrorClass::PasswordRejected
         );
         assert_eq!(
             kind("28000", "no pg_hba.conf entry", SslMode::Require),
-            ErrorKind::AuthorizationRejected
+            ErrorClass::AuthorizationRejected
         );
         assert_eq!(
             kind("3D000", "", SslMode::Require),
-            ErrorKind::MissingDatabase
+            ErrorClass::MissingDatabase
         );
-        assert_eq!(kind("42501", "", SslMode::Require), ErrorKind::NoPrivilege);
-        assert_eq!(kind("42601", "", SslMode::Require), ErrorKind::Other);
+        assert_eq!(kind("42501", "", SslMode::Require), ErrorClass::NoPrivilege);
+        assert_eq!(kind("42601", "", SslMode::Require), ErrorClass::Other);
     }
 
     #[test]
@@ -209,12 +274,12 @@ mod tests {
         let pg15 = "no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", no encryption";
         assert_eq!(
             kind("28000", pg15, SslMode::Disable),
-            ErrorKind::TlsRequiredByServer
+            ErrorClass::TlsRequired
         );
         // With TLS on, the same SQLSTATE is the Aurora-resume case and stays retryable.
         assert_eq!(
             kind("28000", pg15, SslMode::Require),
-            ErrorKind::AuthorizationRejected
+            ErrorClass::AuthorizationRejected
         );
     }
 

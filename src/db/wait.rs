@@ -4,20 +4,20 @@
 //! - [`drive`] is the generic loop: per-attempt timeout, backon schedule, overall deadline,
 //!   and an observer that sees every failure (for logs and `status.json`). It knows
 //!   nothing about PostgreSQL, so its timing is tested with paused time.
-//! - [`LoginAttempt`] is one attempt of the real job: resolve the secret if needed, log in
-//!   to the app database, and on 3D000 create it through the maintenance database. It
-//!   decides per error whether to retry, retry at once, or give up.
+//! - [`LoginAttempt`] is one attempt of the real job: resolve the secret if needed, then
+//!   [`establish`]. [`verdict`] decides, purely from the error's class and stage, whether
+//!   to retry, retry at once (creating the missing database next), or give up.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
-use super::connect::{ErrorKind, classify, login};
-use super::provision::{Outcome, ensure_database};
+use super::connect::{DbError, Stage};
+use super::establish::establish;
 use super::tls::Tls;
-use crate::error::{chain, exit};
-use crate::secret::{Resolved, Resolver, SecretError, Target};
+use crate::class::ErrorClass;
+use crate::secret::{Resolved, Resolver, SecretError};
 
 /// Timing and bounds of the wait.
 #[derive(Debug, Clone)]
@@ -55,25 +55,21 @@ impl Policy {
     /// The backoff schedule: 250 ms, 500 ms, 1 s, … capped at `max_delay`, each with up
     /// to 100% random jitter (backon adds `rand(0..1) × step`), so delays stay in
     /// `[step, 2 × step)` and tasks that start together spread out.
-    pub fn schedule(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build()
+    pub fn schedule(&self) -> impl Iterator<Item = Duration> + 'static {
+        self.backoff(self.max_delay)
     }
-}
 
-impl Policy {
     /// Backoff between refresh retries while degraded: the same doubling from
     /// `min_delay`, but capped at 30 s (plus jitter) because each retry costs a Secrets
     /// Manager call and a login, and the app is still served by the old files.
     pub fn degraded_schedule(&self) -> impl Iterator<Item = Duration> + 'static {
+        self.backoff(Duration::from_secs(30))
+    }
+
+    fn backoff(&self, cap: Duration) -> impl Iterator<Item = Duration> + 'static {
         ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
-            .with_max_delay(Duration::from_secs(30))
+            .with_max_delay(cap)
             .with_factor(2.0)
             .with_jitter()
             .without_max_times()
@@ -105,70 +101,63 @@ pub struct Failure {
 pub enum AttemptError {
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error("{context}: {detail}")]
-    Db {
-        kind: ErrorKind,
-        context: String,
-        detail: String,
-    },
+    /// Boxed: the error travels through every `Result` of the wait loop.
+    #[error(transparent)]
+    Db(Box<DbError>),
     #[error("no answer within {0:?} (TCP, TLS and authentication together; see --attempt-timeout)")]
     Timeout(Duration),
-    /// Writing validated credentials failed (refresh only; the init flow exits 73).
-    #[error("publishing the new files failed: {0}")]
-    Publish(String),
+    #[error(
+        "password rejected {times} times, re-reading the secret before each retry: the secret and the database disagree"
+    )]
+    PasswordRejectedRepeatedly {
+        times: u32,
+        #[source]
+        last: Box<DbError>,
+    },
+}
+
+impl From<DbError> for AttemptError {
+    fn from(e: DbError) -> Self {
+        AttemptError::Db(Box::new(e))
+    }
 }
 
 impl AttemptError {
-    /// Short stable name for logs and `status.json`.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
             AttemptError::Secret(e) => e.class(),
-            AttemptError::Db { kind, .. } => kind.as_str(),
-            AttemptError::Timeout(_) => "timeout",
-            AttemptError::Publish(_) => "out_dir",
+            AttemptError::Db(e) => e.class,
+            AttemptError::Timeout(_) => ErrorClass::Timeout,
+            AttemptError::PasswordRejectedRepeatedly { .. } => ErrorClass::PasswordRejected,
         }
     }
 
-    fn exit_code(&self) -> u8 {
+    /// The server the attempt talked to, when it got that far (for the `host` log field).
+    pub fn host(&self) -> Option<&str> {
         match self {
-            AttemptError::Secret(e) => e.exit_code(),
-            AttemptError::Db { kind, .. } => match kind {
-                ErrorKind::PasswordRejected
-                | ErrorKind::AuthorizationRejected
-                | ErrorKind::NoPrivilege => exit::NO_PERM,
-                ErrorKind::MissingDatabase
-                | ErrorKind::TlsVerification
-                | ErrorKind::TlsUnsupportedByServer
-                | ErrorKind::TlsRequiredByServer => exit::CONFIG,
-                ErrorKind::Transient | ErrorKind::Other => exit::UNAVAILABLE,
-            },
-            AttemptError::Timeout(_) => exit::UNAVAILABLE,
-            AttemptError::Publish(_) => exit::CANT_CREATE,
+            AttemptError::Db(e) | AttemptError::PasswordRejectedRepeatedly { last: e, .. } => {
+                Some(&e.host)
+            }
+            AttemptError::Secret(_) | AttemptError::Timeout(_) => None,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
-    #[error("still not ready after {attempts} attempts in {}s (--wait-timeout); last error: {last}", elapsed.as_secs())]
+    #[error("still not ready after {attempts} attempts in {}s (--wait-timeout); last error", elapsed.as_secs())]
     Deadline {
         attempts: u32,
         elapsed: Duration,
+        #[source]
         last: AttemptError,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Fatal(AttemptError),
 }
 
 impl WaitError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            WaitError::Deadline { .. } => exit::UNAVAILABLE,
-            WaitError::Fatal(e) => e.exit_code(),
-        }
-    }
-
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
             WaitError::Deadline { last, .. } | WaitError::Fatal(last) => last.class(),
         }
@@ -210,16 +199,13 @@ pub(crate) async fn drive<A: Attempt>(
                 .min(d.saturating_duration_since(Instant::now())),
             None => policy.attempt_timeout,
         };
-        let result = match tokio::time::timeout(budget, job.attempt(n, start.elapsed())).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure {
+        let failure = match tokio::time::timeout(budget, job.attempt(n, start.elapsed())).await {
+            Ok(Ok(out)) => return Ok((out, n)),
+            Ok(Err(f)) => f,
+            Err(_) => Failure {
                 verdict: Verdict::Retry,
                 error: AttemptError::Timeout(budget),
-            }),
-        };
-        let failure = match result {
-            Ok(out) => return Ok((out, n)),
-            Err(f) => f,
+            },
         };
         let delay = match failure.verdict {
             Verdict::Fatal => None,
@@ -227,30 +213,22 @@ pub(crate) async fn drive<A: Attempt>(
             // The schedule never ends (`without_max_times`); the deadline ends the loop.
             Verdict::Retry => schedule.next(),
         };
-        let fits = |d: Duration| deadline.is_none_or(|dl| Instant::now() + d < dl);
+        let delay = delay.filter(|d| deadline.is_none_or(|dl| Instant::now() + *d < dl));
+        observe(&Event {
+            attempt: n,
+            error: &failure.error,
+            delay,
+        });
         match delay {
-            Some(d) if fits(d) => {
-                observe(&Event {
-                    attempt: n,
-                    error: &failure.error,
-                    delay: Some(d),
-                });
-                tokio::time::sleep(d).await;
+            Some(d) => tokio::time::sleep(d).await,
+            None if failure.verdict == Verdict::Fatal => {
+                return Err(WaitError::Fatal(failure.error));
             }
-            _ => {
-                observe(&Event {
-                    attempt: n,
-                    error: &failure.error,
-                    delay: None,
-                });
-                return Err(if failure.verdict == Verdict::Fatal {
-                    WaitError::Fatal(failure.error)
-                } else {
-                    WaitError::Deadline {
-                        attempts: n,
-                        elapsed: start.elapsed(),
-                        last: failure.error,
-                    }
+            None => {
+                return Err(WaitError::Deadline {
+                    attempts: n,
+                    elapsed: start.elapsed(),
+                    last: failure.error,
                 });
             }
         }
@@ -273,13 +251,36 @@ pub struct Ready {
     pub created: bool,
 }
 
+/// What a failed database step means for the wait, from its class and stage alone.
+/// `elapsed` is the time since the wait began (28000 is retried only early on).
+pub fn verdict(
+    class: ErrorClass,
+    stage: Stage,
+    elapsed: Duration,
+    policy: &Policy,
+    create: bool,
+) -> Verdict {
+    match (class, stage) {
+        (ErrorClass::Transient, _) | (ErrorClass::PasswordRejected, _) => Verdict::Retry,
+        (ErrorClass::AuthorizationRejected, _) if elapsed < policy.authorization_window => {
+            Verdict::Retry
+        }
+        (ErrorClass::MissingDatabase, Stage::Login) if create => Verdict::RetryNow,
+        // --no-create: somebody else (a migration job, a DBA) is expected to create it.
+        (ErrorClass::MissingDatabase, Stage::Login) => Verdict::Retry,
+        _ => Verdict::Fatal,
+    }
+}
+
 /// One attempt of the init flow: secret → login (→ create database → login).
 pub struct LoginAttempt<'a> {
     resolver: &'a mut Resolver,
     tls: &'a Tls,
     provisioning: &'a Provisioning,
     policy: &'a Policy,
+    /// The secret kept between attempts unless a rejected password says to re-read it.
     resolved: Option<Resolved>,
+    /// The last login said 3D000: the next attempt creates the database first.
     provision_next: bool,
     password_rejections: u32,
 }
@@ -302,94 +303,63 @@ impl<'a> LoginAttempt<'a> {
         }
     }
 
-    /// Starts from already-resolved credentials (a refresh validating a candidate).
-    pub fn with_resolved(mut self, resolved: Resolved) -> Self {
-        self.resolved = Some(resolved);
-        self
+    /// The secret for this attempt: the one kept from the last attempt, or a fresh read.
+    async fn resolved(&mut self) -> Result<Resolved, Failure> {
+        if let Some(r) = &self.resolved {
+            return Ok(r.clone());
+        }
+        let fresh = self.resolver.resolve().await.map_err(|e| Failure {
+            verdict: if e.is_retryable() {
+                Verdict::Retry
+            } else {
+                Verdict::Fatal
+            },
+            error: e.into(),
+        })?;
+        Ok(self.resolved.insert(fresh).clone())
     }
 
-    fn db_failure(
-        &mut self,
-        err: &tokio_postgres::Error,
-        target: &Target,
-        database: &str,
-        provisioning: bool,
-        elapsed: Duration,
-    ) -> Failure {
-        let kind = classify(err, self.tls.mode);
-        let action = if provisioning {
-            "creating the database via"
-        } else {
-            "logging in to"
-        };
-        let context = format!(
-            "{action} {}/{database} as {} (sslmode {})",
-            target.authority(),
-            target.user,
-            self.tls.mode
+    fn db_failure(&mut self, err: DbError, elapsed: Duration) -> Failure {
+        let verdict = verdict(
+            err.class,
+            err.stage,
+            elapsed,
+            self.policy,
+            self.provisioning.create,
         );
-        let mut detail = chain(err);
-        let verdict = match kind {
-            ErrorKind::Transient => Verdict::Retry,
-            ErrorKind::PasswordRejected => {
-                self.password_rejections += 1;
+        // Create the database next time after a 3D000 at login, and keep trying to
+        // create it after a creation that failed for a passing reason.
+        self.provision_next = verdict == Verdict::RetryNow
+            || (err.stage == Stage::Provision && verdict == Verdict::Retry);
+        match err.class {
+            ErrorClass::PasswordRejected => {
                 // A rotation race: the database may already have the new password while
                 // we hold the old one, so read the secret again before the next try.
                 self.resolved = None;
+                self.password_rejections += 1;
                 if self.password_rejections > self.policy.password_retries {
-                    detail.push_str(&format!(
-                        " (rejected {} times, re-reading the secret before each retry: the secret and the database disagree)",
-                        self.password_rejections
-                    ));
-                    Verdict::Fatal
-                } else {
-                    Verdict::Retry
+                    return Failure {
+                        verdict: Verdict::Fatal,
+                        error: AttemptError::PasswordRejectedRepeatedly {
+                            times: self.password_rejections,
+                            last: Box::new(err),
+                        },
+                    };
+                }
+                Failure {
+                    verdict,
+                    error: err.into(),
                 }
             }
-            ErrorKind::AuthorizationRejected if elapsed < self.policy.authorization_window => {
-                Verdict::Retry
-            }
-            ErrorKind::AuthorizationRejected => {
-                detail.push_str(" (still rejected after the resume window: check pg_hba / rds.force_ssl and the user's LOGIN and CONNECT rights)");
-                Verdict::Fatal
-            }
-            ErrorKind::MissingDatabase if provisioning => {
-                detail
-                    .push_str(" (the maintenance database is missing: set --maintenance-database)");
-                Verdict::Fatal
-            }
-            ErrorKind::MissingDatabase if self.provisioning.create => {
-                self.provision_next = true;
-                Verdict::RetryNow
-            }
-            // --no-create: somebody else (a migration job, a DBA) is expected to create it.
-            ErrorKind::MissingDatabase => Verdict::Retry,
-            ErrorKind::NoPrivilege if provisioning => {
-                detail.push_str(" (the user may not create databases: create it beforehand, grant CREATEDB, or pass --no-create)");
-                Verdict::Fatal
-            }
-            ErrorKind::TlsVerification => {
-                detail.push_str(" (certificate verification failed: check --sslrootcert and, for verify-full, that the host name is in the certificate)");
-                Verdict::Fatal
-            }
-            ErrorKind::TlsUnsupportedByServer => {
-                detail.push_str(" (the server does not offer TLS: use --sslmode prefer or disable, or enable ssl on the server)");
-                Verdict::Fatal
-            }
-            ErrorKind::TlsRequiredByServer => {
-                detail.push_str(
-                    " (the server only accepts TLS connections: use --sslmode require or stronger)",
-                );
-                Verdict::Fatal
-            }
-            ErrorKind::NoPrivilege | ErrorKind::Other => Verdict::Fatal,
-        };
-        Failure {
-            verdict,
-            error: AttemptError::Db {
-                kind,
-                context,
-                detail,
+            ErrorClass::AuthorizationRejected if verdict == Verdict::Fatal => Failure {
+                verdict,
+                error: err
+                    .with_hint("still rejected after the resume window: check pg_hba / rds.force_ssl and the user's LOGIN and CONNECT rights")
+                    .into(),
+            },
+            _ => Failure {
+                verdict,
+                error: err.into(),
             },
         }
     }
@@ -399,56 +369,11 @@ impl Attempt for LoginAttempt<'_> {
     type Output = Ready;
 
     async fn attempt(&mut self, _n: u32, elapsed: Duration) -> Result<Ready, Failure> {
-        let resolved = match self.resolved.take() {
-            Some(r) => r,
-            None => self.resolver.resolve().await.map_err(|e| Failure {
-                verdict: if e.is_retryable() {
-                    Verdict::Retry
-                } else {
-                    Verdict::Fatal
-                },
-                error: e.into(),
-            })?,
-        };
-        let target = resolved.target.clone();
-        // Keep the secret for the next attempt unless a failure below says to re-read it.
-        self.resolved = Some(resolved);
-        let mut created = false;
-        if self.provision_next {
-            let p = self.provisioning;
-            match ensure_database(
-                &target,
-                &p.maintenance_database,
-                p.owner.as_deref(),
-                self.tls,
-            )
-            .await
-            {
-                Ok(outcome) => {
-                    created = outcome == Outcome::Created;
-                    self.provision_next = false;
-                    tracing::info!(database = %target.database, created, "database ensured");
-                }
-                Err(e) => {
-                    let db = p.maintenance_database.clone();
-                    return Err(self.db_failure(&e, &target, &db, true, elapsed));
-                }
-            }
-        }
-        match login(&target, &target.database, self.tls).await {
-            Ok(session) => {
-                session.close().await;
-                let resolved = self.resolved.take().ok_or_else(|| Failure {
-                    verdict: Verdict::Fatal,
-                    error: AttemptError::Db {
-                        kind: ErrorKind::Other,
-                        context: "internal".into(),
-                        detail: "resolved secret vanished".into(),
-                    },
-                })?;
-                Ok(Ready { resolved, created })
-            }
-            Err(e) => Err(self.db_failure(&e, &target, &target.database, false, elapsed)),
+        let resolved = self.resolved().await?;
+        let provision = self.provision_next.then_some(self.provisioning);
+        match establish(&resolved.target, self.tls, provision).await {
+            Ok(created) => Ok(Ready { resolved, created }),
+            Err(e) => Err(self.db_failure(e, elapsed)),
         }
     }
 }
@@ -579,7 +504,6 @@ mod tests {
         let WaitError::Deadline { attempts, .. } = &err else {
             panic!("{err}")
         };
-        assert_eq!(err.exit_code(), exit::UNAVAILABLE);
         assert!(*attempts as usize == job.times.len());
         // It gives up when the next delay would cross the deadline, never after it.
         assert!(

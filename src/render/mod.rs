@@ -1,4 +1,5 @@
-//! What goes into the out-dir: pure renderers (this file) and the atomic writer (`write`).
+//! What goes into the out-dir: pure renderers for every file, the file set with its modes
+//! ([`files`]), and [`publish`], which hands that set to the atomic writer (`outdir`).
 //!
 //! Escaping rules, each proved by a unit test and, against the real consumers, by the
 //! integration tests:
@@ -11,15 +12,14 @@
 //!   3986's unreserved set, so Ecto (`URI.parse`, userinfo split on `:`, `URI.decode`) and
 //!   libpq both recover the exact bytes; host:port form the authority.
 
-pub mod write;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::ExposeSecret;
 
-use crate::db::tls::SslMode;
+use crate::modes::{SslMode, UrlScheme};
+use crate::outdir::{WriteError, Writer};
 use crate::secret::Target;
 
 pub const PGPASS: &str = "pgpass";
@@ -36,27 +36,6 @@ const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// `DATABASE_URL` flavours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum UrlScheme {
-    /// `ecto://…` with `ssl=true` when TLS is required (Phoenix/Ecto's default form).
-    Ecto,
-    /// `postgres://…` with `sslmode`/`sslrootcert` (libpq, most drivers).
-    Postgres,
-    /// `postgresql://…` with `sslmode`/`sslrootcert`.
-    Postgresql,
-}
-
-impl UrlScheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UrlScheme::Ecto => "ecto",
-            UrlScheme::Postgres => "postgres",
-            UrlScheme::Postgresql => "postgresql",
-        }
-    }
-}
 
 /// Whether rendered text carries the real password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +182,55 @@ pub fn profile(i: &Inputs<'_>) -> String {
         let _ = writeln!(out, "export {k}={}", shell_quote(&v));
     }
     out
+}
+
+/// One file of the set, rendered.
+#[derive(Debug)]
+pub struct File {
+    pub name: &'static str,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The files in publishing order (the CA first: the others refer to it), with their
+/// modes. `application.profile` holds the password in `DATABASE_URL`, hence 0600; pgpass
+/// is 0600 because libpq ignores it otherwise.
+pub fn files(i: &Inputs<'_>, ca: Option<&[u8]>) -> Vec<File> {
+    let mut out = Vec::with_capacity(4);
+    if let Some(ca) = ca {
+        out.push(File {
+            name: CA_FILE,
+            contents: ca.to_vec(),
+            mode: 0o644,
+        });
+    }
+    out.push(File {
+        name: PGPASS,
+        contents: pgpass(i).into_bytes(),
+        mode: 0o600,
+    });
+    out.push(File {
+        name: SERVICE_FILE,
+        contents: service_conf(i).into_bytes(),
+        mode: 0o644,
+    });
+    out.push(File {
+        name: PROFILE,
+        contents: profile(i).into_bytes(),
+        mode: 0o600,
+    });
+    out
+}
+
+/// Writes every file atomically, in order; returns the names that changed.
+pub fn publish(writer: &Writer, files: &[File]) -> Result<Vec<&'static str>, WriteError> {
+    let mut changed = Vec::new();
+    for f in files {
+        if writer.write(f.name, &f.contents, f.mode)? {
+            changed.push(f.name);
+        }
+    }
+    Ok(changed)
 }
 
 #[cfg(test)]
@@ -364,6 +392,26 @@ mod tests {
     fn shell_quoting_survives_quotes_and_expansions() {
         assert_eq!(shell_quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn secret_bearing_files_are_0600_and_the_ca_comes_first() {
+        let t = target("pw");
+        let i = inputs(&t, UrlScheme::Ecto, SslMode::VerifyFull, true);
+        let set: Vec<_> = files(&i, Some(b"PEM"))
+            .into_iter()
+            .map(|f| (f.name, f.mode))
+            .collect();
+        assert_eq!(
+            set,
+            [
+                (CA_FILE, 0o644),
+                (PGPASS, 0o600),
+                (SERVICE_FILE, 0o644),
+                (PROFILE, 0o600)
+            ]
+        );
+        assert_eq!(files(&i, None).len(), 3);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
 
-use crate::error::{chain, exit};
+use crate::class::ErrorClass;
 
 /// The version label GetSecretValue reads; sent explicitly so the intent is in the request.
 pub const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -58,8 +58,14 @@ pub enum AwsError {
     },
     #[error("secret {secret_id} has no SecretString (binary secrets are not supported)")]
     NotAString { secret_id: String },
-    #[error("Secrets Manager unavailable for {secret_id}: {detail}")]
-    Unavailable { secret_id: String, detail: String },
+    #[error("Secrets Manager unavailable for {secret_id}")]
+    Unavailable {
+        secret_id: String,
+        /// The SDK's error, whole: its chain names the timeout, the I/O failure or the
+        /// service's code and message.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl AwsError {
@@ -67,17 +73,19 @@ impl AwsError {
         matches!(self, AwsError::Unavailable { .. })
     }
 
-    pub fn exit_code(&self) -> u8 {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            AwsError::NoRegion { .. } | AwsError::NotFound { .. } | AwsError::Rejected { .. } => {
-                exit::CONFIG
-            }
-            AwsError::AccessDenied { .. } | AwsError::Decryption { .. } => exit::NO_PERM,
-            AwsError::NotAString { .. } => exit::DATA_ERR,
-            AwsError::Unavailable { .. } => exit::UNAVAILABLE,
+            AwsError::NoRegion { .. } => ErrorClass::Config,
+            AwsError::NotFound { .. } => ErrorClass::SecretNotFound,
+            AwsError::Rejected { .. } => ErrorClass::SecretRejected,
+            AwsError::AccessDenied { .. } | AwsError::Decryption { .. } => ErrorClass::SecretDenied,
+            AwsError::NotAString { .. } => ErrorClass::SecretMalformed,
+            AwsError::Unavailable { .. } => ErrorClass::SecretUnavailable,
         }
     }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The secret text and the version id that carries `AWSCURRENT`.
 pub struct SecretValue {
@@ -210,53 +218,52 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let secret_id = secret_id.to_string();
-    match &err {
-        SdkError::ServiceError(svc) => {
-            let e = svc.err();
-            let code = e.code().unwrap_or("Unknown").to_string();
-            let message = e.message().unwrap_or("").to_string();
-            if e.not_found() {
-                return AwsError::NotFound { secret_id };
-            }
-            if e.decryption_failed() {
-                return AwsError::Decryption { secret_id, message };
-            }
-            if e.internal() {
-                return AwsError::Unavailable {
-                    secret_id,
-                    detail: format!("{code}: {message}"),
-                };
-            }
-            match code.as_str() {
-                "AccessDeniedException"
-                | "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "ExpiredTokenException"
-                | "InvalidClientTokenId" => AwsError::AccessDenied {
-                    secret_id,
-                    code,
-                    message,
-                },
-                "ThrottlingException"
+    // Everything that never got a modeled answer (timeouts, DNS/TCP failures, a 5xx
+    // without a body, the credential endpoint not answering yet during task start) is
+    // worth another try; the wait loop's deadline bounds it.
+    let SdkError::ServiceError(svc) = &err else {
+        return AwsError::Unavailable {
+            secret_id,
+            source: Box::new(err),
+        };
+    };
+    let e = svc.err();
+    let code = e.code().unwrap_or("Unknown").to_string();
+    let message = e.message().unwrap_or("").to_string();
+    if e.not_found() {
+        return AwsError::NotFound { secret_id };
+    }
+    if e.decryption_failed() {
+        return AwsError::Decryption { secret_id, message };
+    }
+    let transient = e.internal()
+        || matches!(
+            code.as_str(),
+            "ThrottlingException"
                 | "RequestLimitExceeded"
                 | "ServiceUnavailable"
-                | "InternalFailure" => AwsError::Unavailable {
-                    secret_id,
-                    detail: format!("{code}: {message}"),
-                },
-                _ => AwsError::Rejected {
-                    secret_id,
-                    code,
-                    message,
-                },
-            }
-        }
-        // Everything that never got a modeled answer (timeouts, DNS/TCP failures, a 5xx
-        // without a body, the credential endpoint not answering yet during task start)
-        // is worth another try; the wait loop's deadline bounds it.
-        _ => AwsError::Unavailable {
+                | "InternalFailure"
+        );
+    if transient {
+        return AwsError::Unavailable {
             secret_id,
-            detail: chain(&err),
+            source: Box::new(err),
+        };
+    }
+    match code.as_str() {
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "ExpiredTokenException"
+        | "InvalidClientTokenId" => AwsError::AccessDenied {
+            secret_id,
+            code,
+            message,
+        },
+        _ => AwsError::Rejected {
+            secret_id,
+            code,
+            message,
         },
     }
 }
@@ -320,7 +327,7 @@ mod tests {
         });
         let err = fetch_with(rule).await.err().expect("denied");
         let msg = err.to_string();
-        assert_eq!(err.exit_code(), exit::NO_PERM);
+        assert_eq!(err.class(), ErrorClass::SecretDenied);
         assert!(!err.is_retryable());
         assert!(msg.contains("secretsmanager:GetSecretValue"), "{msg}");
         assert!(
@@ -340,7 +347,7 @@ mod tests {
             )
         });
         let err = fetch_with(rule).await.err().expect("not found");
-        assert_eq!(err.exit_code(), exit::CONFIG);
+        assert_eq!(err.class(), ErrorClass::SecretNotFound);
         assert!(err.to_string().contains("prod/db"));
     }
 
@@ -365,7 +372,7 @@ mod tests {
         });
         let err = fetch_with(throttled).await.err().expect("err");
         assert!(err.is_retryable(), "{err}");
-        assert_eq!(err.exit_code(), exit::UNAVAILABLE);
+        assert_eq!(err.class(), ErrorClass::SecretUnavailable);
     }
 
     #[tokio::test]
@@ -399,7 +406,7 @@ mod tests {
             .current_version("prod/db")
             .await
             .expect_err("denied");
-        assert_eq!(err.exit_code(), exit::NO_PERM);
+        assert_eq!(err.class(), ErrorClass::SecretDenied);
     }
 
     #[tokio::test]
@@ -407,6 +414,6 @@ mod tests {
         let rule = mock!(Client::get_secret_value)
             .then_output(|| GetSecretValueOutput::builder().version_id("v1").build());
         let err = fetch_with(rule).await.err().expect("binary");
-        assert_eq!(err.exit_code(), exit::DATA_ERR);
+        assert_eq!(err.class(), ErrorClass::SecretMalformed);
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::error::exit;
+use crate::class::ErrorClass;
 pub use parse::parse_secret_json;
 
 /// PostgreSQL truncates identifiers to NAMEDATALEN-1 bytes without telling the client, so a
@@ -121,7 +121,7 @@ impl Target {
 }
 
 /// The secret after resolution, with the version that produced it (Secrets Manager only).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     pub target: Target,
     pub version: Option<String>,
@@ -173,26 +173,16 @@ impl SecretError {
         matches!(self, SecretError::Aws(e) if e.is_retryable())
     }
 
-    pub fn exit_code(&self) -> u8 {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            SecretError::Malformed { .. } => exit::DATA_ERR,
+            SecretError::Aws(e) => e.class(),
+            SecretError::Malformed { .. } => ErrorClass::SecretMalformed,
             SecretError::UnsupportedEngine { .. }
             | SecretError::MissingTarget { .. }
             | SecretError::NameTooLong { .. }
             | SecretError::EnvMissing { .. }
             | SecretError::FileRead { .. }
-            | SecretError::LibpqMissing { .. } => exit::CONFIG,
-            SecretError::Aws(e) => e.exit_code(),
-        }
-    }
-
-    /// Short stable name for logs and `status.json`.
-    pub fn class(&self) -> &'static str {
-        match self {
-            SecretError::Aws(e) if e.is_retryable() => "secret_unavailable",
-            SecretError::Aws(_) => "secret_denied",
-            SecretError::Malformed { .. } => "secret_malformed",
-            _ => "config",
+            | SecretError::LibpqMissing { .. } => ErrorClass::Config,
         }
     }
 }
@@ -212,16 +202,6 @@ impl Resolver {
             overrides,
             client: None,
         }
-    }
-
-    /// Uses `client` for Secrets Manager instead of one built from the environment.
-    pub fn with_client(mut self, client: aws::SecretsManager) -> Self {
-        self.client = Some(client);
-        self
-    }
-
-    pub fn source(&self) -> &Source {
-        &self.source
     }
 
     /// Whether the source can change while the process runs (env and libpq cannot).
@@ -455,7 +435,7 @@ mod tests {
         let err =
             build_target(creds(None, None), &Overrides::default(), "test").expect_err("no host");
         assert!(err.to_string().contains("host is missing"), "{err}");
-        assert_eq!(err.exit_code(), exit::CONFIG);
+        assert_eq!(err.class(), ErrorClass::Config);
     }
 
     #[test]
@@ -484,7 +464,7 @@ mod tests {
         let err = build_target(creds(Some("h"), Some("a\nb")), &Overrides::default(), "t")
             .expect_err("control");
         assert!(err.to_string().contains("\"dbname\""), "{err}");
-        assert_eq!(err.exit_code(), exit::DATA_ERR);
+        assert_eq!(err.class(), ErrorClass::SecretMalformed);
     }
 
     #[test]

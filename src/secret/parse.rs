@@ -124,7 +124,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::error::exit;
+    use crate::class::ErrorClass;
 
     const RDS: &str = r#"{"dbClusterIdentifier":"c1","password":"p@ss:w/rd","dbname":"app","engine":"postgres","port":5432,"host":"c1.cluster-x.eu-west-1.rds.amazonaws.com","username":"postgres"}"#;
 
@@ -165,7 +165,7 @@ mod tests {
             let err = parse_secret_json(&json, "t").expect_err(&json);
             let msg = err.to_string();
             assert!(msg.contains("\"port\""), "{msg}");
-            assert_eq!(err.exit_code(), exit::DATA_ERR);
+            assert_eq!(err.class(), ErrorClass::SecretMalformed);
         }
     }
 
@@ -177,7 +177,7 @@ mod tests {
         )
         .expect_err("mysql");
         assert!(err.to_string().contains("\"mysql\""), "{err}");
-        assert_eq!(err.exit_code(), exit::CONFIG);
+        assert_eq!(err.class(), ErrorClass::Config);
         for ok in ["postgres", "aurora-postgresql", "Postgres"] {
             let json = format!(r#"{{"engine":"{ok}","password":"p"}}"#);
             assert!(parse_secret_json(&json, "t").is_ok(), "{ok}");
@@ -215,7 +215,7 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains("hunter2"), "{msg}");
-        assert_eq!(err.exit_code(), exit::DATA_ERR);
+        assert_eq!(err.class(), ErrorClass::SecretMalformed);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Atomic file replacement in the out-dir.
+//! The out-dir: atomic file replacement, used by the renderers' publisher and by
+//! `state` alike. A leaf: it imports nothing of the crate.
 //!
 //! Invariants, for every file:
 //! - the temporary file is created in the out-dir itself (so `rename` is atomic), with its
@@ -49,10 +50,6 @@ impl Writer {
             dir: dir.to_path_buf(),
             owner,
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Writes `name` atomically with `mode`. Returns whether the file changed.

@@ -1,0 +1,113 @@
+//! [`ErrorClass`]: the one vocabulary for "what kind of failure was this", shared by the
+//! wait loop, the refresh loop, the logs (`error_class`), `status.json` and the exit-code
+//! map in `error`. A leaf: it imports nothing of the crate.
+//!
+//! The names are stable: operators grep for them and `status.json` carries them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Network trouble, server starting/resuming/shutting down, too many connections.
+    Transient,
+    /// No answer within the attempt timeout.
+    Timeout,
+    /// 28P01: the password was rejected (a rotation race, or a wrong secret).
+    PasswordRejected,
+    /// 28000: not allowed in (Aurora reports this briefly while resuming from 0 ACU).
+    AuthorizationRejected,
+    /// 28000 because pg_hba only allows TLS and sslmode is disable.
+    TlsRequired,
+    /// 3D000: the database does not exist.
+    MissingDatabase,
+    /// 42501: insufficient privilege (no CREATEDB).
+    NoPrivilege,
+    /// The server certificate failed verification.
+    TlsVerification,
+    /// sslmode require or stronger, but the server does not speak TLS.
+    TlsUnsupported,
+    /// A database error with no better class: reported as is, not retried.
+    Other,
+    /// Secrets Manager throttling, 5xx, timeouts, network.
+    SecretUnavailable,
+    /// Secrets Manager said no: access denied, bad credentials, KMS decrypt denied.
+    SecretDenied,
+    /// Secrets Manager has no such secret.
+    SecretNotFound,
+    /// Secrets Manager rejected the request for another reason (a 4xx).
+    SecretRejected,
+    /// The secret's content is not what RDS writes.
+    SecretMalformed,
+    /// Flags, environment or secret fields that cannot work.
+    Config,
+    /// The out-dir cannot be written.
+    OutDir,
+    /// A stop signal arrived before the flow finished.
+    Interrupted,
+    /// `exec` cannot run its command.
+    Exec,
+    /// A bug or an environment the process cannot run in.
+    Internal,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::PasswordRejected => "password_rejected",
+            ErrorClass::AuthorizationRejected => "authorization_rejected",
+            ErrorClass::TlsRequired => "tls_required",
+            ErrorClass::MissingDatabase => "missing_database",
+            ErrorClass::NoPrivilege => "no_privilege",
+            ErrorClass::TlsVerification => "tls_verification",
+            ErrorClass::TlsUnsupported => "tls_unsupported",
+            ErrorClass::Other => "other",
+            ErrorClass::SecretUnavailable => "secret_unavailable",
+            ErrorClass::SecretDenied => "secret_denied",
+            ErrorClass::SecretNotFound => "secret_not_found",
+            ErrorClass::SecretRejected => "secret_rejected",
+            ErrorClass::SecretMalformed => "secret_malformed",
+            ErrorClass::Config => "config",
+            ErrorClass::OutDir => "out_dir",
+            ErrorClass::Interrupted => "interrupted",
+            ErrorClass::Exec => "exec",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logs use `as_str`, status.json uses serde: both must say the same name.
+    #[test]
+    fn serde_name_and_log_name_agree() {
+        for c in [
+            ErrorClass::Transient,
+            ErrorClass::TlsRequired,
+            ErrorClass::TlsUnsupported,
+            ErrorClass::MissingDatabase,
+            ErrorClass::SecretNotFound,
+            ErrorClass::OutDir,
+            ErrorClass::Internal,
+        ] {
+            let json = serde_json::to_string(&c).expect("serialises");
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+            assert_eq!(
+                serde_json::from_str::<ErrorClass>(&json).expect("parses"),
+                c
+            );
+        }
+    }
+}
