@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::modes::{SslMode, UrlScheme};
+use crate::privileges::RunAs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -169,6 +170,11 @@ pub struct PrepareArgs {
     #[arg(long, env = "AURORA_SIDECAR_OWNER")]
     pub owner: Option<String>,
 
+    /// When started as root: become UID[:GID] at once, before reading any secret, keeping
+    /// only CAP_CHOWN for --owner (so a non-root sidecar can hand pgpass to the app's uid).
+    #[arg(long, value_parser = parse_run_as, env = "AURORA_SIDECAR_DROP_TO")]
+    pub drop_to: Option<RunAs>,
+
     /// Section name in pg_service.conf (psql service=NAME, PGSERVICE).
     #[arg(long, default_value = "app", env = "AURORA_SIDECAR_SERVICE_NAME")]
     pub service_name: String,
@@ -227,6 +233,16 @@ impl From<UrlSchemeArg> for UrlScheme {
             UrlSchemeArg::Postgresql => UrlScheme::Postgresql,
         }
     }
+}
+
+/// `UID` or `UID:GID` (the gid defaults to the uid, as most images create their users).
+pub fn parse_run_as(s: &str) -> Result<RunAs, String> {
+    let bad = || format!("{s:?} is not UID or UID:GID (numbers)");
+    let (uid, gid) = s.split_once(':').unwrap_or((s, s));
+    Ok(RunAs {
+        uid: uid.parse().map_err(|_| bad())?,
+        gid: gid.parse().map_err(|_| bad())?,
+    })
 }
 
 /// `90`, `90s`, `1500ms`, `10m`, `1h`; `0` is zero.
@@ -310,6 +326,26 @@ mod tests {
             snapshot == now,
             "--help changed; if intended, update the snapshot with AURORA_SIDECAR_UPDATE_SNAPSHOTS=1.\n--- snapshot\n{snapshot}\n--- now\n{now}"
         );
+    }
+
+    #[test]
+    fn drop_to_takes_uid_and_optional_gid() {
+        assert_eq!(
+            parse_run_as("65532"),
+            Ok(RunAs {
+                uid: 65532,
+                gid: 65532
+            })
+        );
+        assert_eq!(
+            parse_run_as("1000:2000"),
+            Ok(RunAs {
+                uid: 1000,
+                gid: 2000
+            })
+        );
+        assert!(parse_run_as("app").is_err());
+        assert!(parse_run_as("1:").is_err());
     }
 
     #[test]

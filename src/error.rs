@@ -11,6 +11,7 @@ use crate::config::ConfigError;
 use crate::db::WaitError;
 use crate::exit;
 use crate::outdir::WriteError;
+use crate::privileges::PrivilegeError;
 use crate::secret::SecretError;
 use crate::signal::Signal;
 
@@ -36,6 +37,10 @@ pub enum Error {
     },
     #[error("installing signal handlers")]
     Signals(#[source] std::io::Error),
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
 }
 
 impl Error {
@@ -47,7 +52,9 @@ impl Error {
             Error::Write(_) => ErrorClass::OutDir,
             Error::Interrupted(_) => ErrorClass::Interrupted,
             Error::Exec { .. } => ErrorClass::Exec,
-            Error::Signals(_) => ErrorClass::Internal,
+            Error::Signals(_) | Error::Runtime(_) => ErrorClass::Internal,
+            // Not root, or the container forbids setuid/capset: the deployment must change.
+            Error::Privileges(_) => ErrorClass::Config,
         }
     }
 

@@ -14,7 +14,7 @@
 //!
 //! | layer | modules | may import |
 //! |---|---|---|
-//! | 0, leaves | [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] (atomic writer), [`exec`] (PATH lookup, execve) | nothing of the crate |
+//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] (atomic writer), [`exec`] (PATH lookup, execve) | nothing of the crate |
 //! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
 //! | 2 | [`db`] (TLS, login and classification, provisioning, establish, the wait loop), [`render`] (pure renderers, the file set, publish), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
 //! | 3 | [`config`] (validated [`config::Config`], CA read once, TLS built once), [`refresh`] (the refresh state machine and its driver) | layers 0–2 |
@@ -41,6 +41,7 @@ pub mod exec;
 pub mod exit;
 pub mod modes;
 pub mod outdir;
+pub mod privileges;
 pub mod refresh;
 pub mod render;
 pub mod report;
@@ -85,6 +86,28 @@ pub fn init_tracing(format: LogFormat) {
     } else {
         builder.init();
     }
+}
+
+/// `--drop-to`, for the commands that have it. Call it while the process has one thread:
+/// uid and capability changes are per-thread on Linux.
+pub fn drop_privileges(cli: &Cli) -> Result<(), Error> {
+    let prepare = match &cli.command {
+        Command::Once(a) => a,
+        Command::Run(a) => &a.prepare,
+        Command::Exec(a) => &a.prepare,
+        Command::Render(a) => &a.prepare,
+        Command::Health(_) => return Ok(()),
+    };
+    if let Some(target) = prepare.drop_to {
+        privileges::drop_to(target, prepare.owner.is_some())?;
+        tracing::info!(
+            uid = target.uid,
+            gid = target.gid,
+            keep_chown = prepare.owner.is_some(),
+            "dropped root"
+        );
+    }
+    Ok(())
 }
 
 /// Runs one command; the returned code is the process exit code.

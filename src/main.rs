@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use aurora_sidecar::cli::Cli;
+use aurora_sidecar::error::Error;
 use aurora_sidecar::exit;
 use aurora_sidecar::report::chain;
 use clap::Parser;
@@ -21,19 +22,17 @@ fn main() -> ExitCode {
         }
     };
     aurora_sidecar::init_tracing(cli.log_format);
-    // One thread: the sidecar lives for weeks beside the app and does little; a
-    // multi-threaded runtime would only add idle threads and memory.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("aurora-sidecar: cannot start the runtime: {e}");
-            return ExitCode::from(exit::SOFTWARE);
-        }
-    };
-    match runtime.block_on(aurora_sidecar::run(cli)) {
+    // --drop-to first, while this is the only thread; then one thread for the runtime:
+    // the sidecar lives for weeks beside the app and does little, and a multi-threaded
+    // runtime would only add idle threads and memory.
+    let outcome = aurora_sidecar::drop_privileges(&cli).and_then(|()| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?
+            .block_on(aurora_sidecar::run(cli))
+    });
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("signal", 0),
     ("outdir", 0),
     ("exec", 0),
+    ("privileges", 0),
     ("cli", 1),
     ("secret", 1),
     ("db", 2),
