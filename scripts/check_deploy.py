@@ -1,0 +1,163 @@
+"""Checks of the deployment files that no off-the-shelf validator makes.
+
+- ECS task definitions: validated against the RegisterTaskDefinition input model that
+  botocore ships (parameter validation: names, types, required fields), then the rules
+  ECS applies at run time: a HEALTHY dependency needs a health check, COMPLETE/SUCCESS are
+  refused on an essential container, health-check ranges, and the sidecar's command.
+- The Copilot manifest: the keys and values the README promises (Copilot has no offline
+  validator): an essential sidecar with an exec-form `health` check covering 5 minutes
+  within ECS's limits, the volume read-write in the sidecar and read-only in the app, the
+  app depending on the sidecar being healthy, and the secret reaching the sidecar.
+
+Usage: python3 check_deploy.py  (from the repository root; needs botocore and PyYAML)
+"""
+import json
+import re
+import sys
+
+import botocore.session
+import yaml
+from botocore.validate import ParamValidator
+
+HEALTH = ["CMD", "/usr/local/bin/aurora-sidecar", "health"]
+FIVE_MINUTES = 300
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+
+
+def health_budget(start_period, interval, retries):
+    return start_period + interval * retries
+
+
+def check_task_definition(path, shape):
+    td = json.load(open(path))
+    report = ParamValidator().validate(td, shape)
+    check(not report.has_errors(), f"{path}: {report.generate_report()}")
+    containers = {c["name"]: c for c in td["containerDefinitions"]}
+    for c in td["containerDefinitions"]:
+        for dep in c.get("dependsOn", []):
+            target = containers.get(dep["containerName"])
+            check(target is not None, f"{path}: {c['name']} depends on unknown {dep['containerName']}")
+            if target is None:
+                continue
+            if dep["condition"] == "HEALTHY":
+                check("healthCheck" in target, f"{path}: HEALTHY on {target['name']}, which has no healthCheck")
+            if dep["condition"] in ("COMPLETE", "SUCCESS"):
+                check(not target.get("essential", True), f"{path}: {dep['condition']} on essential {target['name']}")
+        hc = c.get("healthCheck")
+        if hc:
+            check(hc["command"] == HEALTH, f"{path}: {c['name']} health check is not the exec-form health command")
+            check(5 <= hc["interval"] <= 300, f"{path}: interval out of 5-300")
+            check(2 <= hc["timeout"] <= 60, f"{path}: timeout out of 2-60")
+            check(1 <= hc["retries"] <= 10, f"{path}: retries out of 1-10")
+            check(0 <= hc["startPeriod"] <= 300, f"{path}: startPeriod out of 0-300")
+            budget = health_budget(hc["startPeriod"], hc["interval"], hc["retries"])
+            check(budget >= FIVE_MINUTES, f"{path}: health check covers only {budget} s")
+        if "aurora-sidecar" in c["image"]:
+            mounts = c.get("mountPoints", [])
+            check(any(not m.get("readOnly", False) for m in mounts), f"{path}: sidecar volume not writable")
+            cmd = c.get("command", [])
+            check(cmd and cmd[0] in ("run", "once"), f"{path}: sidecar command {cmd}")
+            if cmd and cmd[0] == "run":
+                check(c.get("essential", True), f"{path}: run sidecar must be essential")
+                check(c.get("stopTimeout", 30) <= 120, f"{path}: stopTimeout above Fargate's 120 s")
+            env = {e["name"] for e in c.get("environment", [])}
+            check("AURORA_SIDECAR_SECRET_ID" in env or c.get("secrets"), f"{path}: sidecar has no secret source")
+            if any(a.startswith("--drop-to") for a in cmd):
+                check(c.get("user") in ("0", "0:0", "root"), f"{path}: --drop-to needs user 0")
+        else:
+            mounts = c.get("mountPoints", [])
+            check(all(m.get("readOnly") for m in mounts), f"{path}: app mounts the volume writable")
+    return td
+
+
+def check_copilot(path):
+    m = yaml.safe_load(open(path))
+    check(m.get("type") == "Load Balanced Web Service", f"{path}: not a Load Balanced Web Service")
+    sidecars = m.get("sidecars", {})
+    check(len(sidecars) == 1, f"{path}: expected one sidecar")
+    name, sc = next(iter(sidecars.items()))
+    check(sc.get("essential") is True, f"{path}: sidecar must be essential")
+    hc = sc.get("healthcheck", {})
+    check(hc.get("command") == HEALTH, f"{path}: sidecar healthcheck command {hc.get('command')}")
+    secs = lambda v: int(re.fullmatch(r"(\d+)s", str(v)).group(1))
+    interval, timeout, start = secs(hc["interval"]), secs(hc["timeout"]), secs(hc["start_period"])
+    retries = hc["retries"]
+    check(5 <= interval <= 300 and 2 <= timeout <= 60 and 1 <= retries <= 10 and 0 <= start <= 300,
+          f"{path}: healthcheck outside ECS limits")
+    check(health_budget(start, interval, retries) >= FIVE_MINUTES, f"{path}: healthcheck covers < 5 minutes")
+    vols = m.get("storage", {}).get("volumes", {})
+    check(len(vols) == 1, f"{path}: expected one storage volume")
+    vname, vol = next(iter(vols.items()))
+    check("efs" not in vol, f"{path}: the shared volume must not be EFS")
+    check(vol.get("read_only") is True, f"{path}: the app must mount the volume read-only")
+    mps = sc.get("mount_points", [])
+    check(any(mp.get("source_volume") == vname and mp.get("read_only") is False and mp.get("path") == vol.get("path")
+              for mp in mps), f"{path}: sidecar must mount {vname} read-write (Copilot defaults to read-only)")
+    check(m.get("image", {}).get("depends_on", {}).get(name) == "healthy", f"{path}: app must depend on {name}: healthy")
+    cmd = sc.get("command", [])
+    check(cmd and cmd[0] == "run", f"{path}: sidecar command must be run")
+    overrides = {o["path"]: o["value"] for o in m.get("taskdef_overrides", [])}
+    if any(a.startswith("--drop-to") for a in cmd):
+        check(overrides.get("ContainerDefinitions[1].User") == "0", f"{path}: --drop-to needs User 0 via taskdef_overrides")
+    check("profile" in " ".join(m.get("command", [])), f"{path}: the app must source the profile")
+    return name
+
+
+def check_addon(path):
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tagged(loader, suffix, node):
+        # CloudFormation short forms (!Ref, !Join, ...) kept as {"!Ref": value}.
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {"!" + suffix: value}
+
+    Loader.add_multi_constructor("!", tagged)
+    t = yaml.load(open(path), Loader=Loader)
+    outputs = t["Outputs"]
+    types = {k: v["Type"] for k, v in t["Resources"].items()}
+    policy = [k for k, v in types.items() if v == "AWS::IAM::ManagedPolicy"]
+    check(any(list(o["Value"].values())[0] in policy for o in outputs.values() if isinstance(o["Value"], dict) and "!Ref" in o["Value"]),
+          f"{path}: no ManagedPolicy output for the task role")
+    check("AuroraSidecarSecretId" in outputs and "!Join" in outputs["AuroraSidecarSecretId"]["Value"],
+          f"{path}: the secret id must be a plain (Join) output so sidecars get it")
+    secret = next(v for v in t["Resources"].values() if v["Type"] == "AWS::SecretsManager::Secret")
+    tags = {tag["Key"] for tag in secret["Properties"].get("Tags", [])}
+    check({"copilot-application", "copilot-environment"} <= tags, f"{path}: secret lacks the Copilot tags")
+    pg = next(v for v in t["Resources"].values() if v["Type"] == "AWS::RDS::DBClusterParameterGroup")
+    check(pg["Properties"]["Parameters"].get("rds.force_ssl") == "1", f"{path}: rds.force_ssl must be 1")
+    cluster = next(v for v in t["Resources"].values() if v["Type"] == "AWS::RDS::DBCluster")
+    check("SecondsUntilAutoPause" in cluster["Properties"]["ServerlessV2ScalingConfiguration"], f"{path}: no auto-pause")
+
+
+def main():
+    ecs = botocore.session.get_session().get_service_model("ecs")
+    shape = ecs.operation_model("RegisterTaskDefinition").input_shape
+    for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json"):
+        check_task_definition(path, shape)
+    check_copilot("copilot/api/manifest.yml")
+    check_addon("copilot/api/addons/appdb.yml")
+    # The checks must be able to fail: a broken copy of the task definition is refused.
+    broken = json.load(open("deploy/ecs/task-definition.json"))
+    broken["containerDefinitions"][1]["healthCheck"]["interval"] = "10"
+    del broken["family"]
+    report = ParamValidator().validate(broken, shape)
+    check(report.has_errors(), "botocore accepted a task definition without family and with a string interval")
+    if failures:
+        print("\n".join(f"FAIL {f}" for f in failures))
+        sys.exit(1)
+    print("deploy checks: task definitions valid for RegisterTaskDefinition (botocore "
+          f"{botocore.__version__}), ECS dependency and health-check rules hold, Copilot manifest and addon as documented")
+
+
+main()
