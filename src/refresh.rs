@@ -231,9 +231,7 @@ where
             }
             Action::RecordUnchanged => {
                 self.state.record_check(false);
-                if let Err(e) = self.state.save() {
-                    tracing::warn!(error = %chain(&e), "could not update status.json");
-                }
+                self.state.save_or_warn();
                 tracing::debug!(checks = self.state.status.checks, "credentials unchanged");
             }
             Action::RecordPublished { version } => {

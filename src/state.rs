@@ -116,10 +116,22 @@ impl State {
     /// degraded). A status write failing here is logged, not fatal: the wait goes on and
     /// the final publish reports any persistent out-dir problem.
     pub fn record_failure(&mut self, phase: Phase, attempt: u32, class: ErrorClass, message: &str) {
+        self.set_failure(phase, attempt, class, message);
+        self.save_or_warn();
+    }
+
+    /// The in-memory half of [`State::record_failure`]: the wait loop probes a refusing
+    /// server ten times a second and saves only now and then (see `sidecar`).
+    pub fn set_failure(&mut self, phase: Phase, attempt: u32, class: ErrorClass, message: &str) {
         self.status.phase = phase;
         self.status.attempt = attempt;
         self.status.last_error_class = Some(class);
         self.status.last_error = Some(message.to_string());
+    }
+
+    /// Saves `status.json`; a failure is logged, not returned: the wait goes on and the
+    /// final publish reports a persistent out-dir problem.
+    pub fn save_or_warn(&mut self) {
         if let Err(e) = self.save() {
             tracing::warn!(error = %chain(&e), "could not update status.json");
         }
@@ -161,9 +173,7 @@ impl State {
     /// Best effort on the way out: a stopping sidecar must not fail on its status file.
     pub fn mark_stopping(&mut self) {
         self.status.phase = Phase::Stopping;
-        if let Err(e) = self.save() {
-            tracing::warn!(error = %chain(&e), "could not update status.json");
-        }
+        self.save_or_warn();
     }
 }
 

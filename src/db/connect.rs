@@ -69,6 +69,19 @@ pub enum Stage {
     Provision,
 }
 
+/// Whether the server took part in a failed attempt: what a retry would cost it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact {
+    /// Nothing listened (connection refused, host or network unreachable): a retry costs
+    /// the server nothing, so it may come soon.
+    Refused,
+    /// The server answered (an error response, or it closed the connection): every retry
+    /// costs it a backend.
+    Answered,
+    /// Unknown: name resolution failed, or no answer at all.
+    Unknown,
+}
+
 /// A failed login or statement, with where it happened and what it means. The cause is
 /// kept whole as `source` (the server's message, the TLS or I/O error); nothing here holds
 /// the password.
@@ -76,6 +89,7 @@ pub enum Stage {
 pub struct DbError {
     pub class: ErrorClass,
     pub stage: Stage,
+    pub contact: Contact,
     pub host: String,
     pub port: u16,
     /// The database the login was for (the maintenance database when provisioning).
@@ -100,6 +114,7 @@ impl DbError {
         Self {
             class,
             stage,
+            contact: contact(&source),
             host: target.host.clone(),
             port: target.port,
             database: database.to_string(),
@@ -137,6 +152,39 @@ impl std::fmt::Display for DbError {
             write!(f, "; {h}")?;
         }
         Ok(())
+    }
+}
+
+/// How far an attempt got: an error response means the server answered; refused or
+/// unreachable means nothing listened; everything else (DNS, a dropped connection
+/// mid-handshake counts as answered) is judged from the I/O error's kind.
+pub fn contact(err: &tokio_postgres::Error) -> Contact {
+    if err.as_db_error().is_some() {
+        return Contact::Answered;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            return match io.kind() {
+                K::ConnectionRefused
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::NetworkDown
+                | K::AddrNotAvailable => Contact::Refused,
+                K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+                    Contact::Answered
+                }
+                _ => Contact::Unknown,
+            };
+        }
+        cur = e.source();
+    }
+    // tokio-postgres reports a connection the server closed as a plain "closed" error.
+    if err.is_closed() {
+        Contact::Answered
+    } else {
+        Contact::Unknown
     }
 }
 

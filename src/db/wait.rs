@@ -13,7 +13,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
-use super::connect::{DbError, Stage};
+use super::connect::{Contact, DbError, Stage};
 use super::establish::establish;
 use super::tls::Tls;
 use crate::class::ErrorClass;
@@ -31,6 +31,17 @@ pub struct Policy {
     /// First backoff step; doubled per retry up to `max_delay`, plus up to 100% jitter.
     pub min_delay: Duration,
     pub max_delay: Duration,
+    /// Pause after an attempt that nothing answered (refused, unreachable): such an
+    /// attempt costs the server nothing, so it is repeated often, and the wait ends within
+    /// about this long of the server starting to listen.
+    pub probe_interval: Duration,
+    /// Pause after an attempt the server answered (57P03 starting up, 53300, 28000, …):
+    /// each costs a backend, so never more than 1 / this per second (200 ms: 5 per second).
+    pub answered_interval: Duration,
+    /// Answered failures in a row paced at `answered_interval` before the exponential
+    /// schedule takes over (a server that keeps saying no for seconds is not about to
+    /// say yes).
+    pub answered_fast_attempts: u32,
     /// How often a rejected password (28P01) re-reads the secret and tries again.
     pub password_retries: u32,
     /// How long 28000 counts as "still resuming" (seen from Aurora at 0 ACU) before it is
@@ -45,6 +56,9 @@ impl Default for Policy {
             attempt_timeout: Duration::from_secs(40),
             min_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(5),
+            probe_interval: Duration::from_millis(100),
+            answered_interval: Duration::from_millis(200),
+            answered_fast_attempts: 25,
             password_retries: 3,
             authorization_window: Duration::from_secs(300),
         }
@@ -55,18 +69,18 @@ impl Policy {
     /// The backoff schedule: 250 ms, 500 ms, 1 s, … capped at `max_delay`, each with up
     /// to 100% random jitter (backon adds `rand(0..1) × step`), so delays stay in
     /// `[step, 2 × step)` and tasks that start together spread out.
-    pub fn schedule(&self) -> impl Iterator<Item = Duration> + 'static {
+    pub fn schedule(&self) -> impl Iterator<Item = Duration> + use<> {
         self.backoff(self.max_delay)
     }
 
     /// Backoff between refresh retries while degraded: the same doubling from
     /// `min_delay`, but capped at 30 s (plus jitter) because each retry costs a Secrets
     /// Manager call and a login, and the app is still served by the old files.
-    pub fn degraded_schedule(&self) -> impl Iterator<Item = Duration> + 'static {
+    pub fn degraded_schedule(&self) -> impl Iterator<Item = Duration> + use<> {
         self.backoff(Duration::from_secs(30))
     }
 
-    fn backoff(&self, cap: Duration) -> impl Iterator<Item = Duration> + 'static {
+    fn backoff(&self, cap: Duration) -> impl Iterator<Item = Duration> + use<> {
         ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(cap)
@@ -77,11 +91,76 @@ impl Policy {
     }
 }
 
+/// How soon a retry may come, by what the failed attempt cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Nothing answered: retry every `probe_interval` (plus up to 25 % jitter).
+    Probe,
+    /// The server answered: `answered_interval` (plus up to 25 % jitter) for the first
+    /// `answered_fast_attempts` in a row, then the exponential schedule.
+    Answered,
+    /// The exponential schedule (DNS failures, timeouts, Secrets Manager).
+    Backoff,
+}
+
+impl From<Contact> for Pace {
+    fn from(c: Contact) -> Self {
+        match c {
+            Contact::Refused => Pace::Probe,
+            Contact::Answered => Pace::Answered,
+            Contact::Unknown => Pace::Backoff,
+        }
+    }
+}
+
+/// The pauses between attempts: [`Pace`] per failure, one exponential schedule shared by
+/// the slow cases so that alternating errors cannot reset it.
+pub struct Pacer<S> {
+    probe: Duration,
+    answered: Duration,
+    answered_fast: u32,
+    answered_streak: u32,
+    schedule: S,
+    /// A number in [0, 1) per call; random in the binary, fixed in tests.
+    jitter: fn() -> f64,
+}
+
+impl Pacer<()> {
+    pub fn new(policy: &Policy) -> Pacer<impl Iterator<Item = Duration> + 'static> {
+        Pacer {
+            probe: policy.probe_interval,
+            answered: policy.answered_interval,
+            answered_fast: policy.answered_fast_attempts,
+            answered_streak: 0,
+            schedule: policy.schedule(),
+            jitter: fastrand::f64,
+        }
+    }
+}
+
+impl<S: Iterator<Item = Duration>> Pacer<S> {
+    pub fn delay(&mut self, pace: Pace) -> Duration {
+        let jittered = |base: Duration, j: f64| base + base.mul_f64(0.25 * j);
+        match pace {
+            Pace::Probe => {
+                self.answered_streak = 0;
+                jittered(self.probe, (self.jitter)())
+            }
+            Pace::Answered if self.answered_streak < self.answered_fast => {
+                self.answered_streak += 1;
+                jittered(self.answered, (self.jitter)())
+            }
+            // The schedule never ends (`without_max_times`).
+            Pace::Answered | Pace::Backoff => self.schedule.next().unwrap_or(self.answered),
+        }
+    }
+}
+
 /// What the loop should do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Back off, then try again.
-    Retry,
+    /// Pause as the pace says, then try again.
+    Retry(Pace),
     /// Try again at once without advancing the backoff (the next attempt does different
     /// work, e.g. creating the missing database).
     RetryNow,
@@ -189,7 +268,8 @@ pub(crate) async fn drive<A: Attempt>(
 ) -> Result<(A::Output, u32), WaitError> {
     let start = Instant::now();
     let deadline = policy.deadline.map(|d| start + d);
-    let mut schedule = policy.schedule();
+    let mut pacer = Pacer::new(policy);
+    let mut last: Option<AttemptError> = None;
     let mut n = 0u32;
     loop {
         n += 1;
@@ -203,15 +283,20 @@ pub(crate) async fn drive<A: Attempt>(
             Ok(Ok(out)) => return Ok((out, n)),
             Ok(Err(f)) => f,
             Err(_) => Failure {
-                verdict: Verdict::Retry,
-                error: AttemptError::Timeout(budget),
+                verdict: Verdict::Retry(Pace::Backoff),
+                // An attempt cut short by the deadline (not by --attempt-timeout) says
+                // nothing about the server: report what the attempt before it found.
+                error: match last.take() {
+                    Some(previous) if budget < policy.attempt_timeout => previous,
+                    _ => AttemptError::Timeout(budget),
+                },
             },
         };
         let delay = match failure.verdict {
             Verdict::Fatal => None,
             Verdict::RetryNow => Some(Duration::ZERO),
-            // The schedule never ends (`without_max_times`); the deadline ends the loop.
-            Verdict::Retry => schedule.next(),
+            // The deadline ends the loop.
+            Verdict::Retry(pace) => Some(pacer.delay(pace)),
         };
         let delay = delay.filter(|d| deadline.is_none_or(|dl| Instant::now() + *d < dl));
         observe(&Event {
@@ -220,7 +305,10 @@ pub(crate) async fn drive<A: Attempt>(
             delay,
         });
         match delay {
-            Some(d) => tokio::time::sleep(d).await,
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                last = Some(failure.error);
+            }
             None if failure.verdict == Verdict::Fatal => {
                 return Err(WaitError::Fatal(failure.error));
             }
@@ -256,18 +344,18 @@ pub struct Ready {
 pub fn verdict(
     class: ErrorClass,
     stage: Stage,
+    contact: Contact,
     elapsed: Duration,
     policy: &Policy,
     create: bool,
 ) -> Verdict {
+    let retry = Verdict::Retry(contact.into());
     match (class, stage) {
-        (ErrorClass::Transient, _) | (ErrorClass::PasswordRejected, _) => Verdict::Retry,
-        (ErrorClass::AuthorizationRejected, _) if elapsed < policy.authorization_window => {
-            Verdict::Retry
-        }
+        (ErrorClass::Transient, _) | (ErrorClass::PasswordRejected, _) => retry,
+        (ErrorClass::AuthorizationRejected, _) if elapsed < policy.authorization_window => retry,
         (ErrorClass::MissingDatabase, Stage::Login) if create => Verdict::RetryNow,
         // --no-create: somebody else (a migration job, a DBA) is expected to create it.
-        (ErrorClass::MissingDatabase, Stage::Login) => Verdict::Retry,
+        (ErrorClass::MissingDatabase, Stage::Login) => retry,
         _ => Verdict::Fatal,
     }
 }
@@ -310,7 +398,7 @@ impl<'a> LoginAttempt<'a> {
         }
         let fresh = self.resolver.resolve().await.map_err(|e| Failure {
             verdict: if e.is_retryable() {
-                Verdict::Retry
+                Verdict::Retry(Pace::Backoff)
             } else {
                 Verdict::Fatal
             },
@@ -323,6 +411,7 @@ impl<'a> LoginAttempt<'a> {
         let verdict = verdict(
             err.class,
             err.stage,
+            err.contact,
             elapsed,
             self.policy,
             self.provisioning.create,
@@ -330,7 +419,7 @@ impl<'a> LoginAttempt<'a> {
         // Create the database next time after a 3D000 at login, and keep trying to
         // create it after a creation that failed for a passing reason.
         self.provision_next = verdict == Verdict::RetryNow
-            || (err.stage == Stage::Provision && verdict == Verdict::Retry);
+            || (err.stage == Stage::Provision && matches!(verdict, Verdict::Retry(_)));
         match err.class {
             ErrorClass::PasswordRejected => {
                 // A rotation race: the database may already have the new password while
@@ -443,9 +532,58 @@ mod tests {
         }
     }
 
+    fn pacer(jitter: fn() -> f64) -> Pacer<impl Iterator<Item = Duration>> {
+        let p = Policy::default();
+        Pacer {
+            probe: p.probe_interval,
+            answered: p.answered_interval,
+            answered_fast: p.answered_fast_attempts,
+            answered_streak: 0,
+            schedule: p.schedule(),
+            jitter,
+        }
+    }
+
+    #[test]
+    fn refused_attempts_are_probed_every_100_to_125_ms() {
+        let mut lo = pacer(|| 0.0);
+        let mut hi = pacer(|| 0.999);
+        for _ in 0..100 {
+            assert_eq!(lo.delay(Pace::Probe), Duration::from_millis(100));
+            assert!(hi.delay(Pace::Probe) < Duration::from_millis(125));
+        }
+    }
+
+    #[test]
+    fn answered_attempts_never_exceed_five_a_second_and_slow_down_after_25() {
+        let mut p = pacer(|| 0.5);
+        let delays: Vec<Duration> = (0..40).map(|_| p.delay(Pace::Answered)).collect();
+        assert!(
+            delays.iter().all(|d| *d >= Duration::from_millis(200)),
+            "{delays:?}"
+        );
+        assert!(
+            delays[..25]
+                .iter()
+                .all(|d| *d == Duration::from_millis(225))
+        );
+        // Then the exponential schedule: 250 ms, 500 ms, … (with jitter below double).
+        assert!(
+            delays[25] >= Duration::from_millis(250) && delays[25] < Duration::from_millis(500)
+        );
+        assert!(delays[30] >= Duration::from_secs(5));
+        // A refused attempt in between starts a fresh streak of fast answered retries.
+        p.delay(Pace::Probe);
+        assert_eq!(p.delay(Pace::Answered), Duration::from_millis(225));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn retries_follow_the_schedule_and_succeed() {
-        let mut job = Scripted::new(&[Verdict::Retry, Verdict::Retry, Verdict::Retry]);
+        let mut job = Scripted::new(&[
+            Verdict::Retry(Pace::Backoff),
+            Verdict::Retry(Pace::Backoff),
+            Verdict::Retry(Pace::Backoff),
+        ]);
         let mut seen = Vec::new();
         let ((), attempts) = drive(&policy(Some(600)), &mut job, |e| {
             seen.push((e.attempt, e.delay))
@@ -473,7 +611,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retry_now_does_not_wait_or_advance_the_backoff() {
-        let mut job = Scripted::new(&[Verdict::RetryNow, Verdict::Retry]);
+        let mut job = Scripted::new(&[Verdict::RetryNow, Verdict::Retry(Pace::Backoff)]);
         drive(&policy(Some(600)), &mut job, |_| {})
             .await
             .expect("ok");
@@ -484,7 +622,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fatal_stops_at_once() {
-        let mut job = Scripted::new(&[Verdict::Retry, Verdict::Fatal, Verdict::Retry]);
+        let mut job = Scripted::new(&[
+            Verdict::Retry(Pace::Backoff),
+            Verdict::Fatal,
+            Verdict::Retry(Pace::Backoff),
+        ]);
         let mut last_delay = Some(Duration::ZERO);
         let err = drive(&policy(Some(600)), &mut job, |e| last_delay = e.delay)
             .await
@@ -496,7 +638,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deadline_ends_the_wait_with_exit_69() {
-        let mut job = Scripted::new(&[Verdict::Retry; 1000]);
+        let mut job = Scripted::new(&[Verdict::Retry(Pace::Backoff); 1000]);
         let start = Instant::now();
         let err = drive(&policy(Some(30)), &mut job, |_| {})
             .await
@@ -544,11 +686,47 @@ mod tests {
         assert!(job.times[1] >= Duration::from_secs(40));
     }
 
+    /// A job that fails fast, then hangs (as a login does when the server stops
+    /// answering): the deadline cuts the hanging attempt, and the error reported is the
+    /// one the server gave, not a timeout of our own making.
+    struct FailsThenHangs(u32);
+
+    impl Attempt for FailsThenHangs {
+        type Output = ();
+        async fn attempt(&mut self, _n: u32, _elapsed: Duration) -> Result<(), Failure> {
+            self.0 += 1;
+            if self.0 > 1 {
+                std::future::pending::<()>().await;
+            }
+            Err(Failure {
+                verdict: Verdict::Retry(Pace::Answered),
+                error: AttemptError::Secret(SecretError::EnvMissing { name: "X".into() }),
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_cut_by_the_deadline_reports_the_error_before_it() {
+        let err = drive(&policy(Some(2)), &mut FailsThenHangs(0), |_| {})
+            .await
+            .expect_err("deadline");
+        assert!(
+            matches!(
+                &err,
+                WaitError::Deadline {
+                    last: AttemptError::Secret(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn zero_deadline_means_forever() {
         // 200 failures take far longer than 10 minutes of backoff; with no deadline it
         // still succeeds.
-        let mut job = Scripted::new(&[Verdict::Retry; 200]);
+        let mut job = Scripted::new(&[Verdict::Retry(Pace::Backoff); 200]);
         let ((), attempts) = drive(&policy(None), &mut job, |_| {})
             .await
             .expect("no deadline");
