@@ -87,11 +87,15 @@ impl Writer {
         Ok(true)
     }
 
-    /// Removes `name` if present (and makes the removal durable).
+    /// Removes `name` if present. Not fsynced on its own: the caller's next [`write`]
+    /// fsyncs the directory, which makes the removal durable with it (one fsync, not two,
+    /// on the start-up path).
+    ///
+    /// [`write`]: Writer::write
     pub fn remove(&self, name: &str) -> Result<(), WriteError> {
         let path = self.dir.join(name);
         match fs::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(WriteError {
                 op: "remove",

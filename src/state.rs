@@ -74,8 +74,9 @@ pub struct State {
 }
 
 impl State {
-    /// Removes a stale `ready` and publishes phase `starting`. Fails fast (exit 73) when the
-    /// out-dir is not writable, before any waiting.
+    /// Removes a stale `ready` and publishes phase `starting` (whose directory fsync also
+    /// makes the removal durable). Fails fast (exit 73) when the out-dir is not writable,
+    /// before any waiting.
     pub fn start(writer: Writer) -> Result<Self, WriteError> {
         writer.remove(READY_FILE)?;
         let now = rfc3339(SystemTime::now());
