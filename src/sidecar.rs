@@ -300,7 +300,7 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
 }
 
 /// Logs failed attempts and records them in `status.json`, sparingly: a refusing server
-/// is probed ten times a second, which is cheap for it but would be a flood of log lines
+/// is probed twenty times a second, which is cheap for it but would be a flood of log lines
 /// and fsyncs. The first attempts, every change of class or phase, and the last attempt
 /// are written at once; in between, at most one warning every 10 s and one status write
 /// a second (the rest go to the debug log).

@@ -32,8 +32,8 @@ pub struct Policy {
     pub min_delay: Duration,
     pub max_delay: Duration,
     /// Pause after an attempt that nothing answered (refused, unreachable): such an
-    /// attempt costs the server nothing, so it is repeated often, and the wait ends within
-    /// about this long of the server starting to listen.
+    /// attempt costs the server nothing (no backend, no log line), so it is repeated
+    /// often, and the wait ends within about this long of the server starting to listen.
     pub probe_interval: Duration,
     /// Pause after an attempt the server answered (57P03 starting up, 53300, 28000, …):
     /// each costs a backend, so never more than 1 / this per second (200 ms: 5 per second).
@@ -56,7 +56,7 @@ impl Default for Policy {
             attempt_timeout: Duration::from_secs(40),
             min_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(5),
-            probe_interval: Duration::from_millis(100),
+            probe_interval: Duration::from_millis(50),
             answered_interval: Duration::from_millis(200),
             answered_fast_attempts: 25,
             password_retries: 3,
@@ -94,7 +94,7 @@ impl Policy {
 /// How soon a retry may come, by what the failed attempt cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
-    /// Nothing answered: retry every `probe_interval` (plus up to 25 % jitter).
+    /// Nothing answered: retry every `probe_interval` (50 ms, plus up to 25 % jitter).
     Probe,
     /// The server answered: `answered_interval` (plus up to 25 % jitter) for the first
     /// `answered_fast_attempts` in a row, then the exponential schedule.
@@ -339,8 +339,9 @@ pub struct Ready {
     pub created: bool,
 }
 
-/// What a failed database step means for the wait, from its class and stage alone.
-/// `elapsed` is the time since the wait began (28000 is retried only early on).
+/// What a failed database step means for the wait, from its class, stage and contact
+/// alone (the contact sets the pace of a retry). `elapsed` is the time since the wait
+/// began (28000 is retried only early on).
 pub fn verdict(
     class: ErrorClass,
     stage: Stage,
@@ -545,12 +546,67 @@ mod tests {
     }
 
     #[test]
-    fn refused_attempts_are_probed_every_100_to_125_ms() {
+    fn verdicts_follow_the_error_table() {
+        let p = Policy::default();
+        let early = Duration::from_secs(1);
+        let v = |class, stage, contact, create| verdict(class, stage, contact, early, &p, create);
+        use ErrorClass as C;
+        assert_eq!(
+            v(C::Transient, Stage::Login, Contact::Refused, true),
+            Verdict::Retry(Pace::Probe)
+        );
+        assert_eq!(
+            v(C::Transient, Stage::Login, Contact::Answered, true),
+            Verdict::Retry(Pace::Answered)
+        );
+        assert_eq!(
+            v(C::Transient, Stage::Login, Contact::Unknown, true),
+            Verdict::Retry(Pace::Backoff)
+        );
+        assert_eq!(
+            v(C::MissingDatabase, Stage::Login, Contact::Answered, true),
+            Verdict::RetryNow
+        );
+        assert_eq!(
+            v(C::MissingDatabase, Stage::Login, Contact::Answered, false),
+            Verdict::Retry(Pace::Answered)
+        );
+        assert_eq!(
+            v(
+                C::MissingDatabase,
+                Stage::Provision,
+                Contact::Answered,
+                true
+            ),
+            Verdict::Fatal
+        );
+        for fatal in [C::NoPrivilege, C::TlsVerification, C::TlsRequired, C::Other] {
+            assert_eq!(
+                v(fatal, Stage::Login, Contact::Answered, true),
+                Verdict::Fatal
+            );
+        }
+        let late = p.authorization_window;
+        assert_eq!(
+            verdict(
+                C::AuthorizationRejected,
+                Stage::Login,
+                Contact::Answered,
+                late,
+                &p,
+                true
+            ),
+            Verdict::Fatal
+        );
+    }
+
+    #[test]
+    fn refused_attempts_are_probed_every_50_to_62_ms() {
         let mut lo = pacer(|| 0.0);
         let mut hi = pacer(|| 0.999);
         for _ in 0..100 {
-            assert_eq!(lo.delay(Pace::Probe), Duration::from_millis(100));
-            assert!(hi.delay(Pace::Probe) < Duration::from_millis(125));
+            assert_eq!(lo.delay(Pace::Probe), Duration::from_millis(50));
+            assert!(hi.delay(Pace::Probe) < Duration::from_micros(62_500));
         }
     }
 
