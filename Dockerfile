@@ -42,11 +42,9 @@ RUN set -eu; \
     chmod 0755 /rootfs/run/aurora-sidecar; \
     chmod 1777 /rootfs/tmp
 
-# --- the image, from a binary built on the host (scripts/build-static)
-FROM ${RUNTIME_IMAGE} AS runtime-prebuilt
-ARG PREBUILT_BINARY=target/x86_64-unknown-linux-gnu/image/aurora-sidecar
+# --- what both images share: the file system, the user, how to run and check it
+FROM ${RUNTIME_IMAGE} AS runtime-base
 COPY --from=rootfs /rootfs/ /
-COPY ${PREBUILT_BINARY} /usr/local/bin/aurora-sidecar
 USER 65532:65532
 VOLUME ["/run/aurora-sidecar"]
 ENTRYPOINT ["/usr/local/bin/aurora-sidecar"]
@@ -55,6 +53,11 @@ CMD ["run"]
 # definition); docker and compose use it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=300s --retries=3 \
     CMD ["/usr/local/bin/aurora-sidecar", "health"]
+
+# --- the image, from a binary built on the host (scripts/build-static)
+FROM runtime-base AS runtime-prebuilt
+ARG PREBUILT_BINARY=target/x86_64-unknown-linux-gnu/image/aurora-sidecar
+COPY ${PREBUILT_BINARY} /usr/local/bin/aurora-sidecar
 
 # --- compile: a static glibc binary (an explicit --target keeps build scripts dynamic)
 FROM ${RUST_IMAGE} AS build
@@ -66,12 +69,5 @@ RUN cargo build --profile image --locked --target x86_64-unknown-linux-gnu \
     && cp target/x86_64-unknown-linux-gnu/image/aurora-sidecar /aurora-sidecar
 
 # --- the image, compiled above (the default target)
-FROM ${RUNTIME_IMAGE} AS runtime
-COPY --from=rootfs /rootfs/ /
+FROM runtime-base AS runtime
 COPY --from=build /aurora-sidecar /usr/local/bin/aurora-sidecar
-USER 65532:65532
-VOLUME ["/run/aurora-sidecar"]
-ENTRYPOINT ["/usr/local/bin/aurora-sidecar"]
-CMD ["run"]
-HEALTHCHECK --interval=10s --timeout=3s --start-period=300s --retries=3 \
-    CMD ["/usr/local/bin/aurora-sidecar", "health"]

@@ -26,6 +26,11 @@ WORK, PORT, PG_BIN = ARGS.work, int(ARGS.port), ARGS.pg_bin
 USER, PASSWORD, DB = "bench", "bench-pass", "bench_db"
 ROOT = os.geteuid() == 0
 rows = []  # (section, what, value)
+targets = []  # (target, measured, met)
+
+
+def target(what, measured, met):
+    targets.append((what, measured, "met" if met else "**missed**"))
 
 
 def row(section, what, value):
@@ -137,6 +142,7 @@ def cold_start():
     row("cold", "libpq's own connection time (pgbench -C -c1, average of 10, interleaved)",
         f"median {ms(conn)} (min {ms(min(conns))}, max {ms(max(conns))})")
     row("cold", "ratio aurora-sidecar / libpq connection", f"{med / conn:.2f}x")
+    target("cold start <= 1.0x libpq's connection time", f"{med / conn:.2f}x", med <= conn)
     psql = timed(["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", USER, "-d", DB, "-X", "-c", "select 1"],
                  ARGS.trials, env={**os.environ, "PGPASSWORD": PASSWORD})
     row("cold", "one psql -c 'select 1'", f"median {ms(statistics.median(psql))}")
@@ -147,6 +153,7 @@ def cold_start():
     rss = [peak_rss_kib(["once", "--out-dir", out]) for _ in range(5)]
     row("memory", "once peak RSS (GNU time %M, database present, 5 runs)",
         f"median {statistics.median(rss)} KiB, max {max(rss)} KiB")
+    target("once peak RSS <= 8 MiB", f"{max(rss)} KiB", max(rss) <= 8192)
 
 
 def pg_isready():
@@ -199,6 +206,7 @@ def wake(outage):
     waited = t_accept - t_stop
     server_logins = sidecar_logins(server_log_lines()[before:])
     row(f"wake{outage}", "aurora-sidecar overshoot (accepting -> ready file)", dist(over))
+    target(f"wake-up overshoot p95 <= 250 ms, {outage} s outage", ms(pct(over, 95)), pct(over, 95) <= 0.25)
     row(f"wake{outage}", "1-second pg_isready loop overshoot (accepting -> loop done)", dist(loop_over))
     row(f"wake{outage}", "aurora-sidecar attempts per second while down (refused: no backend, no log line)",
         f"{statistics.median(attempts) / waited:.1f} per sidecar (median {statistics.median(attempts)} attempts in {waited:.1f} s)")
@@ -257,6 +265,9 @@ def slow_wake():
     row("slow", "ready after (start -> ready file)", f"min {min(took):.2f} s, max {max(took):.2f} s")
     row("slow", "attempts per sidecar / connections the proxy accepted",
         f"{sorted(set(attempts))} / {proxy.accepted} for {n} sidecars")
+    target("slow wake ready <= 15.5 s on the first attempt, no pile-up",
+           f"{max(took):.2f} s, attempts {sorted(set(attempts))}, {proxy.accepted} connections",
+           max(took) <= 15.5 and set(attempts) == {1} and proxy.accepted == n)
 
 
 def concurrent(n=100):
@@ -291,6 +302,9 @@ def concurrent(n=100):
     row("conc", "wall time (first spawn -> last exit)", f"{wall:.2f} s")
     row("conc", "peak concurrent server sessions (from connection/disconnection log lines)",
         f"{peak} (bound: {n} + a small constant); {sum(d > 0 for _, d in events)} sessions in all")
+    target(f"{n} concurrent creators: all exit 0, one database, peak sessions < {n} + 5",
+           f"{codes.count(0)} exit 0, {exists} database, peak {peak}",
+           codes.count(0) == n and exists == "1" and peak < n + 5)
 
 
 def soak():
@@ -337,6 +351,9 @@ def soak():
         p.wait()
         row("memory", "run over Secrets Manager refresh checks: VmRSS / VmHWM KiB at 100, 500, 1,000, 2,000",
             ", ".join(f"{r}/{h}" for r, h in samples.values()) + f" ({time.time() - t0:.0f} s)")
+        first, last = int(samples[100][0]), int(samples[2000][0])
+        target("run RSS flat over 2,000 Secrets Manager refreshes (growth < 1 %)", f"{first} -> {last} KiB",
+               last <= first * 1.01)
     finally:
         moto.terminate()
 
@@ -349,10 +366,13 @@ def sizes():
     row("size", "release binary (dynamic; strip = true)", f"{os.path.getsize(ARGS.bin):,} bytes")
     row("size", "release binary after strip --strip-all", f"{os.path.getsize(stripped):,} bytes")
     row("size", "image binary (static, profile image, stripped)", f"{os.path.getsize(ARGS.static_bin):,} bytes")
+    target("binary <= 6 MB (the image's static binary)", f"{os.path.getsize(ARGS.static_bin) / 1e6:.2f} MB",
+           os.path.getsize(ARGS.static_bin) <= 6_000_000)
     img = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", "aurora-sidecar:local"],
                          capture_output=True, text=True)
     if img.returncode == 0:
         row("size", "container image aurora-sidecar:local (from scripts/e2e-docker)", f"{int(img.stdout):,} bytes")
+        target("container image <= 8 MB", f"{int(img.stdout) / 1e6:.2f} MB", int(img.stdout) <= 8_000_000)
 
 
 def write():
@@ -367,6 +387,10 @@ def write():
         f.write(f"Produced by `scripts/bench` on {time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, "
                 f"{os.cpu_count()} cores, {rustc}, PostgreSQL 15 on loopback. Everything below comes from this one "
                 "run, side by side; the machine is shared and noisy, so read medians, percentiles and ratios.\n\n")
+        f.write("## Targets (issue 9)\n\n| target | measured | |\n|---|---|---|\n")
+        for what, measured, verdict in targets:
+            f.write(f"| {what} | {measured} | {verdict} |\n")
+        f.write("\n")
         for section in dict.fromkeys(s for s, _, _ in rows):
             title = titles.get(section) or f"Wake-up after a {section[4:]} s outage"
             f.write(f"## {title}\n\n| what | value |\n|---|---|\n")
