@@ -336,17 +336,17 @@ def soak():
         p = spawn(["run", "--secret-id", "bench/db", "--refresh-interval", "20ms"], out, env=e)
         samples = {}
         t0 = time.time()
-        for target in (100, 500, 1000, 2000):
+        for goal in (100, 500, 1000, 2000):
             while True:
                 try:
-                    if json.load(open(f"{out}/status.json")).get("checks", 0) >= target:
+                    if json.load(open(f"{out}/status.json")).get("checks", 0) >= goal:
                         break
                 except (OSError, ValueError):
                     pass
                 assert time.time() - t0 < 400, "too few refresh checks"
                 time.sleep(0.05)
             vals = dict(l.split(":", 1) for l in open(f"/proc/{p.pid}/status") if l.startswith(("VmRSS", "VmHWM")))
-            samples[target] = (vals["VmRSS"].split()[0], vals["VmHWM"].split()[0])
+            samples[goal] = (vals["VmRSS"].split()[0], vals["VmHWM"].split()[0])
         p.terminate()
         p.wait()
         row("memory", "run over Secrets Manager refresh checks: VmRSS / VmHWM KiB at 100, 500, 1,000, 2,000",
