@@ -429,4 +429,80 @@ mod tests {
         assert!(p.contains("export PGSERVICE='app'\n"));
         assert!(p.contains("export PGSSLROOTCERT='/run/aurora-sidecar/rds-ca.pem'\n"));
     }
+
+    /// Properties over arbitrary names and passwords (`cargo test`, 256 cases each; the
+    /// shell property runs a real `sh` per case, so it takes fewer).
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// What the secret parser lets through: no NUL, CR or LF in the password; no
+        /// control character in user, host or database.
+        fn password() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[^\\x00\\r\\n]{1,40}").expect("regex")
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[^\\p{Cc}]{1,20}").expect("regex")
+        }
+
+        fn arbitrary_target(user: String, password: String, database: String) -> Target {
+            Target {
+                host: "db.example".into(),
+                port: 5432,
+                user,
+                password: SecretString::from(password),
+                database,
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn url_round_trips_as_ecto_and_libpq_decode_it(user in name(), pw in password(), db in name()) {
+                let t = arbitrary_target(user.clone(), pw.clone(), db.clone());
+                for scheme in [UrlScheme::Ecto, UrlScheme::Postgresql] {
+                    let url = database_url(&inputs(&t, scheme, SslMode::Require, false));
+                    // libpq's conninfo_uri_decode and Ecto's URI.decode agree on
+                    // userinfo split at the first ':' and %XX decoding.
+                    let (u, p, host, port, d) = ecto_decode(&url);
+                    prop_assert_eq!((u, p, d), (user.clone(), pw.clone(), db.clone()));
+                    prop_assert_eq!((host.as_str(), port.as_str()), ("db.example", "5432"));
+                }
+            }
+
+            #[test]
+            fn pgpass_round_trips_through_libpqs_parser(user in name(), pw in password()) {
+                let t = arbitrary_target(user.clone(), pw.clone(), "d".into());
+                let line = pgpass(&inputs(&t, UrlScheme::Ecto, SslMode::Require, false));
+                prop_assert_eq!(line.matches('\n').count(), 1, "one line");
+                prop_assert_eq!(
+                    libpq_pgpass_fields(&line),
+                    vec!["db.example".to_string(), "5432".into(), "*".into(), user, pw]
+                );
+            }
+
+            #[test]
+            fn service_file_round_trips_key_value_lines(user in name(), db in name()) {
+                let t = arbitrary_target(user.clone(), "pw".into(), db.clone());
+                let conf = service_conf(&inputs(&t, UrlScheme::Ecto, SslMode::Require, false));
+                let get = |k: &str| conf.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
+                prop_assert_eq!(get("user"), Some(user));
+                prop_assert_eq!(get("dbname"), Some(db));
+                prop_assert!(!conf.contains("pw"));
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn shell_quoting_survives_a_real_sh(value in password()) {
+                let out = std::process::Command::new("sh")
+                    .args(["-c", &format!("printf %s {}", shell_quote(&value))])
+                    .output()
+                    .expect("sh runs");
+                prop_assert_eq!(String::from_utf8_lossy(&out.stdout).into_owned(), value);
+            }
+        }
+    }
 }

@@ -234,4 +234,61 @@ mod tests {
         let err = parse_secret_json(r#"{"password":"a\nb"}"#, "t").expect_err("newline");
         assert!(err.to_string().contains("newline"), "{err}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::*;
+
+        /// Any JSON value, nested a few levels, with the secret's own keys likely.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,20}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 32, 6, |inner| {
+                let key = prop_oneof![
+                    Just("host".to_string()),
+                    Just("port".to_string()),
+                    Just("username".to_string()),
+                    Just("password".to_string()),
+                    Just("dbname".to_string()),
+                    Just("engine".to_string()),
+                    ".{0,8}",
+                ];
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map(key, inner, 0..7)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// The parser never panics, whatever the text (the fuzz target of issue 10,
+            /// bounded so that every CI run does it).
+            #[test]
+            fn parser_never_panics_on_any_text(text in ".{0,300}") {
+                let _ = parse_secret_json(&text, "t");
+            }
+
+            /// ...nor on any JSON shape, and an error never quotes the password.
+            #[test]
+            fn parser_never_panics_or_echoes_the_password(value in json(), pw in "[a-zA-Z0-9]{12}") {
+                let mut value = value;
+                if let Value::Object(map) = &mut value {
+                    map.insert("password".into(), Value::String(pw.clone()));
+                }
+                if let Err(e) = parse_secret_json(&value.to_string(), "t") {
+                    prop_assert!(!e.to_string().contains(&pw), "{}", e);
+                }
+            }
+        }
+    }
 }
