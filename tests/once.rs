@@ -426,6 +426,41 @@ fn malformed_secrets_fail_clearly_and_render_nothing() {
     }
 }
 
+/// No credential provider configured at all (no task role, no keys, no profile, IMDS
+/// off): waiting cannot help, so it fails at once instead of at the deadline.
+#[test]
+fn missing_aws_credentials_fail_at_once_with_78() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let start = Instant::now();
+    let o = sidecar()
+        .args(["once", "--secret-id", "prod/db", "--wait-timeout", "5m"])
+        .arg("--out-dir")
+        .arg(out.path())
+        .envs(
+            moto()
+                .env()
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY") && !k.starts_with("AWS_SECRET")),
+        )
+        .output()
+        .expect("runs");
+    assert_exit(&o, 78);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("no AWS credentials") && err.contains("task role"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Environment") && err.contains("EcsContainer"),
+        "names the providers tried: {err}"
+    );
+}
+
 #[tokio::test]
 async fn trace_logs_never_contain_the_password() {
     let password = "Tr4ce-S3cret:@/%ü";

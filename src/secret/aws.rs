@@ -56,6 +56,15 @@ pub enum AwsError {
         code: String,
         message: String,
     },
+    #[error(
+        "no AWS credentials to read secret {secret_id}: give the task a task role (ECS taskRoleArn; Copilot creates one), or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+    )]
+    NoCredentials {
+        secret_id: String,
+        /// The SDK's account of every provider it tried.
+        #[source]
+        source: BoxError,
+    },
     #[error("secret {secret_id} has no SecretString (binary secrets are not supported)")]
     NotAString { secret_id: String },
     #[error("Secrets Manager unavailable for {secret_id}")]
@@ -75,7 +84,7 @@ impl AwsError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            AwsError::NoRegion { .. } => ErrorClass::Config,
+            AwsError::NoRegion { .. } | AwsError::NoCredentials { .. } => ErrorClass::Config,
             AwsError::NotFound { .. } => ErrorClass::SecretNotFound,
             AwsError::Rejected { .. } => ErrorClass::SecretRejected,
             AwsError::AccessDenied { .. } | AwsError::Decryption { .. } => ErrorClass::SecretDenied,
@@ -218,7 +227,13 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let secret_id = secret_id.to_string();
-    // Everything that never got a modeled answer (timeouts, DNS/TCP failures, a 5xx
+    if no_credentials_configured(&err) {
+        return AwsError::NoCredentials {
+            secret_id,
+            source: Box::new(err),
+        };
+    }
+    // Everything else that never got a modeled answer (timeouts, DNS/TCP failures, a 5xx
     // without a body, the credential endpoint not answering yet during task start) is
     // worth another try; the wait loop's deadline bounds it.
     let SdkError::ServiceError(svc) = &err else {
@@ -266,6 +281,24 @@ where
             message,
         },
     }
+}
+
+/// True when no credential provider in the chain was even configured (no task role, no
+/// environment variables, no profile, IMDS off): waiting cannot help. A configured provider
+/// that fails or times out (the ECS credential endpoint at task start) is something else,
+/// and is retried.
+fn no_credentials_configured(err: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            e.downcast_ref::<CredentialsError>()
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
