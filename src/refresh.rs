@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::class::ErrorClass;
-use crate::report::chain;
+use crate::report::{chain, millis};
 use crate::signal::{Signal, Wake, Wakes};
 use crate::state::{Phase, State};
 
@@ -291,10 +291,6 @@ async fn run_check<C: Checker, W: Wakes>(
             }
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

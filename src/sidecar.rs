@@ -20,7 +20,7 @@ use crate::exec::{find_program, replace_process};
 use crate::outdir::{WriteError, Writer};
 use crate::refresh::{self, Checked, Checker, Timing};
 use crate::render::{self, Inputs, Reveal};
-use crate::report::chain;
+use crate::report::{chain, millis};
 use crate::secret::{Check, Resolved, Resolver, SecretError, Target};
 use crate::signal::Wakes;
 use crate::state::{Phase, State};
@@ -340,9 +340,7 @@ impl WaitObserver {
         let changed = self.last != Some((class, phase));
         self.last = Some((class, phase));
         let notable = changed || e.attempt <= Self::EARLY || e.delay.is_none();
-        let delay_ms = e
-            .delay
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let delay_ms = e.delay.map(millis);
         match e.delay {
             // The normal first start: not a failure worth a warning.
             Some(_) if phase == Phase::Provisioning => tracing::info!(

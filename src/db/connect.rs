@@ -15,6 +15,7 @@ use tokio_postgres::error::SqlState;
 use super::tls::{Tls, wire_mode};
 use crate::class::ErrorClass;
 use crate::modes::SslMode;
+use crate::report::causes;
 use crate::secret::Target;
 
 /// Shown in `pg_stat_activity.application_name`, so operators can tell our logins apart.
@@ -162,23 +163,20 @@ pub fn contact(err: &tokio_postgres::Error) -> Contact {
     if err.as_db_error().is_some() {
         return Contact::Answered;
     }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            return match io.kind() {
-                K::ConnectionRefused
-                | K::HostUnreachable
-                | K::NetworkUnreachable
-                | K::NetworkDown
-                | K::AddrNotAvailable => Contact::Refused,
-                K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
-                    Contact::Answered
-                }
-                _ => Contact::Unknown,
-            };
-        }
-        cur = e.source();
+    let io = causes(err).find_map(|e| e.downcast_ref::<std::io::Error>());
+    if let Some(io) = io {
+        use std::io::ErrorKind as K;
+        return match io.kind() {
+            K::ConnectionRefused
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::AddrNotAvailable => Contact::Refused,
+            K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+                Contact::Answered
+            }
+            _ => Contact::Unknown,
+        };
     }
     // tokio-postgres reports a connection the server closed as a plain "closed" error.
     if err.is_closed() {
@@ -247,8 +245,7 @@ pub fn classify_sqlstate(code: &SqlState, message: &str, mode: SslMode) -> Error
 }
 
 fn tls_class(err: &tokio_postgres::Error) -> Option<ErrorClass> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
+    for e in causes(err) {
         if let Some(r) = rustls_error(e) {
             return Some(match r {
                 rustls::Error::InvalidCertificate(_)
@@ -262,7 +259,6 @@ fn tls_class(err: &tokio_postgres::Error) -> Option<ErrorClass> {
         if e.to_string() == "server does not support TLS" {
             return Some(ErrorClass::TlsUnsupported);
         }
-        cur = e.source();
     }
     None
 }

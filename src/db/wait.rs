@@ -125,16 +125,18 @@ pub struct Pacer<S> {
     jitter: fn() -> f64,
 }
 
-impl Pacer<()> {
-    pub fn new(policy: &Policy) -> Pacer<impl Iterator<Item = Duration> + 'static> {
-        Pacer {
-            probe: policy.probe_interval,
-            answered: policy.answered_interval,
-            answered_fast: policy.answered_fast_attempts,
-            answered_streak: 0,
-            schedule: policy.schedule(),
-            jitter: fastrand::f64,
-        }
+/// The pacer for `policy`; `jitter` is `fastrand::f64` in the binary, a constant in tests.
+pub fn pacer(
+    policy: &Policy,
+    jitter: fn() -> f64,
+) -> Pacer<impl Iterator<Item = Duration> + use<>> {
+    Pacer {
+        probe: policy.probe_interval,
+        answered: policy.answered_interval,
+        answered_fast: policy.answered_fast_attempts,
+        answered_streak: 0,
+        schedule: policy.schedule(),
+        jitter,
     }
 }
 
@@ -268,7 +270,7 @@ pub(crate) async fn drive<A: Attempt>(
 ) -> Result<(A::Output, u32), WaitError> {
     let start = Instant::now();
     let deadline = policy.deadline.map(|d| start + d);
-    let mut pacer = Pacer::new(policy);
+    let mut pacer = pacer(policy, fastrand::f64);
     let mut last: Option<AttemptError> = None;
     let mut n = 0u32;
     loop {
@@ -533,16 +535,8 @@ mod tests {
         }
     }
 
-    fn pacer(jitter: fn() -> f64) -> Pacer<impl Iterator<Item = Duration>> {
-        let p = Policy::default();
-        Pacer {
-            probe: p.probe_interval,
-            answered: p.answered_interval,
-            answered_fast: p.answered_fast_attempts,
-            answered_streak: 0,
-            schedule: p.schedule(),
-            jitter,
-        }
+    fn pacer_with(jitter: fn() -> f64) -> Pacer<impl Iterator<Item = Duration>> {
+        pacer(&Policy::default(), jitter)
     }
 
     #[test]
@@ -602,8 +596,8 @@ mod tests {
 
     #[test]
     fn refused_attempts_are_probed_every_50_to_62_ms() {
-        let mut lo = pacer(|| 0.0);
-        let mut hi = pacer(|| 0.999);
+        let mut lo = pacer_with(|| 0.0);
+        let mut hi = pacer_with(|| 0.999);
         for _ in 0..100 {
             assert_eq!(lo.delay(Pace::Probe), Duration::from_millis(50));
             assert!(hi.delay(Pace::Probe) < Duration::from_micros(62_500));
@@ -612,7 +606,7 @@ mod tests {
 
     #[test]
     fn answered_attempts_never_exceed_five_a_second_and_slow_down_after_25() {
-        let mut p = pacer(|| 0.5);
+        let mut p = pacer_with(|| 0.5);
         let delays: Vec<Duration> = (0..40).map(|_| p.delay(Pace::Answered)).collect();
         assert!(
             delays.iter().all(|d| *d >= Duration::from_millis(200)),

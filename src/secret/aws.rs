@@ -20,6 +20,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
 
 use crate::class::ErrorClass;
+use crate::report::causes;
 
 /// The version label GetSecretValue reads; sent explicitly so the intent is in the request.
 pub const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -289,16 +290,12 @@ where
 /// and is retried.
 fn no_credentials_configured(err: &(dyn std::error::Error + 'static)) -> bool {
     use aws_credential_types::provider::error::CredentialsError;
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
-            e.downcast_ref::<CredentialsError>()
-        {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
+    causes(err).any(|e| {
+        matches!(
+            e.downcast_ref::<CredentialsError>(),
+            Some(CredentialsError::CredentialsNotLoaded(_))
+        )
+    })
 }
 
 #[cfg(test)]
