@@ -643,18 +643,21 @@ mod tests {
         assert_eq!(attempts, 4);
         assert_eq!(seen.len(), 3);
         // Attempt k starts after the sum of the first k-1 delays: 250ms..500ms, +500..1000, +1..2s.
+        // The timer wheel rounds a sleep up to the next millisecond, hence TICK.
+        const TICK: Duration = Duration::from_millis(1);
         let t = &job.times;
         assert_eq!(t[0], Duration::ZERO);
         assert!(
-            t[1] >= Duration::from_millis(250) && t[1] < Duration::from_millis(500),
+            t[1] >= Duration::from_millis(250) && t[1] < Duration::from_millis(500) + TICK,
             "{t:?}"
         );
         assert!(
-            t[2] - t[1] >= Duration::from_millis(500) && t[2] - t[1] < Duration::from_millis(1000),
+            t[2] - t[1] >= Duration::from_millis(500)
+                && t[2] - t[1] < Duration::from_millis(1000) + TICK,
             "{t:?}"
         );
         assert!(
-            t[3] - t[2] >= Duration::from_secs(1) && t[3] - t[2] < Duration::from_secs(2),
+            t[3] - t[2] >= Duration::from_secs(1) && t[3] - t[2] < Duration::from_secs(2) + TICK,
             "{t:?}"
         );
     }
