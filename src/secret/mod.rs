@@ -12,7 +12,8 @@ pub mod aws;
 mod parse;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -22,6 +23,10 @@ pub use parse::parse_secret_json;
 /// PostgreSQL truncates identifiers to NAMEDATALEN-1 bytes without telling the client, so a
 /// longer name would create or address a different database than the one configured.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Secrets Manager's own limit on a secret value. A local source larger than this is
+/// refused without being read in full.
+pub const MAX_SECRET_BYTES: usize = 65_536;
 
 /// Where the secret comes from; exactly one per run (see `config`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,9 +154,7 @@ pub enum SecretError {
         name: String,
         len: usize,
     },
-    #[error(
-        "environment variable {name} is not set (or not valid UTF-8); it should hold the secret JSON"
-    )]
+    #[error("environment variable {name} is not set; it should hold the secret JSON")]
     EnvMissing { name: String },
     #[error("cannot read secret file {}", path.display())]
     FileRead {
@@ -284,18 +287,16 @@ pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved,
     let origin = source.to_string();
     let creds = match source {
         Source::Env { name } => {
-            let text = std::env::var(name)
+            let raw = std::env::var_os(name)
+                .ok_or_else(|| SecretError::EnvMissing { name: name.clone() })?;
+            let text = raw
+                .into_string()
                 .map(SecretString::from)
-                .map_err(|_| SecretError::EnvMissing { name: name.clone() })?;
+                .map_err(|_| not_utf8(&origin, None))?;
             parse_secret_json(text.expose_secret(), &origin)?
         }
         Source::File { path } => {
-            let text = std::fs::read_to_string(path)
-                .map(SecretString::from)
-                .map_err(|source| SecretError::FileRead {
-                    path: path.clone(),
-                    source,
-                })?;
+            let text = read_secret_file(path, &origin)?;
             parse_secret_json(text.expose_secret(), &origin)?
         }
         Source::Libpq => libpq_from(|k| std::env::var(k).ok())?,
@@ -310,6 +311,42 @@ pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved,
         target: build_target(creds, overrides, &origin)?,
         version: None,
     })
+}
+
+/// Reads at most one byte more than [`MAX_SECRET_BYTES`] (the parser then refuses it by
+/// size) and tells a file that cannot be read from one that is not text.
+fn read_secret_file(path: &Path, origin: &str) -> Result<SecretString, SecretError> {
+    let read_err = |source| SecretError::FileRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SecretString::from(text)),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            // The bytes may be (part of) a password: wipe them, say only where it broke.
+            let mut bytes = e.into_bytes();
+            bytes.fill(0);
+            Err(not_utf8(origin, Some(at)))
+        }
+    }
+}
+
+fn not_utf8(origin: &str, at: Option<usize>) -> SecretError {
+    SecretError::Malformed {
+        origin: origin.to_string(),
+        reason: match at {
+            Some(at) => format!(
+                "secret is not UTF-8 text (invalid byte at offset {at}); the secret JSON must be UTF-8"
+            ),
+            None => "secret is not UTF-8 text; the secret JSON must be UTF-8".into(),
+        },
+    }
 }
 
 /// The libpq variables as credentials; `get` is the environment (a parameter for tests).

@@ -4,10 +4,19 @@
 //! `dbname`, `engine`; other keys (`dbClusterIdentifier`, …) are ignored. Errors name the
 //! field and never the value.
 
+use std::collections::HashSet;
+use std::fmt;
+
 use secrecy::SecretString;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{Credentials, SecretError};
+use super::{Credentials, MAX_SECRET_BYTES, SecretError};
+
+/// The fields this parser reads; a duplicate of one of them is refused (which copy would
+/// win is up to the parser, and RDS never writes one). Duplicates of other keys are
+/// ignored like the keys themselves.
+const FIELDS: &[&str] = &["host", "port", "username", "password", "dbname", "engine"];
 
 /// Engines that speak the PostgreSQL protocol. RDS writes `postgres` for both RDS and Aurora
 /// PostgreSQL secrets; hand-made secrets often say `aurora-postgresql`.
@@ -19,6 +28,14 @@ pub fn parse_secret_json(text: &str, origin: &str) -> Result<Credentials, Secret
         origin: origin.to_string(),
         reason,
     };
+    // Secrets Manager itself refuses a larger secret; anything bigger is not a database
+    // secret, and parsing megabytes on the start path is not worth doing.
+    if text.len() > MAX_SECRET_BYTES {
+        return Err(malformed(format!(
+            "secret is {} bytes, more than Secrets Manager's own limit of {MAX_SECRET_BYTES} bytes",
+            text.len()
+        )));
+    }
     // serde_json's syntax errors say where, not what, so they are safe to repeat.
     let value: Value = serde_json::from_str(text).map_err(|e| {
         malformed(format!(
@@ -34,6 +51,13 @@ pub fn parse_secret_json(text: &str, origin: &str) -> Result<Credentials, Secret
             kind(&value)
         )));
     };
+
+    // Only objects get here, so this second pass cannot fail on syntax.
+    if let Ok(FirstDuplicate(Some(field))) = serde_json::from_str(text) {
+        return Err(malformed(format!(
+            "field \"{field}\" appears more than once; remove the extra copy"
+        )));
+    }
 
     if let Some(engine) = opt_string(&map, "engine", origin)?
         && !POSTGRES_ENGINES.contains(&engine.to_ascii_lowercase().as_str())
@@ -105,6 +129,36 @@ fn port(map: &Map<String, Value>, origin: &str) -> Result<Option<u16>, SecretErr
             origin: origin.to_string(),
             reason: "field \"port\" must be a port number from 1 to 65535 (a JSON number or a numeric string)".into(),
         }),
+    }
+}
+
+/// The first of [`FIELDS`] that appears twice in a JSON object (`serde_json::Map` keeps
+/// the last copy silently). Values are skipped, never kept.
+struct FirstDuplicate(Option<&'static str>);
+
+impl<'de> Deserialize<'de> for FirstDuplicate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = FirstDuplicate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FirstDuplicate, A::Error> {
+                let mut seen = HashSet::new();
+                let mut first = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    if let Some(field) = FIELDS.iter().copied().find(|f| *f == key)
+                        && !seen.insert(field)
+                    {
+                        first = first.or(Some(field));
+                    }
+                }
+                Ok(FirstDuplicate(first))
+            }
+        }
+        d.deserialize_map(Keys)
     }
 }
 
@@ -227,6 +281,41 @@ mod tests {
             "{err}"
         );
         assert!(!err.to_string().contains("just-a-password"));
+    }
+
+    #[test]
+    fn duplicate_fields_are_refused_by_name() {
+        for field in ["password", "host", "port"] {
+            let json = format!(
+                r#"{{"host":"h","username":"u","password":"p","port":5432,"{field}":"x"}}"#
+            );
+            let err = parse_secret_json(&json, "t").expect_err(&json);
+            assert!(
+                err.to_string()
+                    .contains(&format!("field \"{field}\" appears more than once")),
+                "{err}"
+            );
+            assert!(!err.to_string().contains(":\"x\""), "{err}");
+        }
+        // Unknown keys are ignored, duplicated or not.
+        let c = parse_secret_json(r#"{"a":1,"a":2,"password":"p"}"#, "t").expect("valid");
+        assert_eq!(c.password.expose_secret(), "p");
+    }
+
+    #[test]
+    fn a_secret_over_secrets_managers_limit_is_refused_unparsed() {
+        let json = format!(
+            r#"{{"password":"p","pad":"{}"}}"#,
+            "x".repeat(MAX_SECRET_BYTES)
+        );
+        let err = parse_secret_json(&json, "t").expect_err("too big");
+        assert!(err.to_string().contains("65536"), "{err}");
+        assert_eq!(err.class(), ErrorClass::SecretMalformed);
+        let fits = format!(
+            r#"{{"password":"p","pad":"{}"}}"#,
+            "x".repeat(MAX_SECRET_BYTES - 40)
+        );
+        assert!(parse_secret_json(&fits, "t").is_ok());
     }
 
     #[test]
