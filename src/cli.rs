@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::modes::{SslMode, UrlScheme};
+use crate::outdir::Owner;
 use crate::privileges::RunAs;
 
 #[derive(Debug, Parser)]
@@ -167,8 +168,8 @@ pub struct PrepareArgs {
     pub app_dir: Option<PathBuf>,
 
     /// Owner of the rendered files, UID[:GID] (the app's user, so libpq accepts pgpass).
-    #[arg(long, env = "AURORA_SIDECAR_OWNER")]
-    pub owner: Option<String>,
+    #[arg(long, value_parser = parse_owner, env = "AURORA_SIDECAR_OWNER")]
+    pub owner: Option<Owner>,
 
     /// When started as root: become UID[:GID] at once, before reading any secret, keeping
     /// only CAP_CHOWN for --owner (so a non-root sidecar can hand pgpass to the app's uid).
@@ -233,6 +234,19 @@ impl From<UrlSchemeArg> for UrlScheme {
             UrlSchemeArg::Postgresql => UrlScheme::Postgresql,
         }
     }
+}
+
+/// `UID` or `UID:GID`; without a gid the group is left alone.
+pub fn parse_owner(s: &str) -> Result<Owner, String> {
+    let bad = || format!("{s:?} is not UID or UID:GID (numbers)");
+    let (uid, gid) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    Ok(Owner {
+        uid: uid.parse().map_err(|_| bad())?,
+        gid: gid.map(|g| g.parse().map_err(|_| bad())).transpose()?,
+    })
 }
 
 /// `UID` or `UID:GID` (the gid defaults to the uid, as most images create their users).
@@ -344,6 +358,22 @@ mod tests {
                 gid: 2000
             })
         );
+        assert_eq!(
+            parse_owner("1000:2000"),
+            Ok(Owner {
+                uid: 1000,
+                gid: Some(2000)
+            })
+        );
+        assert_eq!(
+            parse_owner("1000"),
+            Ok(Owner {
+                uid: 1000,
+                gid: None
+            })
+        );
+        assert!(parse_owner("app").is_err());
+        assert!(parse_owner("1:").is_err());
         assert!(parse_run_as("app").is_err());
         assert!(parse_run_as("1:").is_err());
     }

@@ -23,8 +23,6 @@ pub const BUNDLED_CA: &str = "/etc/aurora-sidecar/rds-global-bundle.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--owner {0:?} is not UID or UID:GID (numbers)")]
-    Owner(String),
     #[error("--service-name {0:?} may only contain letters, digits, '_', '-' and '.'")]
     ServiceName(String),
     #[error(
@@ -97,7 +95,7 @@ impl Config {
             },
             out_dir: args.out_dir.clone(),
             app_dir: args.app_dir.clone().unwrap_or_else(|| args.out_dir.clone()),
-            owner: args.owner.as_deref().map(parse_owner).transpose()?,
+            owner: args.owner,
             service_name: args.service_name.clone(),
             url_scheme: args.url_scheme.into(),
             sslmode,
@@ -166,19 +164,6 @@ fn read_ca(given: Option<&Path>, mode: SslMode) -> Result<Option<CaBundle>, Conf
     Ok(Some(CaBundle { path, pem }))
 }
 
-/// `UID` or `UID:GID`.
-pub fn parse_owner(s: &str) -> Result<Owner, ConfigError> {
-    let bad = || ConfigError::Owner(s.to_string());
-    let (uid, gid) = match s.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (s, None),
-    };
-    Ok(Owner {
-        uid: uid.parse().map_err(|_| bad())?,
-        gid: gid.map(|g| g.parse().map_err(|_| bad())).transpose()?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -239,26 +224,6 @@ mod tests {
     fn zero_wait_timeout_means_forever() {
         let c = Config::from_args(&args(&["--wait-timeout", "0"]), no_env).expect("ok");
         assert_eq!(c.policy.deadline, None);
-    }
-
-    #[test]
-    fn owner_parses_uid_and_gid() {
-        assert_eq!(
-            parse_owner("1000").expect("ok"),
-            Owner {
-                uid: 1000,
-                gid: None
-            }
-        );
-        assert_eq!(
-            parse_owner("1000:2000").expect("ok"),
-            Owner {
-                uid: 1000,
-                gid: Some(2000)
-            }
-        );
-        assert!(parse_owner("app").is_err());
-        assert!(parse_owner("1:").is_err());
     }
 
     #[test]

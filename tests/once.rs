@@ -370,62 +370,6 @@ fn wrong_password_exits_77_after_bounded_retries() {
     assert!(!out.path().join("pgpass").exists());
 }
 
-#[test]
-fn malformed_secrets_fail_clearly_and_render_nothing() {
-    let port = pg().port;
-    let cases: [(&str, String, i32, &str); 5] = [
-        (
-            "invalid json",
-            r#"{"host": "h", "password": }"#.into(),
-            65,
-            "not valid JSON",
-        ),
-        (
-            "missing password",
-            format!(r#"{{"host":"127.0.0.1","port":{port},"username":"u"}}"#),
-            65,
-            "\"password\" is missing",
-        ),
-        (
-            "missing host",
-            r#"{"username":"u","password":"p"}"#.into(),
-            78,
-            "host is missing",
-        ),
-        (
-            "mysql",
-            r#"{"engine":"mysql","host":"h","username":"u","password":"p"}"#.into(),
-            78,
-            "\"mysql\"",
-        ),
-        (
-            "bad port",
-            r#"{"host":"h","port":"fivefour","username":"u","password":"p"}"#.into(),
-            65,
-            "\"port\"",
-        ),
-    ];
-    for (what, secret, code, needle) in cases {
-        let out = tempfile::tempdir().expect("tempdir");
-        let o = once_env(out.path(), &secret)
-            .env("AURORA_SIDECAR_LOG_FORMAT", "text")
-            .output()
-            .expect("runs");
-        assert_exit(&o, code);
-        assert!(stderr(&o).contains(needle), "{what}: {}", stderr(&o));
-        assert!(
-            stderr(&o).contains("environment variable DB_SECRET"),
-            "{what}: names the source"
-        );
-        for f in ["pgpass", "pg_service.conf", "application.profile", "ready"] {
-            assert!(
-                !out.path().join(f).exists(),
-                "{what}: {f} must not be written"
-            );
-        }
-    }
-}
-
 /// No credential provider configured at all (no task role, no keys, no profile, IMDS
 /// off): waiting cannot help, so it fails at once instead of at the deadline.
 #[test]
@@ -682,18 +626,4 @@ fn unwritable_out_dir_exits_73_before_waiting() {
         "{}",
         stderr(&o)
     );
-}
-
-#[test]
-fn usage_errors_exit_64() {
-    let o = sidecar()
-        .args(["once", "--secret-env", "A", "--secret-file", "/b"])
-        .output()
-        .expect("runs");
-    assert_exit(&o, 64);
-    let o = sidecar()
-        .args(["once", "--wait-timeout", "soon"])
-        .output()
-        .expect("runs");
-    assert_exit(&o, 64);
 }

@@ -592,3 +592,22 @@ impl Pki {
         (self.dir.join(crt), key_path)
     }
 }
+
+/// Records a figure for `docs/RELIABILITY.md`: appends `{"figure": name, "value": value}` to
+/// the file named by `AURORA_SIDECAR_FIGURES` when `scripts/reliability` sets it; a no-op
+/// otherwise (a plain `cargo test`).
+pub fn figure(name: &str, value: impl Into<serde_json::Value>) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("AURORA_SIDECAR_FIGURES") else {
+        return;
+    };
+    let line = serde_json::json!({ "figure": name, "value": value.into() }).to_string();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("figures file opens");
+    // One write per line, so figures from parallel tests do not interleave.
+    f.write_all(format!("{line}\n").as_bytes())
+        .expect("figure written");
+}
