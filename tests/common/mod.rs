@@ -10,6 +10,8 @@
 //!   panicking test binary leaves nothing running.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod front;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -212,6 +214,59 @@ impl Pg {
                 .args(["-m", "fast", "-w", "stop"]),
             "pg_ctl stop",
         );
+    }
+
+    /// Crashes the whole instance: SIGKILL to the postmaster and every backend, as when
+    /// the host dies. The next [`start_server`] runs crash recovery.
+    ///
+    /// [`start_server`]: Pg::start_server
+    pub fn kill9(&self) {
+        let pidfile = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .expect("postmaster.pid (is the server running?)");
+        let pid = pidfile.lines().next().expect("pid line").trim().to_string();
+        // Freeze the postmaster so it cannot react, kill its children, then it.
+        run_ok(
+            Command::new("kill").args(["-STOP", &pid]),
+            "stop postmaster",
+        );
+        let children = String::from_utf8_lossy(
+            &Command::new("pgrep")
+                .args(["-P", &pid])
+                .output()
+                .expect("pgrep")
+                .stdout,
+        )
+        .split_whitespace()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        for c in &children {
+            let _ = Command::new("kill").args(["-KILL", c]).status();
+        }
+        run_ok(
+            Command::new("kill").args(["-KILL", &pid]),
+            "kill postmaster",
+        );
+        // Gone means no /proc entry or a zombie (nothing attached to shared memory).
+        let alive = |p: &String| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while alive(&pid) || children.iter().any(alive) {
+            assert!(Instant::now() < deadline, "postgres did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Without a reaping init (as in this container) the dead postmaster stays a zombie
+        // whose pid still answers kill(pid, 0), so PostgreSQL would take the lock files
+        // for a live server. After a real crash that pid is gone: remove them, as a
+        // restarted host would find them stale.
+        let _ = std::fs::remove_file(self.data.join("postmaster.pid"));
+        let _ = std::fs::remove_file(self.socket_dir.join(format!(".s.PGSQL.{}.lock", self.port)));
     }
 
     /// Directory for files the server must read (TLS keys): owned by the server's user.

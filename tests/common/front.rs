@@ -1,0 +1,239 @@
+//! An Aurora resume simulator: a TCP front for a real PostgreSQL that decides, per
+//! accepted connection, what the client meets, then lets later connections through.
+//!
+//! Aurora Serverless v2 resuming from 0 ACU, failing over or full shows up at the client
+//! as one of these: a connect that hangs for 15–30 s and then works ([`Act::Hold`]); a
+//! connection closed before any answer ([`Act::Drop`]); a TLS handshake cut off
+//! ([`Act::CutTls`]); or a FATAL `ErrorResponse` with a SQLSTATE ([`Act::Fatal`]) such as
+//! 57P03 (starting up), 53300 (too many connections), 28000, 08006 or 57P01. Each is
+//! produced here on the real wire protocol, so the sidecar's own client library parses it.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// What one accepted connection meets.
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// Forward to the server untouched.
+    Pass,
+    /// Accept, wait, then forward (a resume from 0 ACU holding the connect).
+    Hold(Duration),
+    /// Accept and close without a byte.
+    Drop,
+    /// Answer the SSLRequest with 'S', read the start of the ClientHello, close.
+    CutTls,
+    /// Answer the startup message with a FATAL ErrorResponse carrying this SQLSTATE.
+    Fatal(&'static str, &'static str),
+}
+
+type Hook = Box<dyn FnMut() + Send>;
+
+struct Shared {
+    script: VecDeque<Act>,
+    /// What each connection met, in order.
+    met: Vec<String>,
+    /// `(needle, hook)`: when a client's bytes contain the needle, the hook runs once,
+    /// before those bytes are forwarded.
+    hook: Option<(Vec<u8>, Hook)>,
+}
+
+pub struct Front {
+    pub port: u16,
+    upstream: u16,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Front {
+    /// A front on a free port for `127.0.0.1:upstream`. Connections meet `script` in order,
+    /// then [`Act::Pass`].
+    pub fn start(upstream: u16, script: Vec<Act>) -> Front {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("front binds");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(Mutex::new(Shared {
+            script: script.into(),
+            met: Vec::new(),
+            hook: None,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (shared.clone(), stop.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let act = {
+                    let mut g = s.lock().expect("front lock");
+                    let act = g.script.pop_front().unwrap_or(Act::Pass);
+                    g.met.push(label(&act));
+                    act
+                };
+                let s = s.clone();
+                thread::spawn(move || {
+                    let _ = serve(conn, act, upstream, &s);
+                });
+            }
+        });
+        Front {
+            port,
+            upstream,
+            shared,
+            stop,
+        }
+    }
+
+    /// Runs `hook` once, when a client first sends bytes containing `needle` (e.g. the
+    /// text of a query), before the server sees them.
+    pub fn on_client_bytes(&self, needle: &[u8], hook: impl FnMut() + Send + 'static) {
+        self.shared.lock().expect("front lock").hook = Some((needle.to_vec(), Box::new(hook)));
+    }
+
+    /// What each connection met so far: "pass", "hold", "drop", "cut-tls", "fatal 57P03".
+    pub fn met(&self) -> Vec<String> {
+        self.shared.lock().expect("front lock").met.clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.shared.lock().expect("front lock").met.len()
+    }
+
+    pub fn upstream(&self) -> u16 {
+        self.upstream
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn label(act: &Act) -> String {
+    match act {
+        Act::Pass => "pass".into(),
+        Act::Hold(_) => "hold".into(),
+        Act::Drop => "drop".into(),
+        Act::CutTls => "cut-tls".into(),
+        Act::Fatal(code, _) => format!("fatal {code}"),
+    }
+}
+
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+
+fn serve(
+    mut client: TcpStream,
+    act: Act,
+    upstream: u16,
+    shared: &Arc<Mutex<Shared>>,
+) -> io::Result<()> {
+    match act {
+        Act::Pass => forward(client, upstream, shared),
+        Act::Hold(d) => {
+            thread::sleep(d);
+            forward(client, upstream, shared)
+        }
+        Act::Drop => client.shutdown(Shutdown::Both),
+        Act::CutTls => {
+            let (code, _) = read_startup(&mut client)?;
+            if code == SSL_REQUEST {
+                client.write_all(b"S")?;
+                let mut hello = [0u8; 64];
+                let _ = client.read(&mut hello)?;
+            }
+            client.shutdown(Shutdown::Both)
+        }
+        Act::Fatal(sqlstate, message) => {
+            let (mut code, _) = read_startup(&mut client)?;
+            // Decline TLS/GSS so the startup message arrives in the clear, as a server
+            // without TLS would.
+            while code == SSL_REQUEST || code == GSSENC_REQUEST {
+                client.write_all(b"N")?;
+                code = read_startup(&mut client)?.0;
+            }
+            client.write_all(&error_response(sqlstate, message))?;
+            client.shutdown(Shutdown::Both)
+        }
+    }
+}
+
+/// Reads one untyped startup-phase message; returns its code (protocol version or request
+/// code) and body.
+fn read_startup(c: &mut TcpStream) -> io::Result<(u32, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    c.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if !(8..=10_000).contains(&len) {
+        return Err(io::Error::other("bad startup length"));
+    }
+    let mut body = vec![0u8; len - 4];
+    c.read_exact(&mut body)?;
+    let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    Ok((code, body))
+}
+
+/// A FATAL `ErrorResponse` ('E'), as the server sends it before closing.
+pub fn error_response(sqlstate: &str, message: &str) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', sqlstate),
+        (b'M', message),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    msg.extend_from_slice(&fields);
+    msg
+}
+
+fn forward(client: TcpStream, upstream: u16, shared: &Arc<Mutex<Shared>>) -> io::Result<()> {
+    let server = TcpStream::connect(("127.0.0.1", upstream))?;
+    let (c2, s2) = (client.try_clone()?, server.try_clone()?);
+    let back = thread::spawn(move || copy(s2, c2, None));
+    copy(client, server, Some(shared.clone()));
+    let _ = back.join();
+    Ok(())
+}
+
+/// Copies until EOF or error, then shuts both ends down so the other direction ends too.
+fn copy(mut from: TcpStream, mut to: TcpStream, watch: Option<Arc<Mutex<Shared>>>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(shared) = &watch {
+            let hook = {
+                let mut g = shared.lock().expect("front lock");
+                let hit = g
+                    .hook
+                    .as_ref()
+                    .is_some_and(|(needle, _)| buf[..n].windows(needle.len()).any(|w| w == needle));
+                if hit { g.hook.take() } else { None }
+            };
+            if let Some((_, mut hook)) = hook {
+                hook();
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
