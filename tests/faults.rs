@@ -395,3 +395,125 @@ pub fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Throttling and 5xx from Secrets Manager are retried (the SDK's own retries, then the
+/// wait loop's) until the secret is read: every fault answered, then one good read.
+#[tokio::test]
+async fn secrets_manager_throttling_and_5xx_are_retried() {
+    use common::front::{HttpAct, HttpFront};
+    let pg = shared_pg();
+    let (user, db) = role_with_db(pg, "pw-s");
+    let moto = Moto::start();
+    let name = unique("throttled/db");
+    moto.client()
+        .await
+        .create_secret()
+        .name(&name)
+        .secret_string(secret_json("127.0.0.1", pg.port, &user, "pw-s", &db))
+        .send()
+        .await
+        .expect("create");
+    let front = HttpFront::start(
+        moto.port,
+        vec![
+            HttpAct::Status(400, "ThrottlingException"),
+            HttpAct::Status(500, "InternalServiceError"),
+            HttpAct::Status(503, "ServiceUnavailable"),
+            HttpAct::Status(400, "ThrottlingException"),
+        ],
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = sidecar()
+        .args(["once", "--secret-id", &name, "--wait-timeout", "60s"])
+        .arg("--out-dir")
+        .arg(out.path())
+        .envs(moto.env())
+        .env("AWS_ENDPOINT_URL", &front.endpoint)
+        .output()
+        .expect("runs");
+    assert_exit(&o, 0);
+    assert_eq!(
+        front.met(),
+        [
+            "GetSecretValue 400 ThrottlingException",
+            "GetSecretValue 500 InternalServiceError",
+            "GetSecretValue 503 ServiceUnavailable",
+            "GetSecretValue 400 ThrottlingException",
+            "GetSecretValue pass",
+        ]
+    );
+    assert_exit(&psql_service(out.path(), "app", "select 1"), 0);
+    figure("fault_secrets_manager_errors", 4);
+}
+
+/// A secret whose first version id is `version` (moto takes the request token as the id).
+async fn create_versioned(moto: &Moto, name: &str, secret: &str, version: &str) {
+    moto.client()
+        .await
+        .create_secret()
+        .name(name)
+        .secret_string(secret)
+        .client_request_token(version)
+        .send()
+        .await
+        .expect("create");
+}
+
+/// moto stops while `run` is ready: the next refresh check fails, `run` turns degraded
+/// (still healthy), the files stay byte for byte; moto comes back with the same secret
+/// version and the next check finds it unchanged: ready again, nothing rewritten.
+#[tokio::test]
+async fn secrets_manager_down_during_a_refresh_degrades_then_recovers() {
+    let pg = shared_pg();
+    let (user, db) = role_with_db(pg, "pw-down");
+    let name = unique("outage/db");
+    let secret = secret_json("127.0.0.1", pg.port, &user, "pw-down", &db);
+    let version = "11111111-2222-3333-4444-555555555555";
+    let moto = Moto::start();
+    create_versioned(&moto, &name, &secret, version).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut child = sidecar()
+        .args(["run", "--refresh-interval", "500ms", "--secret-id", &name])
+        .arg("--out-dir")
+        .arg(&out)
+        .envs(moto.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(|| health(&out).status.success(), "ready");
+    let files = ["pgpass", "pg_service.conf", "application.profile", "ready"];
+    let snapshot = || {
+        files
+            .iter()
+            .map(|f| std::fs::read(out.join(f)).expect("file"))
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot();
+    assert_eq!(status(&out)["secret_version"], version);
+
+    let port = moto.port;
+    drop(moto);
+    wait_for(|| status(&out)["phase"] == "degraded", "degraded");
+    assert_eq!(status(&out)["last_error_class"], "secret_unavailable");
+    assert_exit(&health(&out), 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        snapshot(),
+        before,
+        "files untouched while Secrets Manager is down"
+    );
+
+    let moto = Moto::start_on(port);
+    create_versioned(&moto, &name, &secret, version).await;
+    wait_for(|| status(&out)["phase"] == "ready", "recovery");
+    assert_eq!(snapshot(), before, "the same version: nothing rewritten");
+    assert_eq!(status(&out)["generation"], 1);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    figure("fault_secrets_manager_down", 1);
+}

@@ -237,3 +237,143 @@ fn copy(mut from: TcpStream, mut to: TcpStream, watch: Option<Arc<Mutex<Shared>>
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+/// What one HTTP request to the Secrets Manager front meets.
+#[derive(Debug, Clone)]
+pub enum HttpAct {
+    /// Forward to moto.
+    Pass,
+    /// Answer with this status and AWS JSON error type (`ThrottlingException`,
+    /// `InternalServiceError`, …), as the service does.
+    Status(u16, &'static str),
+}
+
+/// An HTTP front for moto's Secrets Manager: one request per connection (every answer says
+/// `Connection: close`), each meeting the next [`HttpAct`] of the script, then `Pass`.
+pub struct HttpFront {
+    pub endpoint: String,
+    shared: Arc<Mutex<(VecDeque<HttpAct>, Vec<String>)>>,
+}
+
+impl HttpFront {
+    pub fn start(upstream: u16, script: Vec<HttpAct>) -> HttpFront {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("front binds");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(Mutex::new((VecDeque::from(script), Vec::new())));
+        let s = shared.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                thread::spawn(move || {
+                    let _ = serve_http(conn, upstream, &s);
+                });
+            }
+        });
+        HttpFront {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            shared,
+        }
+    }
+
+    /// Each request so far: its `X-Amz-Target` operation and what it met, e.g.
+    /// `GetSecretValue 400 ThrottlingException` or `GetSecretValue pass`.
+    pub fn met(&self) -> Vec<String> {
+        self.shared.lock().expect("front lock").1.clone()
+    }
+}
+
+fn serve_http(
+    mut client: TcpStream,
+    upstream: u16,
+    shared: &Arc<Mutex<(VecDeque<HttpAct>, Vec<String>)>>,
+) -> io::Result<()> {
+    let request = read_http(&mut client)?;
+    let head = String::from_utf8_lossy(&request[..request.len().min(4096)]).to_string();
+    let op = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-amz-target")
+                .then(|| v.trim().rsplit('.').next().unwrap_or("").to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let act = {
+        let mut g = shared.lock().expect("front lock");
+        let act = g.0.pop_front().unwrap_or(HttpAct::Pass);
+        g.1.push(match &act {
+            HttpAct::Pass => format!("{op} pass"),
+            HttpAct::Status(code, ty) => format!("{op} {code} {ty}"),
+        });
+        act
+    };
+    let response = match act {
+        HttpAct::Pass => {
+            let mut server = TcpStream::connect(("127.0.0.1", upstream))?;
+            server.write_all(&request)?;
+            let response = read_http(&mut server)?;
+            force_close(&response)
+        }
+        HttpAct::Status(code, ty) => {
+            let body = format!(r#"{{"__type":"{ty}","message":"injected by the test front"}}"#);
+            format!(
+                "HTTP/1.1 {code} Injected\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {ty}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+    };
+    client.write_all(&response)?;
+    client.shutdown(Shutdown::Both)
+}
+
+/// One HTTP message (head and a `Content-Length` body).
+fn read_http(c: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = c.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::other("closed before the end of the head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = c.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(buf)
+}
+
+/// The response with its `Connection` header replaced by `Connection: close`.
+fn force_close(response: &[u8]) -> Vec<u8> {
+    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return response.to_vec();
+    };
+    let head = String::from_utf8_lossy(&response[..end]);
+    let mut out: Vec<String> = head
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(str::to_string)
+        .collect();
+    out.push("Connection: close".into());
+    let mut bytes = (out.join("\r\n") + "\r\n\r\n").into_bytes();
+    bytes.extend_from_slice(&response[end + 4..]);
+    bytes
+}

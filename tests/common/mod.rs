@@ -358,13 +358,18 @@ pub fn unique(prefix: &str) -> String {
 /// moto's Secrets Manager on a free port.
 pub struct Moto {
     pub endpoint: String,
+    pub port: u16,
     child: std::process::Child,
 }
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_on(free_port())
+    }
+
+    /// On a given port: a moto "restarted" where the old one was (its state is gone).
+    pub fn start_on(port: u16) -> Moto {
         let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -385,6 +390,7 @@ impl Moto {
         }
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
+            port,
             child,
         }
     }
