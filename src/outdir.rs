@@ -32,6 +32,29 @@ pub struct WriteError {
     pub source: io::Error,
 }
 
+/// Temporary names are `.NAME.` + six random characters + this suffix.
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Whether `name` follows the temporary-file scheme of [`Writer`].
+fn is_temporary(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(TEMP_SUFFIX) else {
+        return false;
+    };
+    let Some((head, random)) = stem.rsplit_once('.') else {
+        return false;
+    };
+    head.len() > 1
+        && head.starts_with('.')
+        && random.len() == 6
+        && random.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A written and fsynced temporary file waiting for its rename.
+struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct Writer {
     dir: PathBuf,
@@ -54,17 +77,49 @@ impl Writer {
 
     /// Writes `name` atomically with `mode`. Returns whether the file changed.
     pub fn write(&self, name: &str, contents: &[u8], mode: u32) -> Result<bool, WriteError> {
+        match self.stage(name, contents, mode)? {
+            Some(staged) => self.commit(vec![staged]).map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Writes a set of files so that a failure while writing any of them (a full disk)
+    /// replaces none: every temporary file is written and fsynced first, then all are
+    /// renamed, then the directory is fsynced once. Returns the names that changed.
+    pub fn write_all<'n, 'c>(
+        &self,
+        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
+    ) -> Result<Vec<&'n str>, WriteError> {
+        let mut staged = Vec::new();
+        let mut names = Vec::new();
+        for (name, contents, mode) in files {
+            if let Some(s) = self.stage(name, contents, mode)? {
+                staged.push(s);
+                names.push(name);
+            }
+        }
+        if !staged.is_empty() {
+            self.commit(staged)?;
+        }
+        Ok(names)
+    }
+
+    /// A complete, fsynced temporary file for `name`, or `None` when the file is already
+    /// right. Dropping it removes the temporary file.
+    fn stage(&self, name: &str, contents: &[u8], mode: u32) -> Result<Option<Staged>, WriteError> {
         let path = self.dir.join(name);
         if self.is_current(&path, contents, mode) {
-            return Ok(false);
+            return Ok(None);
         }
         let err = |op| {
             let path = path.clone();
             move |source| WriteError { op, path, source }
         };
+        // O_CREAT|O_EXCL on a random name: a symlink planted at a temporary name is never
+        // followed, and rename replaces a planted symlink at the final name itself.
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+            .suffix(TEMP_SUFFIX)
             .permissions(Permissions::from_mode(mode))
             .tempfile_in(&self.dir)
             .map_err(err("create a temporary file for"))?;
@@ -78,13 +133,39 @@ impl Writer {
         }
         tmp.write_all(contents).map_err(err("write"))?;
         tmp.as_file().sync_all().map_err(err("fsync"))?;
-        tmp.persist(&path).map_err(|e| WriteError {
-            op: "rename into place",
-            path: path.clone(),
-            source: e.error,
+        Ok(Some(Staged { tmp, path }))
+    }
+
+    /// Renames staged files into place, then fsyncs the directory once.
+    fn commit(&self, staged: Vec<Staged>) -> Result<(), WriteError> {
+        for Staged { tmp, path } in staged {
+            tmp.persist(&path).map_err(|e| WriteError {
+                op: "rename into place",
+                path: path.clone(),
+                source: e.error,
+            })?;
+        }
+        self.sync_dir()
+    }
+
+    /// Removes temporary files a killed run left behind (names `.NAME.XXXXXX.tmp`, this
+    /// writer's own scheme; nothing else is touched). Returns how many were removed.
+    pub fn sweep_temporaries(&self) -> Result<usize, WriteError> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| WriteError {
+            op: "list",
+            path: self.dir.clone(),
+            source,
         })?;
-        self.sync_dir()?;
-        Ok(true)
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_temporary(name) {
+                self.remove(name)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes `name` if present. Not fsynced on its own: the caller's next [`write`]
@@ -208,6 +289,44 @@ mod tests {
             err.to_string().contains("/proc/aurora-sidecar-test"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_set_that_cannot_be_written_in_full_replaces_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        w.write("a", b"old a", 0o644).expect("write");
+        // A directory where the second file's final name should be: its staging works,
+        // its rename cannot, and staging the third fails outright on an invalid name.
+        let err = w
+            .write_all([("a", &b"new a"[..], 0o644), ("b/c", &b"new c"[..], 0o644)])
+            .expect_err("b/c cannot be staged");
+        assert!(err.to_string().contains("b/c"), "{err}");
+        assert_eq!(fs::read(dir.path().join("a")).expect("a"), b"old a");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        assert_eq!(names, ["a"], "no temporary file left");
+    }
+
+    #[test]
+    fn sweep_removes_only_this_writers_temporaries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        for name in [".pgpass.Ab3dE9.tmp", ".status.json.zzzzzz.tmp"] {
+            fs::write(dir.path().join(name), "partial").expect("plant");
+        }
+        for name in [".keep.tmp", "app.tmp", ".x.toolong1.tmp", "pgpass"] {
+            fs::write(dir.path().join(name), "other").expect("plant");
+        }
+        assert_eq!(w.sweep_temporaries().expect("sweep"), 2);
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        names.sort();
+        assert_eq!(names, [".keep.tmp", ".x.toolong1.tmp", "app.tmp", "pgpass"]);
     }
 
     #[test]

@@ -79,6 +79,13 @@ impl State {
     /// before any waiting.
     pub fn start(writer: Writer) -> Result<Self, WriteError> {
         writer.remove(READY_FILE)?;
+        let swept = writer.sweep_temporaries()?;
+        if swept > 0 {
+            tracing::info!(
+                files = swept,
+                "removed temporary files an interrupted run left behind"
+            );
+        }
         let now = rfc3339(SystemTime::now());
         let mut state = Self {
             writer,

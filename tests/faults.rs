@@ -354,7 +354,7 @@ fn postgres_killed_while_run_is_ready() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    wait_for(|| health(&out).status.success(), "ready");
+    wait_for("ready", 60, || health(&out).status.success());
     let before = std::fs::read(out.join("pgpass")).expect("pgpass");
 
     pg.kill9();
@@ -374,10 +374,9 @@ fn postgres_killed_while_run_is_ready() {
         secret_json("127.0.0.1", pg.port, &user, "pw-r2", &db),
     )
     .expect("rotate");
-    wait_for(
-        || status(&out)["generation"].as_u64() == Some(2),
-        "the rotation published",
-    );
+    wait_for("the rotation published", 60, || {
+        status(&out)["generation"].as_u64() == Some(2)
+    });
     assert_exit(&psql_service(&out, "app", "select 1"), 0);
     assert_exit(&health(&out), 0);
     Command::new("kill")
@@ -386,14 +385,6 @@ fn postgres_killed_while_run_is_ready() {
         .expect("kill");
     assert_eq!(child.wait().expect("wait").code(), Some(0));
     figure("fault_pg_kill_ready", 1);
-}
-
-pub fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Throttling and 5xx from Secrets Manager are retried (the SDK's own retries, then the
@@ -482,7 +473,7 @@ async fn secrets_manager_down_during_a_refresh_degrades_then_recovers() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    wait_for(|| health(&out).status.success(), "ready");
+    wait_for("ready", 60, || health(&out).status.success());
     let files = ["pgpass", "pg_service.conf", "application.profile", "ready"];
     let snapshot = || {
         files
@@ -495,7 +486,7 @@ async fn secrets_manager_down_during_a_refresh_degrades_then_recovers() {
 
     let port = moto.port;
     drop(moto);
-    wait_for(|| status(&out)["phase"] == "degraded", "degraded");
+    wait_for("degraded", 60, || status(&out)["phase"] == "degraded");
     assert_eq!(status(&out)["last_error_class"], "secret_unavailable");
     assert_exit(&health(&out), 0);
     std::thread::sleep(Duration::from_secs(2));
@@ -507,7 +498,7 @@ async fn secrets_manager_down_during_a_refresh_degrades_then_recovers() {
 
     let moto = Moto::start_on(port);
     create_versioned(&moto, &name, &secret, version).await;
-    wait_for(|| status(&out)["phase"] == "ready", "recovery");
+    wait_for("recovery", 60, || status(&out)["phase"] == "ready");
     assert_eq!(snapshot(), before, "the same version: nothing rewritten");
     assert_eq!(status(&out)["generation"], 1);
     Command::new("kill")

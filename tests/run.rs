@@ -17,14 +17,6 @@ fn moto() -> &'static Moto {
     shared_moto()
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn phase_is(out: &Path, phase: &str) -> bool {
     std::fs::read(out.join("status.json"))
         .ok()

@@ -222,15 +222,14 @@ pub fn files(i: &Inputs<'_>, ca: Option<&[u8]>) -> Vec<File> {
     out
 }
 
-/// Writes every file atomically, in order; returns the names that changed.
+/// Writes the files as one set: all or none replaced (see [`Writer::write_all`]); returns
+/// the names that changed.
 pub fn publish(writer: &Writer, files: &[File]) -> Result<Vec<&'static str>, WriteError> {
-    let mut changed = Vec::new();
-    for f in files {
-        if writer.write(f.name, &f.contents, f.mode)? {
-            changed.push(f.name);
-        }
-    }
-    Ok(changed)
+    writer.write_all(
+        files
+            .iter()
+            .map(|f| (f.name, f.contents.as_slice(), f.mode)),
+    )
 }
 
 #[cfg(test)]

@@ -672,3 +672,12 @@ pub fn figure(name: &str, value: impl Into<serde_json::Value>) {
     f.write_all(format!("{line}\n").as_bytes())
         .expect("figure written");
 }
+
+/// Polls `ok` every 50 ms until it holds; fails after `secs` seconds naming `what`.
+pub fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,349 @@
+//! The out-dir under faults: missing, read-only and full file systems (real tmpfs mounts),
+//! symlinks planted where the sidecar writes, any umask, a pgpass owned by someone else.
+//! Mounting and chown need root, as CI has; a non-root run fails with that reason.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+const CREDENTIAL_FILES: [&str; 3] = ["pgpass", "pg_service.conf", "application.profile"];
+
+fn require_root() {
+    let uid = fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
+    assert_eq!(
+        uid.as_deref(),
+        Some("0"),
+        "this test mounts tmpfs and chowns files: it needs root (CI runs as root)"
+    );
+}
+
+/// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(kib: u32) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(ok.success(), "mount tmpfs");
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, opts: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(self.path())
+            .status()
+            .expect("mount runs");
+        assert!(ok.success(), "remount {opts}");
+    }
+
+    /// Writes a filler file until the file system is full, then gives back `spare` pages.
+    fn fill(&self, spare_pages: u64) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut f = fs::File::create(&path).expect("filler");
+        let page = [0u8; 4096];
+        while f.write_all(&page).is_ok() {}
+        let len = fs::metadata(&path).expect("filler").len();
+        f.set_len((len / 4096).saturating_sub(spare_pages) * 4096)
+            .expect("truncate filler");
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+fn snapshot(out: &Path) -> Vec<Option<Vec<u8>>> {
+    CREDENTIAL_FILES
+        .iter()
+        .map(|f| fs::read(out.join(f)).ok())
+        .collect()
+}
+
+fn once(out: &Path, secret: &str, extra: &[&str]) -> Output {
+    sidecar()
+        .args(["once", "--wait-timeout", "30s"])
+        .args(extra)
+        .arg("--out-dir")
+        .arg(out)
+        .env("AURORA_SIDECAR_LOG_FORMAT", "text")
+        .env("DB_SECRET", secret)
+        .output()
+        .expect("runs")
+}
+
+fn role(password: &str) -> (String, String) {
+    let user = unique("od");
+    shared_pg().create_role(&user, password, true);
+    let db = format!("{user}_db");
+    (user, db)
+}
+
+#[test]
+fn an_out_dir_that_cannot_be_created_exits_73_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    fs::write(&file, "x").expect("file");
+    let out = file.join("out");
+    let o = once(&out, &secret_json("127.0.0.1", 1, "u", "p", "d"), &[]);
+    assert_exit(&o, 73);
+    assert!(
+        stderr(&o).contains(&out.display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+    // A missing out-dir under a writable parent is created, as an ECS bind mount is.
+    let (user, db) = role("pw-new");
+    let out = dir.path().join("new/nested/out");
+    let o = once(
+        &out,
+        &secret_json("127.0.0.1", shared_pg().port, &user, "pw-new", &db),
+        &[],
+    );
+    assert_exit(&o, 0);
+    figure("fault_outdir_missing", 2);
+}
+
+/// Read-only and full: the second run exits 73 naming the out-dir, and the files the
+/// first run wrote are byte for byte what they were.
+#[test]
+fn read_only_and_full_out_dirs_exit_73_and_keep_the_previous_files() {
+    require_root();
+    let (user, db) = role("pw-1");
+    let (user2, db2) = role("pw-2");
+    let port = shared_pg().port;
+    for fault in ["read-only", "full"] {
+        let fs_ = Tmpfs::mount(256);
+        let out = fs_.path().join("out");
+        assert_exit(
+            &once(
+                &out,
+                &secret_json("127.0.0.1", port, &user, "pw-1", &db),
+                &[],
+            ),
+            0,
+        );
+        let before = snapshot(&out);
+        match fault {
+            "read-only" => fs_.remount("ro"),
+            _ => {
+                fs_.fill(0);
+            }
+        }
+        // Another login that works: only the out-dir can stop this run.
+        let o = once(
+            &out,
+            &secret_json("127.0.0.1", port, &user2, "pw-2", &db2),
+            &[],
+        );
+        assert_exit(&o, 73);
+        assert!(
+            stderr(&o).contains(&out.display().to_string()),
+            "{fault}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&out), before, "{fault}: previous files untouched");
+        assert!(
+            listing(&out).iter().all(|n| !n.ends_with(".tmp")),
+            "{fault}: {:?}",
+            listing(&out)
+        );
+    }
+    figure("fault_outdir_read_only", 1);
+    figure("fault_outdir_full_at_start", 1);
+}
+
+/// A full disk during run's refresh: the new set cannot be written in full, so none of it
+/// replaces the old one; run turns degraded; freeing space publishes the new set.
+#[test]
+fn a_full_disk_during_a_refresh_keeps_the_old_files_and_degrades() {
+    require_root();
+    let pg = shared_pg();
+    let (user, db) = role("pw-a");
+    let fs_ = Tmpfs::mount(256);
+    let out = fs_.path().join("out");
+    let secret_dir = tempfile::tempdir().expect("tempdir");
+    let secret = secret_dir.path().join("secret.json");
+    fs::write(
+        &secret,
+        secret_json("127.0.0.1", pg.port, &user, "pw-a", &db),
+    )
+    .expect("secret");
+    let mut child = sidecar()
+        .args(["run", "--refresh-interval", "300ms", "--secret-file"])
+        .arg(&secret)
+        .arg("--out-dir")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("ready", 60, || health(&out).status.success());
+    let before = snapshot(&out);
+
+    // One spare page: status.json can still be rewritten, a set of two files cannot.
+    let filler = fs_.fill(1);
+    pg.sql(
+        "postgres",
+        &format!("ALTER ROLE \"{user}\" PASSWORD 'pw-b'"),
+    );
+    fs::write(
+        &secret,
+        secret_json("127.0.0.1", pg.port, &user, "pw-b", &db),
+    )
+    .expect("rotate");
+    wait_for("degraded", 60, || status(&out)["phase"] == "degraded");
+    let s = status(&out);
+    assert_eq!(s["last_error_class"], "out_dir", "{s}");
+    assert_eq!(snapshot(&out), before, "old files kept, none replaced");
+    assert_exit(&health(&out), 0);
+
+    fs::remove_file(filler).expect("free space");
+    wait_for("recovery", 60, || status(&out)["generation"] == 2);
+    assert_eq!(status(&out)["phase"], "ready");
+    assert_exit(&psql_service(&out, "app", "select 1"), 0);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    figure("fault_outdir_full_during_refresh", 1);
+}
+
+/// Symlinks planted at the final names and at temporary names are replaced or removed,
+/// never followed: the files they point at keep their bytes.
+#[test]
+fn planted_symlinks_are_replaced_never_followed() {
+    let (user, db) = role("pw-sym");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    fs::create_dir(&out).expect("out");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "precious\n").expect("victim");
+    let planted = [
+        "pgpass",
+        "application.profile",
+        "status.json",
+        "ready",
+        ".pgpass.AAAAAA.tmp",
+        ".status.json.x1y2z3.tmp",
+    ];
+    for name in planted {
+        symlink(&victim, out.join(name)).expect("plant");
+    }
+    let o = once(
+        &out,
+        &secret_json("127.0.0.1", shared_pg().port, &user, "pw-sym", &db),
+        &[],
+    );
+    assert_exit(&o, 0);
+    assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+    for name in ["pgpass", "application.profile", "status.json", "ready"] {
+        let meta = fs::symlink_metadata(out.join(name)).expect("exists");
+        assert!(meta.file_type().is_file(), "{name} is a regular file now");
+    }
+    assert!(
+        listing(&out).iter().all(|n| !n.ends_with(".tmp")),
+        "{:?}",
+        listing(&out)
+    );
+    assert_exit(&psql_service(&out, "app", "select 1"), 0);
+    figure("fault_symlinks_planted", planted.len());
+}
+
+/// Files holding secrets are 0600 and the others 0644 under umask 000 and 077 alike.
+#[test]
+fn modes_do_not_depend_on_the_umask() {
+    let (user, db) = role("pw-umask");
+    for umask in ["000", "077", "022"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let o = Command::new("sh")
+            .args([
+                "-c",
+                &format!("umask {umask}; exec \"$0\" once --out-dir \"$1\""),
+                env!("CARGO_BIN_EXE_aurora-sidecar"),
+            ])
+            .arg(&out)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "DB_SECRET",
+                secret_json("127.0.0.1", shared_pg().port, &user, "pw-umask", &db),
+            )
+            .output()
+            .expect("runs");
+        assert_exit(&o, 0);
+        for (name, want) in [
+            ("pgpass", 0o600),
+            ("application.profile", 0o600),
+            ("pg_service.conf", 0o644),
+            ("status.json", 0o644),
+            ("ready", 0o644),
+        ] {
+            assert_eq!(mode(&out.join(name)), want, "{name} under umask {umask}");
+        }
+    }
+    figure("fault_umasks", 3);
+}
+
+/// A pgpass left by another user (say, an earlier image's uid, world-readable) is
+/// replaced by one owned by the sidecar's user, or by --owner's.
+#[test]
+fn a_foreign_pgpass_is_replaced_with_the_right_owner() {
+    require_root();
+    let (user, db) = role("pw-own");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    fs::create_dir(&out).expect("out");
+    let pgpass = out.join("pgpass");
+    for (flags, uid, gid) in [(&[][..], 0, 0), (&["--owner", "4242:4243"][..], 4242, 4243)] {
+        fs::write(&pgpass, "stale:5432:*:someone:old\n").expect("plant");
+        std::os::unix::fs::chown(&pgpass, Some(31337), Some(31337)).expect("chown");
+        fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .expect("chmod");
+        let o = once(
+            &out,
+            &secret_json("127.0.0.1", shared_pg().port, &user, "pw-own", &db),
+            flags,
+        );
+        assert_exit(&o, 0);
+        let meta = fs::metadata(&pgpass).expect("pgpass");
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{flags:?}");
+        assert_eq!(mode(&pgpass), 0o600);
+        assert!(
+            fs::read_to_string(&pgpass).expect("pgpass").contains(&user),
+            "the new content"
+        );
+    }
+    figure("fault_foreign_pgpass", 2);
+}
