@@ -1,4 +1,4 @@
-# Shared by scripts/test, scripts/demo and scripts/bench: install what a fresh machine lacks.
+# Shared by scripts/test, scripts/demo, scripts/bench and scripts/reliability: install what a fresh machine lacks.
 # shellcheck shell=bash
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
@@ -21,6 +21,19 @@ ensure_postgres() {
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # The Debian package starts a cluster of its own; ours are started per run.
   pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+}
+
+# moto[server] in a venv (target/moto-venv unless AURORA_SIDECAR_VENV says otherwise);
+# exports MOTO_SERVER for the tests and VENV for the scripts' own Python.
+MOTO_VERSION="5.2.5"
+ensure_moto() {
+  VENV="${AURORA_SIDECAR_VENV:-$PWD/target/moto-venv}"
+  if ! "$VENV/bin/python" -c "import moto" >/dev/null 2>&1; then
+    echo "==> creating $VENV with moto[server]==$MOTO_VERSION"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  export VENV MOTO_SERVER="$VENV/bin/moto_server"
 }
 
 # Runs a PostgreSQL server program as a user it accepts (it refuses root).

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("outdir", 0),
     ("exec", 0),
     ("privileges", 0),
+    ("testing", 0),
     ("cli", 1),
     ("secret", 1),
     ("db", 2),

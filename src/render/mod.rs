@@ -434,6 +434,8 @@ mod tests {
     mod properties {
         use proptest::prelude::*;
 
+        use crate::testing::Cases;
+
         use super::*;
 
         /// What the secret parser lets through: no NUL, CR or LF in the password; no
@@ -456,9 +458,16 @@ mod tests {
             }
         }
 
+        static URL: Cases = Cases::new("property_database_url", 1024);
+        static PGPASS_LINE: Cases = Cases::new("property_pgpass", 1024);
+        static SERVICE: Cases = Cases::new("property_service_file", 1024);
+        static SHELL: Cases = Cases::new("property_shell_quoting_sh", 64);
+
         proptest! {
+            #![proptest_config(ProptestConfig::with_cases(URL.total()))]
             #[test]
             fn url_round_trips_as_ecto_and_libpq_decode_it(user in name(), pw in password(), db in name()) {
+                URL.tick();
                 let t = arbitrary_target(user.clone(), pw.clone(), db.clone());
                 for scheme in [UrlScheme::Ecto, UrlScheme::Postgresql] {
                     let url = database_url(&inputs(&t, scheme, SslMode::Require, false));
@@ -472,6 +481,7 @@ mod tests {
 
             #[test]
             fn pgpass_round_trips_through_libpqs_parser(user in name(), pw in password()) {
+                PGPASS_LINE.tick();
                 let t = arbitrary_target(user.clone(), pw.clone(), "d".into());
                 let line = pgpass(&inputs(&t, UrlScheme::Ecto, SslMode::Require, false));
                 prop_assert_eq!(line.matches('\n').count(), 1, "one line");
@@ -483,6 +493,7 @@ mod tests {
 
             #[test]
             fn service_file_round_trips_key_value_lines(user in name(), db in name()) {
+                SERVICE.tick();
                 // A password no name can contain (names have no control characters).
                 let t = arbitrary_target(user.clone(), "\u{1}pw\u{1}".into(), db.clone());
                 let conf = service_conf(&inputs(&t, UrlScheme::Ecto, SslMode::Require, false));
@@ -494,9 +505,10 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(48))]
+            #![proptest_config(ProptestConfig::with_cases(SHELL.total()))]
             #[test]
             fn shell_quoting_survives_a_real_sh(value in password()) {
+                SHELL.tick();
                 let out = std::process::Command::new("sh")
                     .args(["-c", &format!("printf %s {}", shell_quote(&value))])
                     .output()

@@ -326,6 +326,8 @@ mod tests {
 
     mod properties {
         use proptest::prelude::*;
+
+        use crate::testing::Cases;
         use serde_json::Value;
 
         use super::*;
@@ -357,19 +359,29 @@ mod tests {
             })
         }
 
+        static TEXT: Cases = Cases::new("fuzz_parser_any_text", 10_000);
+        static SHAPES: Cases = Cases::new("fuzz_parser_json_shapes", 4_096);
+
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2048))]
+            #![proptest_config(ProptestConfig::with_cases(TEXT.total()))]
 
             /// The parser never panics, whatever the text (the fuzz target of issue 10,
             /// bounded so that every CI run does it).
             #[test]
             fn parser_never_panics_on_any_text(text in ".{0,300}") {
+                TEXT.tick();
                 let _ = parse_secret_json(&text, "t");
             }
+
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(SHAPES.total()))]
 
             /// ...nor on any JSON shape, and an error never quotes the password.
             #[test]
             fn parser_never_panics_or_echoes_the_password(value in json(), pw in "[a-zA-Z0-9]{12}") {
+                SHAPES.tick();
                 let mut value = value;
                 if let Value::Object(map) = &mut value {
                     map.insert("password".into(), Value::String(pw.clone()));
