@@ -29,6 +29,12 @@ pub enum ErrorClass {
     TlsVerification,
     /// sslmode require or stronger, but the server does not speak TLS.
     TlsUnsupported,
+    /// 28000 "PAM authentication failed": the server checks IAM tokens for this user and
+    /// rejected the one given (or a password, for a user granted `rds_iam`).
+    TokenRejected,
+    /// AWS credentials for signing an IAM token could not be had right now (the ECS
+    /// credential endpoint not answering yet): retried.
+    TokenUnavailable,
     /// A database error with no better class: reported as is, not retried.
     Other,
     /// Secrets Manager throttling, 5xx, timeouts, network.
@@ -58,6 +64,8 @@ impl ErrorClass {
         match self {
             ErrorClass::Transient => "transient",
             ErrorClass::Timeout => "timeout",
+            ErrorClass::TokenRejected => "token_rejected",
+            ErrorClass::TokenUnavailable => "token_unavailable",
             ErrorClass::PasswordRejected => "password_rejected",
             ErrorClass::AuthorizationRejected => "authorization_rejected",
             ErrorClass::TlsRequired => "tls_required",

@@ -121,6 +121,11 @@ pub struct PrepareArgs {
     #[arg(long, env = "AURORA_SIDECAR_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
+    /// User, overriding the secret's username (with --iam-auth, the database user granted
+    /// rds_iam).
+    #[arg(long, env = "AURORA_SIDECAR_USER")]
+    pub user: Option<String>,
+
     /// Database, overriding the secret's dbname [default: the secret's, else the user name].
     #[arg(long, env = "AURORA_SIDECAR_DATABASE")]
     pub database: Option<String>,
@@ -184,9 +189,21 @@ pub struct PrepareArgs {
     #[arg(long, value_enum, default_value_t = UrlSchemeArg::Ecto, env = "AURORA_SIDECAR_URL_SCHEME")]
     pub url_scheme: UrlSchemeArg,
 
-    /// TLS mode, with libpq's meaning.
-    #[arg(long, value_enum, default_value_t = SslModeArg::Prefer, env = "AURORA_SIDECAR_SSLMODE")]
-    pub sslmode: SslModeArg,
+    /// TLS mode, with libpq's meaning [default: prefer; verify-full with --iam-auth].
+    #[arg(long, value_enum, env = "AURORA_SIDECAR_SSLMODE")]
+    pub sslmode: Option<SslModeArg>,
+
+    /// IAM database authentication: the password is a 15-minute token signed with the task
+    /// role's credentials (rds-db:connect), renewed at each --refresh-interval without
+    /// logging in. The secret (or --host/--user/PG* variables) needs no password. Needs
+    /// sslmode require or stronger.
+    #[arg(long, env = "AURORA_SIDECAR_IAM_AUTH")]
+    pub iam_auth: bool,
+
+    /// AWS region the IAM token is signed for [default: AWS_REGION, AWS_DEFAULT_REGION, or
+    /// the *.REGION.rds.amazonaws.com host name].
+    #[arg(long, env = "AURORA_SIDECAR_REGION")]
+    pub region: Option<String>,
 
     /// CA bundle (PEM) to verify the server with; copied to the out-dir as rds-ca.pem.
     #[arg(long, env = "AURORA_SIDECAR_SSLROOTCERT")]

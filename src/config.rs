@@ -31,6 +31,14 @@ pub enum ConfigError {
     NoRootCert(SslMode),
     #[error("--sslrootcert {} cannot be read", .0.display())]
     RootCertUnreadable(PathBuf, #[source] std::io::Error),
+    #[error(
+        "--iam-auth needs TLS (RDS refuses IAM tokens without it): use --sslmode require, verify-ca or verify-full, not {0}"
+    )]
+    IamNeedsTls(SslMode),
+    #[error(
+        "--iam-auth with --refresh-interval {0:?}: tokens live 15 minutes, so they must be renewed at least every 10 minutes"
+    )]
+    IamRenewalTooSlow(Duration),
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
     #[error(transparent)]
@@ -61,7 +69,18 @@ pub struct Config {
     pub ca: Option<CaBundle>,
     /// The connector every login uses, built from `sslmode` and `ca`.
     pub tls: Tls,
+    /// `--iam-auth`: the region to sign for when known up front (`None`: from the host).
+    pub iam: Option<Iam>,
 }
+
+/// IAM database authentication settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iam {
+    pub region: Option<String>,
+}
+
+/// Tokens live 15 minutes; renewing at least every 10 leaves a margin for a slow renewal.
+pub const MAX_IAM_RENEWAL: Duration = Duration::from_secs(600);
 
 impl Config {
     /// Validates `args`; `env` is the process environment (a parameter for tests).
@@ -69,9 +88,25 @@ impl Config {
         args: &PrepareArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        let iam = args.iam_auth.then(|| Iam {
+            region: args
+                .region
+                .clone()
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .filter(|r| !r.is_empty()),
+        });
         let source = source(args, env);
         check_names(args)?;
-        let sslmode = SslMode::from(args.sslmode);
+        // IAM tokens travel as cleartext passwords: verify the server by default.
+        let sslmode = match (args.sslmode, &iam) {
+            (Some(m), _) => SslMode::from(m),
+            (None, Some(_)) => SslMode::VerifyFull,
+            (None, None) => SslMode::Prefer,
+        };
+        if iam.is_some() && sslmode < SslMode::Require {
+            return Err(ConfigError::IamNeedsTls(sslmode));
+        }
         let ca = read_ca(args.sslrootcert.as_deref(), sslmode)?;
         let tls = Tls::new(sslmode, ca.as_ref().map(|c| (c.path.as_path(), &c.pem[..])))?;
 
@@ -80,7 +115,9 @@ impl Config {
             overrides: Overrides {
                 host: args.host.clone(),
                 port: args.port,
+                user: args.user.clone(),
                 database: args.database.clone(),
+                password_required: iam.is_none(),
             },
             provisioning: Provisioning {
                 create: !args.no_create,
@@ -101,6 +138,7 @@ impl Config {
             sslmode,
             ca,
             tls,
+            iam,
         })
     }
 
@@ -135,6 +173,9 @@ fn source(args: &PrepareArgs, env: impl Fn(&str) -> Option<String>) -> Source {
 fn check_names(args: &PrepareArgs) -> Result<(), ConfigError> {
     if let Some(db) = &args.database {
         secret::check_identifier("--database", db)?;
+    }
+    if let Some(user) = &args.user {
+        secret::check_identifier("--user", user)?;
     }
     if let Some(owner) = &args.database_owner {
         secret::check_identifier("--database-owner", owner)?;

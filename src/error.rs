@@ -10,6 +10,7 @@ use crate::class::ErrorClass;
 use crate::config::ConfigError;
 use crate::db::WaitError;
 use crate::exit;
+use crate::iam::IamError;
 use crate::outdir::WriteError;
 use crate::privileges::PrivilegeError;
 use crate::secret::SecretError;
@@ -21,6 +22,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Iam(#[from] IamError),
     #[error(transparent)]
     Wait(#[from] WaitError),
     #[error(transparent)]
@@ -48,6 +51,7 @@ impl Error {
         match self {
             Error::Config(ConfigError::Secret(e)) | Error::Secret(e) => e.class(),
             Error::Config(_) => ErrorClass::Config,
+            Error::Iam(e) => e.class(),
             Error::Wait(e) => e.class(),
             Error::Write(_) => ErrorClass::OutDir,
             Error::Interrupted(_) => ErrorClass::Interrupted,
@@ -72,10 +76,17 @@ impl Error {
             }
             (Error::Exec { .. }, _) => exit::NOT_EXECUTABLE,
             (_, C::SecretMalformed) => exit::DATA_ERR,
-            (_, C::Transient | C::Timeout | C::SecretUnavailable | C::Other) => exit::UNAVAILABLE,
             (
                 _,
-                C::PasswordRejected | C::AuthorizationRejected | C::NoPrivilege | C::SecretDenied,
+                C::Transient | C::Timeout | C::SecretUnavailable | C::TokenUnavailable | C::Other,
+            ) => exit::UNAVAILABLE,
+            (
+                _,
+                C::PasswordRejected
+                | C::AuthorizationRejected
+                | C::TokenRejected
+                | C::NoPrivilege
+                | C::SecretDenied,
             ) => exit::NO_PERM,
             (
                 _,

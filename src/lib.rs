@@ -39,6 +39,7 @@ pub mod db;
 pub mod error;
 pub mod exec;
 pub mod exit;
+pub mod iam;
 pub mod modes;
 pub mod outdir;
 pub mod privileges;

@@ -13,10 +13,11 @@
 //! credentials (the checker publishes, the loop never does); a failed check keeps them and
 //! sets `degraded`; no database connection is held between checks.
 //!
-//! IAM authentication will add one event, "the token is due for renewal", whose action
-//! re-signs and re-publishes without a login; it lands here as one more arm of [`step`].
+//! With IAM authentication every check also signs a new token; when the login itself is
+//! unchanged the checker publishes the token without logging in ([`Checked::Renewed`]):
+//! a login every few minutes would keep Aurora Serverless v2 from pausing.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -52,8 +53,14 @@ pub enum Event {
 pub enum Checked {
     /// The source still says what the files say.
     Unchanged,
-    /// New credentials were validated by a real login and published.
-    Published { version: Option<String> },
+    /// New credentials were validated by a real login and published (with IAM: signed
+    /// with a token that expires then).
+    Published {
+        version: Option<String>,
+        token_expires_at: Option<SystemTime>,
+    },
+    /// The same login with a new IAM token, published without a login.
+    Renewed { expires_at: SystemTime },
     /// New credentials could not be fetched, validated or published.
     Failed { class: ErrorClass, message: String },
 }
@@ -78,6 +85,10 @@ pub enum Action {
     RecordUnchanged,
     RecordPublished {
         version: Option<String>,
+        token_expires_at: Option<SystemTime>,
+    },
+    RecordRenewed {
+        expires_at: SystemTime,
     },
     RecordFailure {
         attempt: u32,
@@ -101,10 +112,26 @@ pub fn step(mode: Mode, can_change: bool, event: Event) -> (Mode, Vec<Action>) {
             Mode::Ready,
             vec![Action::RecordUnchanged, Action::Sleep(Next::Interval)],
         ),
-        (_, Event::Checked(Checked::Published { version })) => (
+        (_, Event::Checked(Checked::Renewed { expires_at })) => (
             Mode::Ready,
             vec![
-                Action::RecordPublished { version },
+                Action::RecordRenewed { expires_at },
+                Action::Sleep(Next::Interval),
+            ],
+        ),
+        (
+            _,
+            Event::Checked(Checked::Published {
+                version,
+                token_expires_at,
+            }),
+        ) => (
+            Mode::Ready,
+            vec![
+                Action::RecordPublished {
+                    version,
+                    token_expires_at,
+                },
                 Action::Sleep(Next::Interval),
             ],
         ),
@@ -234,8 +261,21 @@ where
                 self.state.save_or_warn();
                 tracing::debug!(checks = self.state.status.checks, "credentials unchanged");
             }
-            Action::RecordPublished { version } => {
+            Action::RecordRenewed { expires_at } => {
+                self.state.record_renewal(expires_at);
+                self.state.save_or_warn();
+                tracing::info!(
+                    renewals = self.state.status.token_renewals,
+                    expires_at = self.state.status.token_expires_at.as_deref(),
+                    "IAM token renewed and published (no database login)"
+                );
+            }
+            Action::RecordPublished {
+                version,
+                token_expires_at,
+            } => {
                 self.state.record_check(false);
+                self.state.set_token_expiry(token_expires_at);
                 if let Err(e) = self.state.mark_ready(self.state.status.attempt, version) {
                     tracing::warn!(error = %chain(&e), "could not update status.json or the ready marker");
                 }
@@ -345,6 +385,7 @@ mod tests {
         assert!(matches!(a[1], Action::RecordFailure { attempt: 2, .. }));
         let published = Event::Checked(Checked::Published {
             version: Some("v2".into()),
+            token_expires_at: None,
         });
         assert_eq!(step(m, true, published.clone()).0, Mode::Ready);
         for mode in [ready, Mode::Degraded { failures: 3 }] {
@@ -467,6 +508,7 @@ mod tests {
     async fn a_validated_change_is_published_with_the_next_generation() {
         let published = Checked::Published {
             version: Some("v2".into()),
+            token_expires_at: None,
         };
         with_loop(vec![published], true, None, |rig| async move {
             tokio::time::sleep(INTERVAL + Duration::from_secs(1)).await;
@@ -487,6 +529,7 @@ mod tests {
             failed(),
             Checked::Published {
                 version: Some("v2".into()),
+                token_expires_at: None,
             },
         ];
         with_loop(answers, true, None, |rig| async move {

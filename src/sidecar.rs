@@ -11,19 +11,21 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::class::ErrorClass;
-use crate::config::Config;
+use crate::config::MAX_IAM_RENEWAL;
+use crate::config::{Config, ConfigError};
 use crate::db::connect::DbError;
 use crate::db::establish::validate;
-use crate::db::wait::{Event, LoginAttempt, drive};
+use crate::db::wait::{Event, LoginAttempt, drive, sign};
 use crate::error::Error;
 use crate::exec::{find_program, replace_process};
+use crate::iam::{IamError, Signer};
 use crate::outdir::{WriteError, Writer};
 use crate::refresh::{self, Checked, Checker, Timing};
 use crate::render::{self, Inputs, Reveal};
 use crate::report::{chain, millis};
 use crate::secret::{Check, Resolved, Resolver, SecretError, Target};
 use crate::signal::Wakes;
-use crate::state::{Phase, State};
+use crate::state::{Auth, Phase, State};
 
 fn inputs<'a>(config: &'a Config, target: &'a Target, reveal: Reveal) -> Inputs<'a> {
     Inputs {
@@ -34,6 +36,7 @@ fn inputs<'a>(config: &'a Config, target: &'a Target, reveal: Reveal) -> Inputs<
         sslmode: config.sslmode,
         has_ca: config.ca.is_some(),
         app_dir: &config.app_dir,
+        iam: config.iam.is_some(),
     }
 }
 
@@ -57,6 +60,8 @@ fn log_start(command: &str, config: &Config) {
         sslrootcert = config.sslrootcert().map(|p| p.display().to_string()),
         wait_timeout_s = config.policy.deadline.map(|d| d.as_secs()),
         attempt_timeout_s = config.policy.attempt_timeout.as_secs(),
+        iam_auth = config.iam.is_some(),
+        region = config.iam.as_ref().and_then(|i| i.region.as_deref()),
         "aurora-sidecar starting"
     );
 }
@@ -65,6 +70,8 @@ fn log_start(command: &str, config: &Config) {
 struct Prepared {
     published: Resolved,
     resolver: Resolver,
+    /// `--iam-auth`: keeps its credential provider (and its cache) for the renewals.
+    signer: Option<Signer>,
 }
 
 /// Steps 1–5: resolve, wait, ensure the database, render, mark ready. A stop signal
@@ -75,6 +82,7 @@ async fn prepare(
     wakes: &mut impl Wakes,
 ) -> Result<Prepared, Error> {
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
+    let mut signer = config.iam.as_ref().map(|i| Signer::new(i.region.clone()));
     // Written with the first failure (the observer always writes the first ones): in the
     // common case the first login works and `starting` goes straight to `ready`, two
     // fewer fsyncs on the path every task start waits for.
@@ -87,6 +95,9 @@ async fn prepare(
             &config.provisioning,
             &config.policy,
         );
+        if let Some(signer) = signer.as_mut() {
+            job = job.with_iam(signer);
+        }
         let wait = drive(&config.policy, &mut job, |e| observer.observe(state, e));
         tokio::select! {
             r = wait => r.map_err(Error::from),
@@ -100,6 +111,10 @@ async fn prepare(
     })?;
     let target = &ready.resolved.target;
     let changed = render::publish(state.writer(), &files(config, target, Reveal::Password))?;
+    if signer.is_some() {
+        state.status.auth = Auth::Iam;
+        state.set_token_expiry(ready.resolved.token_expires_at);
+    }
     state.mark_ready(attempts, ready.resolved.version.clone())?;
     tracing::info!(
         attempts,
@@ -113,6 +128,7 @@ async fn prepare(
     Ok(Prepared {
         published: ready.resolved,
         resolver,
+        signer,
     })
 }
 
@@ -133,12 +149,16 @@ pub async fn run(
     refresh_interval: Option<Duration>,
     wakes: &mut impl Wakes,
 ) -> Result<(), Error> {
+    if config.iam.is_some() && refresh_interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
+        return Err(ConfigError::IamRenewalTooSlow(refresh_interval.unwrap_or_default()).into());
+    }
     let mut state = start("run", config)?;
     let prepared = match prepare(config, &mut state, wakes).await {
         Err(Error::Interrupted(_)) => return Ok(()),
         other => other?,
     };
-    let can_change = prepared.resolver.can_change();
+    // A token always changes: with IAM there is always something to renew.
+    let can_change = prepared.resolver.can_change() || prepared.signer.is_some();
     if !can_change {
         tracing::info!(
             source = %config.source,
@@ -149,6 +169,7 @@ pub async fn run(
         config,
         writer: state.writer().clone(),
         resolver: prepared.resolver,
+        signer: prepared.signer,
         published: prepared.published,
     };
     let timing = Timing {
@@ -165,6 +186,8 @@ pub async fn run(
 enum RefreshError {
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("signing a new IAM token")]
+    Iam(#[from] IamError),
     #[error("validating the new credentials")]
     Validate(#[from] DbError),
     #[error("publishing the new files")]
@@ -175,6 +198,7 @@ impl RefreshError {
     fn class(&self) -> ErrorClass {
         match self {
             RefreshError::Secret(e) => e.class(),
+            RefreshError::Iam(e) => e.class(),
             RefreshError::Validate(e) => e.class,
             RefreshError::Publish(_) => ErrorClass::OutDir,
         }
@@ -183,20 +207,51 @@ impl RefreshError {
 
 /// The real check: the source (DescribeSecret, or the file re-read), a one-shot
 /// validation with a real login (creating a database the new secret names), then publish.
+/// With IAM, each check also signs a new token; when the login itself (host, port, user,
+/// database) did not change, the token is published without a login.
 struct RefreshCheck<'a> {
     config: &'a Config,
     writer: Writer,
     resolver: Resolver,
+    signer: Option<Signer>,
     /// What the files in the out-dir say now.
     published: Resolved,
 }
 
 impl RefreshCheck<'_> {
-    async fn try_check(&mut self) -> Result<Option<Option<String>>, RefreshError> {
-        let candidate = match self.resolver.check(&self.published).await? {
-            Check::Unchanged | Check::CannotChange => return Ok(None),
-            Check::Changed(c) => c,
+    async fn try_check(&mut self) -> Result<Checked, RefreshError> {
+        let changed = match self.resolver.check(&self.published).await? {
+            Check::Unchanged | Check::CannotChange => None,
+            Check::Changed(c) => Some(c),
         };
+        let Some(signer) = self.signer.as_mut() else {
+            return match changed {
+                None => Ok(Checked::Unchanged),
+                Some(c) => self.validate_and_publish(c).await,
+            };
+        };
+        match changed {
+            Some(c) if !c.target.same_place(&self.published.target) => {
+                let signed = sign(signer, c).await?;
+                self.validate_and_publish(signed).await
+            }
+            // Same place (the secret file re-read, or a new version saying the same):
+            // only the token is new.
+            maybe => {
+                let base = maybe.unwrap_or_else(|| self.published.clone());
+                let renewed = sign(signer, base).await?;
+                let set = files(self.config, &renewed.target, Reveal::Password);
+                render::publish(&self.writer, &set)?;
+                let expires_at = renewed
+                    .token_expires_at
+                    .unwrap_or_else(std::time::SystemTime::now);
+                self.published = renewed;
+                Ok(Checked::Renewed { expires_at })
+            }
+        }
+    }
+
+    async fn validate_and_publish(&mut self, candidate: Resolved) -> Result<Checked, RefreshError> {
         tracing::info!(
             old_version = self.published.version.as_deref(),
             new_version = candidate.version.as_deref(),
@@ -214,17 +269,19 @@ impl RefreshCheck<'_> {
             changed = ?changed,
             "new credentials validated"
         );
-        let version = candidate.version.clone();
+        let published = Checked::Published {
+            version: candidate.version.clone(),
+            token_expires_at: candidate.token_expires_at,
+        };
         self.published = candidate;
-        Ok(Some(version))
+        Ok(published)
     }
 }
 
 impl Checker for RefreshCheck<'_> {
     async fn check(&mut self) -> Checked {
         match self.try_check().await {
-            Ok(None) => Checked::Unchanged,
-            Ok(Some(version)) => Checked::Published { version },
+            Ok(checked) => checked,
             Err(e) => Checked::Failed {
                 class: e.class(),
                 message: chain(&e),
@@ -277,7 +334,11 @@ fn exec_error(program: &OsString, source: std::io::Error) -> Error {
 pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
     use std::fmt::Write as _;
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
-    let resolved = resolver.resolve().await?;
+    let mut resolved = resolver.resolve().await?;
+    // A token is only signed when it is to be shown: masked output needs no credentials.
+    if let (Some(iam), Reveal::Password) = (&config.iam, reveal) {
+        resolved = sign(&mut Signer::new(iam.region.clone()), resolved).await?;
+    }
     let mut out = String::new();
     for f in files(config, &resolved.target, reveal) {
         let path = config.out_dir.join(f.name);

@@ -65,6 +65,24 @@ pub struct Status {
     pub checks: u64,
     #[serde(default)]
     pub last_check_at: Option<String>,
+    /// `password` (from the secret) or `iam` (tokens signed by the sidecar).
+    #[serde(default)]
+    pub auth: Auth,
+    /// With IAM: when the published token expires (never the token itself).
+    #[serde(default)]
+    pub token_expires_at: Option<String>,
+    /// With IAM: tokens signed and published after the first.
+    #[serde(default)]
+    pub token_renewals: u64,
+}
+
+/// How the published credentials authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    #[default]
+    Password,
+    Iam,
 }
 
 /// Owns `status.json` and `ready` for one run.
@@ -103,6 +121,9 @@ impl State {
                 ready_at: None,
                 checks: 0,
                 last_check_at: None,
+                auth: Auth::Password,
+                token_expires_at: None,
+                token_renewals: 0,
             },
         };
         state.save()?;
@@ -164,6 +185,18 @@ impl State {
         self.writer
             .write(READY_FILE, marker.as_bytes(), 0o644)
             .map(|_| ())
+    }
+
+    /// Records the expiry of the token now published (IAM), never the token.
+    pub fn set_token_expiry(&mut self, expires_at: Option<SystemTime>) {
+        self.status.token_expires_at = expires_at.map(rfc3339);
+    }
+
+    /// A renewed token was published: counted, its expiry recorded, and the check done.
+    pub fn record_renewal(&mut self, expires_at: SystemTime) {
+        self.status.token_renewals += 1;
+        self.set_token_expiry(Some(expires_at));
+        self.record_check(false);
     }
 
     /// Counts a refresh check. A check that found nothing to do ends a degraded episode:

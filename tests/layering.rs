@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("testing", 0),
     ("cli", 1),
     ("secret", 1),
+    ("iam", 1),
     ("db", 2),
     ("render", 2),
     ("state", 2),

@@ -231,6 +231,9 @@ pub fn classify_sqlstate(code: &SqlState, message: &str, mode: SslMode) -> Error
         {
             ErrorClass::TlsRequired
         }
+        // What Aurora (and any PAM-authenticated user) answers to a rejected IAM token, or
+        // to a password for a user granted rds_iam.
+        "28000" if message.starts_with("PAM authentication failed") => ErrorClass::TokenRejected,
         "28000" => ErrorClass::AuthorizationRejected,
         "3D000" => ErrorClass::MissingDatabase,
         "42501" => ErrorClass::NoPrivilege,

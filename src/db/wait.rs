@@ -8,7 +8,7 @@
 //!   [`establish`]. [`verdict`] decides, purely from the error's class and stage, whether
 //!   to retry, retry at once (creating the missing database next), or give up.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
@@ -17,7 +17,14 @@ use super::connect::{Contact, DbError, Stage};
 use super::establish::establish;
 use super::tls::Tls;
 use crate::class::ErrorClass;
+use crate::iam::{self, IamError, Signer};
 use crate::secret::{Resolved, Resolver, SecretError};
+
+/// A cached IAM token this close to its expiry is replaced before the next attempt.
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// For a user granted rds_iam, a password is checked by PAM and refused like a token.
+const PAM_USER_HINT: &str = "the server checks this user with PAM (on RDS/Aurora: the user was granted rds_iam, and then only IAM tokens work): pass --iam-auth, or REVOKE rds_iam to log in with the secret's password";
 
 /// Timing and bounds of the wait.
 #[derive(Debug, Clone)]
@@ -182,6 +189,8 @@ pub struct Failure {
 pub enum AttemptError {
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Iam(#[from] IamError),
     /// Boxed: the error travels through every `Result` of the wait loop.
     #[error(transparent)]
     Db(Box<DbError>),
@@ -207,6 +216,7 @@ impl AttemptError {
     pub fn class(&self) -> ErrorClass {
         match self {
             AttemptError::Secret(e) => e.class(),
+            AttemptError::Iam(e) => e.class(),
             AttemptError::Db(e) => e.class,
             AttemptError::Timeout(_) => ErrorClass::Timeout,
             AttemptError::PasswordRejectedRepeatedly { .. } => ErrorClass::PasswordRejected,
@@ -219,7 +229,7 @@ impl AttemptError {
             AttemptError::Db(e) | AttemptError::PasswordRejectedRepeatedly { last: e, .. } => {
                 Some(&e.host)
             }
-            AttemptError::Secret(_) | AttemptError::Timeout(_) => None,
+            AttemptError::Secret(_) | AttemptError::Iam(_) | AttemptError::Timeout(_) => None,
         }
     }
 }
@@ -363,9 +373,22 @@ pub fn verdict(
     }
 }
 
+/// `resolved` with a fresh IAM token as its password.
+pub async fn sign(signer: &mut Signer, resolved: Resolved) -> Result<Resolved, IamError> {
+    let t = &resolved.target;
+    let token = signer.token(&t.host, t.port, &t.user).await?;
+    Ok(Resolved {
+        target: t.with_password(token.value),
+        token_expires_at: Some(token.expires_at),
+        ..resolved
+    })
+}
+
 /// One attempt of the init flow: secret → login (→ create database → login).
 pub struct LoginAttempt<'a> {
     resolver: &'a mut Resolver,
+    /// `--iam-auth`: signs the password of every resolved target.
+    signer: Option<&'a mut Signer>,
     tls: &'a Tls,
     provisioning: &'a Provisioning,
     policy: &'a Policy,
@@ -374,6 +397,7 @@ pub struct LoginAttempt<'a> {
     /// The last login said 3D000: the next attempt creates the database first.
     provision_next: bool,
     password_rejections: u32,
+    token_rejections: u32,
 }
 
 impl<'a> LoginAttempt<'a> {
@@ -385,28 +409,51 @@ impl<'a> LoginAttempt<'a> {
     ) -> Self {
         Self {
             resolver,
+            signer: None,
             tls,
             provisioning,
             policy,
             resolved: None,
             provision_next: false,
             password_rejections: 0,
+            token_rejections: 0,
         }
     }
 
-    /// The secret for this attempt: the one kept from the last attempt, or a fresh read.
+    /// Logs in with IAM tokens signed by `signer` instead of the secret's password.
+    pub fn with_iam(mut self, signer: &'a mut Signer) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// The secret for this attempt: the one kept from the last attempt (while its token,
+    /// if any, has a minute left), or a fresh read, signed when IAM is on.
     async fn resolved(&mut self) -> Result<Resolved, Failure> {
-        if let Some(r) = &self.resolved {
+        let fresh_enough = |r: &Resolved| {
+            r.token_expires_at
+                .is_none_or(|t| t > SystemTime::now() + TOKEN_MARGIN)
+        };
+        if let Some(r) = self.resolved.as_ref().filter(|r| fresh_enough(r)) {
             return Ok(r.clone());
         }
-        let fresh = self.resolver.resolve().await.map_err(|e| Failure {
-            verdict: if e.is_retryable() {
+        let fail = |retryable: bool, error: AttemptError| Failure {
+            verdict: if retryable {
                 Verdict::Retry(Pace::Backoff)
             } else {
                 Verdict::Fatal
             },
-            error: e.into(),
-        })?;
+            error,
+        };
+        let mut fresh = self
+            .resolver
+            .resolve()
+            .await
+            .map_err(|e| fail(e.is_retryable(), e.into()))?;
+        if let Some(signer) = self.signer.as_deref_mut() {
+            fresh = sign(signer, fresh)
+                .await
+                .map_err(|e| fail(e.is_retryable(), e.into()))?;
+        }
         Ok(self.resolved.insert(fresh).clone())
     }
 
@@ -443,6 +490,26 @@ impl<'a> LoginAttempt<'a> {
                     error: err.into(),
                 }
             }
+            ErrorClass::TokenRejected if self.signer.is_some() && self.token_rejections == 0 => {
+                // Signed with credentials that were just replaced, or a clock step: one
+                // fresh signature before taking the rejection at its word.
+                self.token_rejections += 1;
+                self.resolved = None;
+                Failure {
+                    verdict: Verdict::Retry(Pace::Answered),
+                    error: err.into(),
+                }
+            }
+            ErrorClass::TokenRejected => Failure {
+                verdict: Verdict::Fatal,
+                error: err
+                    .with_hint(if self.signer.is_some() {
+                        iam::REJECTED_HINT
+                    } else {
+                        PAM_USER_HINT
+                    })
+                    .into(),
+            },
             ErrorClass::AuthorizationRejected if verdict == Verdict::Fatal => Failure {
                 verdict,
                 error: err

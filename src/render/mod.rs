@@ -26,6 +26,9 @@ pub const PGPASS: &str = "pgpass";
 pub const SERVICE_FILE: &str = "pg_service.conf";
 pub const PROFILE: &str = "application.profile";
 pub const CA_FILE: &str = "rds-ca.pem";
+/// With IAM authentication: the current token alone, for clients that read a password per
+/// connection (Ecto's `configure:` callback).
+pub const PASSWORD_FILE: &str = "password";
 
 /// What `render` prints in place of the password unless `--show-secrets`.
 pub const MASK: &str = "********";
@@ -57,6 +60,9 @@ pub struct Inputs<'a> {
     /// The out-dir as the application container sees it (`--app-dir`): paths inside the
     /// rendered files point there.
     pub app_dir: &'a Path,
+    /// The password is an IAM token that expires: the `password` file is written and the
+    /// profile says so.
+    pub iam: bool,
 }
 
 impl Inputs<'_> {
@@ -178,6 +184,16 @@ pub fn environment(i: &Inputs<'_>) -> Vec<(&'static str, String)> {
 /// `application.profile`: source it to get `DATABASE_URL` and the libpq variables.
 pub fn profile(i: &Inputs<'_>) -> String {
     let mut out = String::from("# Written by aurora-sidecar. Source it: . ./application.profile\n");
+    if i.iam {
+        let _ = writeln!(
+            out,
+            "# IAM authentication: the password in DATABASE_URL is a token that expires 15 minutes\n\
+             # after it was signed. Fine for a one-off run (migrations); a connection pool must read\n\
+             # {} (Ecto: the Repo's configure: callback) or use PGPASSFILE (libpq re-reads it\n\
+             # for every connection). aurora-sidecar run renews both before the token expires.",
+            i.app_path(PASSWORD_FILE).display()
+        );
+    }
     for (k, v) in environment(i) {
         let _ = writeln!(out, "export {k}={}", shell_quote(&v));
     }
@@ -219,6 +235,14 @@ pub fn files(i: &Inputs<'_>, ca: Option<&[u8]>) -> Vec<File> {
         contents: profile(i).into_bytes(),
         mode: 0o600,
     });
+    if i.iam {
+        out.push(File {
+            name: PASSWORD_FILE,
+            // No newline: the file is the password, byte for byte.
+            contents: i.password().as_bytes().to_vec(),
+            mode: 0o600,
+        });
+    }
     out
 }
 
@@ -259,6 +283,7 @@ mod tests {
             sslmode: mode,
             has_ca,
             app_dir: Path::new("/run/aurora-sidecar"),
+            iam: false,
         }
     }
 

@@ -58,7 +58,7 @@ pub struct Credentials {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub username: Option<String>,
-    pub password: SecretString,
+    pub password: Option<SecretString>,
     pub dbname: Option<String>,
 }
 
@@ -74,15 +74,32 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Flags that override what the secret says (`--host --port --database`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Flags that override what the secret says (`--host --port --user --database`), and
+/// whether the secret must carry a password (not with `--iam-auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overrides {
     pub host: Option<String>,
     pub port: Option<u16>,
+    pub user: Option<String>,
     pub database: Option<String>,
+    pub password_required: bool,
 }
 
-/// A complete, validated place to log in: the secret merged with the overrides.
+impl Default for Overrides {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            user: None,
+            database: None,
+            password_required: true,
+        }
+    }
+}
+
+/// A complete, validated place to log in: the secret merged with the overrides. With
+/// `--iam-auth` the password is empty until the wait loop or the refresh signs a token
+/// into it (`Target::with_password`).
 #[derive(Clone)]
 pub struct Target {
     pub host: String,
@@ -114,22 +131,36 @@ impl Target {
         }
     }
 
-    /// True when both point at the same login with the same password; used to tell whether
-    /// a re-resolved secret actually changed anything.
-    pub fn same_login(&self, other: &Target) -> bool {
+    /// The same login with another password (an IAM token).
+    pub fn with_password(&self, password: SecretString) -> Target {
+        Target {
+            password,
+            ..self.clone()
+        }
+    }
+
+    /// True when both name the same server, user and database, whatever the password.
+    pub fn same_place(&self, other: &Target) -> bool {
         self.host == other.host
             && self.port == other.port
             && self.user == other.user
             && self.database == other.database
-            && self.password.expose_secret() == other.password.expose_secret()
+    }
+
+    /// True when both point at the same login with the same password; used to tell whether
+    /// a re-resolved secret actually changed anything.
+    pub fn same_login(&self, other: &Target) -> bool {
+        self.same_place(other) && self.password.expose_secret() == other.password.expose_secret()
     }
 }
 
-/// The secret after resolution, with the version that produced it (Secrets Manager only).
+/// The secret after resolution, with the version that produced it (Secrets Manager only)
+/// and, once an IAM token is signed into the target, when that token expires.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub target: Target,
     pub version: Option<String>,
+    pub token_expires_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +264,7 @@ impl Resolver {
         Ok(Resolved {
             target: build_target(creds, &self.overrides, &origin)?,
             version: value.version_id,
+            token_expires_at: None,
         })
     }
 
@@ -310,6 +342,7 @@ pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved,
     Ok(Resolved {
         target: build_target(creds, overrides, &origin)?,
         version: None,
+        token_expires_at: None,
     })
 }
 
@@ -352,7 +385,8 @@ fn not_utf8(origin: &str, at: Option<usize>) -> SecretError {
 /// The libpq variables as credentials; `get` is the environment (a parameter for tests).
 pub fn libpq_from(get: impl Fn(&str) -> Option<String>) -> Result<Credentials, SecretError> {
     let origin = Source::Libpq.to_string();
-    let password = get("PGPASSWORD").ok_or(SecretError::LibpqMissing { var: "PGPASSWORD" })?;
+    // Required by `build_target` unless IAM authentication signs the password.
+    let password = get("PGPASSWORD");
     let port = match get("PGPORT") {
         Some(p) => Some(
             p.trim()
@@ -370,7 +404,7 @@ pub fn libpq_from(get: impl Fn(&str) -> Option<String>) -> Result<Credentials, S
         host: get("PGHOST"),
         port,
         username: get("PGUSER"),
-        password: SecretString::from(password),
+        password: password.map(SecretString::from),
         dbname: get("PGDATABASE"),
     })
 }
@@ -396,10 +430,31 @@ pub fn build_target(
         .filter(|h| !h.is_empty())
         .ok_or(missing("host", "set it in the secret or pass --host"))?;
     let port = overrides.port.or(creds.port).unwrap_or(5432);
-    let user = creds.username.filter(|u| !u.is_empty()).ok_or(missing(
-        "username",
-        "the secret must carry \"username\" (PGUSER for the libpq source)",
-    ))?;
+    let user = overrides
+        .user
+        .clone()
+        .or(creds.username)
+        .filter(|u| !u.is_empty())
+        .ok_or(missing(
+            "username",
+            "the secret must carry \"username\", or pass --user (PGUSER for the libpq source)",
+        ))?;
+    let password = match creds.password {
+        Some(p) => p,
+        // IAM authentication signs a token into it before any login.
+        None if !overrides.password_required => SecretString::from(String::new()),
+        None if origin == Source::Libpq.to_string() => {
+            return Err(SecretError::LibpqMissing { var: "PGPASSWORD" });
+        }
+        None => {
+            return Err(SecretError::Malformed {
+                origin: origin.to_string(),
+                reason:
+                    "field \"password\" is missing (or pass --iam-auth to log in with IAM tokens)"
+                        .into(),
+            });
+        }
+    };
     let database = overrides
         .database
         .clone()
@@ -422,7 +477,7 @@ pub fn build_target(
         host,
         port,
         user,
-        password: creds.password,
+        password,
         database,
     })
 }
@@ -448,9 +503,29 @@ mod tests {
             host: host.map(Into::into),
             port: None,
             username: Some("app".into()),
-            password: SecretString::from("pw"),
+            password: Some(SecretString::from("pw")),
             dbname: db.map(Into::into),
         }
+    }
+
+    #[test]
+    fn a_password_is_required_unless_iam_signs_one() {
+        let mut c = creds(Some("h"), None);
+        c.password = None;
+        let err = build_target(c, &Overrides::default(), "t").expect_err("required");
+        assert!(
+            err.to_string().contains("field \"password\" is missing"),
+            "{err}"
+        );
+        assert_eq!(err.class(), ErrorClass::SecretMalformed);
+        let mut c = creds(Some("h"), None);
+        c.password = None;
+        let iam = Overrides {
+            password_required: false,
+            ..Overrides::default()
+        };
+        let t = build_target(c, &iam, "t").expect("IAM needs no password");
+        assert_eq!(t.password.expose_secret(), "");
     }
 
     #[test]
@@ -459,11 +534,18 @@ mod tests {
             host: Some("override".into()),
             port: Some(6543),
             database: Some("other".into()),
+            user: Some("flag-user".into()),
+            ..Overrides::default()
         };
         let t = build_target(creds(Some("secret-host"), Some("db")), &o, "test").expect("valid");
         assert_eq!(
-            (t.host.as_str(), t.port, t.database.as_str()),
-            ("override", 6543, "other")
+            (
+                t.host.as_str(),
+                t.port,
+                t.database.as_str(),
+                t.user.as_str()
+            ),
+            ("override", 6543, "other", "flag-user")
         );
     }
 
@@ -518,8 +600,11 @@ mod tests {
             (c.host.as_deref(), c.port, c.dbname.as_deref()),
             (Some("localhost"), Some(5433), None)
         );
-        let err = libpq_from(|_| None).expect_err("no password");
-        assert!(err.to_string().contains("PGPASSWORD"));
+        let mut bare = libpq_from(|k| (k == "PGHOST").then(|| "h".to_string())).expect("parses");
+        bare.username = Some("u".into());
+        let origin = Source::Libpq.to_string();
+        let err = build_target(bare, &Overrides::default(), &origin).expect_err("no password");
+        assert!(err.to_string().contains("PGPASSWORD"), "{err}");
     }
 
     #[test]

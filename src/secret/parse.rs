@@ -67,10 +67,9 @@ pub fn parse_secret_json(text: &str, origin: &str) -> Result<Credentials, Secret
             engine,
         });
     }
+    // Optional here: IAM authentication needs none; `build_target` requires it otherwise.
     let password = match map.get("password") {
-        None | Some(Value::Null) => {
-            return Err(malformed("field \"password\" is missing".into()));
-        }
+        None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => {
             return Err(malformed("field \"password\" is empty".into()));
         }
@@ -82,7 +81,7 @@ pub fn parse_secret_json(text: &str, origin: &str) -> Result<Credentials, Secret
                     "field \"password\" contains a newline or NUL character, which pgpass and the PostgreSQL protocol cannot carry".into(),
                 ));
             }
-            SecretString::from(s.clone())
+            Some(SecretString::from(s.clone()))
         }
         Some(other) => {
             return Err(malformed(format!(
@@ -193,7 +192,10 @@ mod tests {
             (c.port, c.username.as_deref(), c.dbname.as_deref()),
             (Some(5432), Some("postgres"), Some("app"))
         );
-        assert_eq!(c.password.expose_secret(), "p@ss:w/rd");
+        assert_eq!(
+            c.password.as_ref().map(|p| p.expose_secret()),
+            Some("p@ss:w/rd")
+        );
     }
 
     #[test]
@@ -239,12 +241,10 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_empty_password_is_malformed() {
-        let err = parse_secret_json(r#"{"host":"h","username":"u"}"#, "t").expect_err("missing");
-        assert!(
-            err.to_string().contains("field \"password\" is missing"),
-            "{err}"
-        );
+    fn missing_password_is_none_and_empty_is_malformed() {
+        let c = parse_secret_json(r#"{"host":"h","username":"u"}"#, "t")
+            .expect("IAM secrets have none");
+        assert!(c.password.is_none());
         let err = parse_secret_json(r#"{"password":""}"#, "t").expect_err("empty");
         assert!(err.to_string().contains("empty"), "{err}");
     }
@@ -299,7 +299,7 @@ mod tests {
         }
         // Unknown keys are ignored, duplicated or not.
         let c = parse_secret_json(r#"{"a":1,"a":2,"password":"p"}"#, "t").expect("valid");
-        assert_eq!(c.password.expose_secret(), "p");
+        assert_eq!(c.password.as_ref().map(|p| p.expose_secret()), Some("p"));
     }
 
     #[test]
