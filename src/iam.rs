@@ -108,6 +108,9 @@ pub fn sign_token(
     at: SystemTime,
 ) -> Result<SecretString, IamError> {
     let signing = |e: BoxError| IamError::Signing { source: e };
+    // Host names are case-insensitive and RDS endpoints are lowercase; signing one
+    // spelling consistently keeps the signed host header and the token's own text equal.
+    let host = host.to_ascii_lowercase();
     let user = utf8_percent_encode(user, QUERY).to_string();
     let unsigned = format!("{host}:{port}/?Action=connect&DBUser={user}");
     let url = format!("https://{unsigned}");
@@ -260,6 +263,16 @@ mod tests {
         );
         assert!(t.contains("&X-Amz-Security-Token=a%2Fb%2Bc%3D"), "{t}");
         assert!(!t.contains("https://"));
+    }
+
+    #[test]
+    fn host_names_are_signed_in_lowercase() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_724_709_600);
+        let sign = |h| sign_token(h, 5432, "u", "eu-west-1", &creds(None), at).expect("signs");
+        assert_eq!(
+            sign("DB.Cluster-X.eu-west-1.rds.amazonaws.com").expose_secret(),
+            sign("db.cluster-x.eu-west-1.rds.amazonaws.com").expose_secret()
+        );
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct PgOptions {
     pub hba_replace: Option<Vec<String>>,
     /// `listen_addresses` [default: 127.0.0.1].
     pub listen: Option<String>,
+    /// Extra `-c name=value` server settings (e.g. `log_connections=on`).
+    pub settings: Vec<String>,
 }
 
 pub struct Pg {
@@ -185,6 +187,9 @@ impl Pg {
             self.port,
             self.socket_dir.display()
         );
+        for setting in &self.options.settings {
+            opts.push_str(&format!(" -c {setting}"));
+        }
         if let Some((cert, key)) = &self.options.tls {
             opts.push_str(&format!(
                 " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
@@ -267,6 +272,11 @@ impl Pg {
         // restarted host would find them stale.
         let _ = std::fs::remove_file(self.data.join("postmaster.pid"));
         let _ = std::fs::remove_file(self.socket_dir.join(format!(".s.PGSQL.{}.lock", self.port)));
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
     }
 
     /// Directory for files the server must read (TLS keys): owned by the server's user.

@@ -1,0 +1,67 @@
+"""PAM verifier for IAM tokens, as Aurora's PAM module checks them (tests/iam.rs).
+
+pam_exec (expose_authtok) runs it as the server's user with the password on stdin. It
+accepts only a token for the configured host, port and region, for the user logging in,
+signed with the test's static credentials, not expired: it recomputes the token with
+botocore's own generate_db_auth_token at the token's signing time and compares.
+Every verdict is appended to the log (one JSON line), which the tests count.
+
+Usage: verify_token.py CONFIG.json   (token on stdin; PAM_USER in the environment)
+"""
+import datetime
+import json
+import os
+import sys
+import urllib.parse
+
+cfg = json.load(open(sys.argv[1]))
+sys.path.insert(0, cfg["site_packages"])
+user = os.environ.get("PAM_USER", "")
+token = sys.stdin.buffer.read().split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def verdict(ok, reason):
+    with open(cfg["log"], "a") as f:
+        f.write(json.dumps({"user": user, "ok": ok, "reason": reason}) + "\n")
+    sys.exit(0 if ok else 1)
+
+
+# The test can ask for the next N tokens to be refused, whatever they are.
+try:
+    reject = int(open(cfg["control"]).read().strip() or "0")
+except FileNotFoundError:
+    reject = 0
+if reject > 0:
+    with open(cfg["control"], "w") as f:
+        f.write(str(reject - 1))
+    verdict(False, "refused on request")
+
+authority, sep, query = token.partition("/?")
+if not sep or authority != f"{cfg['host']}:{cfg['port']}":
+    verdict(False, "not a token for this host and port")
+try:
+    params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True))
+    signed_at = datetime.datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    expires = int(params["X-Amz-Expires"])
+except (KeyError, ValueError):
+    verdict(False, "malformed token")
+if params.get("Action") != "connect" or params.get("DBUser") != user:
+    verdict(False, "not a token for this user")
+now = datetime.datetime.utcnow()
+if now > signed_at + datetime.timedelta(seconds=expires):
+    verdict(False, "expired")
+if signed_at > now + datetime.timedelta(minutes=5):
+    verdict(False, "signed in the future")
+
+import botocore.auth  # noqa: E402
+import botocore.session  # noqa: E402
+
+botocore.auth.get_current_datetime = lambda *a, **k: signed_at
+session = botocore.session.get_session()
+session.set_credentials(cfg["access_key"], cfg["secret_key"])
+client = session.create_client("rds", region_name=cfg["region"])
+expected = client.generate_db_auth_token(cfg["host"], cfg["port"], user, Region=cfg["region"])
+want = dict(urllib.parse.parse_qsl(expected.partition("/?")[2]))
+if params != want:
+    verdict(False, "signature does not match")
+verdict(True, "valid")
