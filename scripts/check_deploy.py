@@ -66,7 +66,15 @@ def check_task_definition(path, shape):
                 check(c.get("essential", True), f"{path}: run sidecar must be essential")
                 check(c.get("stopTimeout", 30) <= 120, f"{path}: stopTimeout above Fargate's 120 s")
             env = {e["name"] for e in c.get("environment", [])}
-            check("AURORA_SIDECAR_SECRET_ID" in env or c.get("secrets"), f"{path}: sidecar has no secret source")
+            if "--iam-auth" in cmd:
+                # IAM: the login's place from the environment, no secret, and a task role
+                # (whose policy must grant rds-db:connect) to sign with.
+                check({"AURORA_SIDECAR_HOST", "AURORA_SIDECAR_USER"} <= env, f"{path}: --iam-auth without host and user")
+                check(not any(a.startswith("--sslmode=") and a.split("=", 1)[1] in ("disable", "prefer") for a in cmd),
+                      f"{path}: --iam-auth needs TLS")
+                check("taskRoleArn" in td, f"{path}: --iam-auth needs a task role to sign with")
+            else:
+                check("AURORA_SIDECAR_SECRET_ID" in env or c.get("secrets"), f"{path}: sidecar has no secret source")
             if any(a.startswith("--drop-to") for a in cmd):
                 check(c.get("user") in ("0", "0:0", "root"), f"{path}: --drop-to needs user 0")
         else:
@@ -131,6 +139,17 @@ def check_addon(path):
           f"{path}: no ManagedPolicy output for the task role")
     check("AuroraSidecarSecretId" in outputs and "!Join" in outputs["AuroraSidecarSecretId"]["Value"],
           f"{path}: the secret id must be a plain (Join) output so sidecars get it")
+    # IAM authentication: the cluster flag follows the parameter, rds-db:connect is scoped
+    # to one dbuser of this cluster, and the sidecar's IAM outputs exist only in IAM mode
+    # (the secret id only in password mode).
+    check("IAMAuth" in t.get("Conditions", {}), f"{path}: no IAMAuth condition")
+    for name in ("AuroraSidecarIamAuth", "AuroraSidecarHost", "AuroraSidecarUser", "appdbIAMConnectPolicyArn"):
+        check(outputs.get(name, {}).get("Condition") == "IAMAuth", f"{path}: output {name} must exist under IAMAuth")
+    check(outputs["AuroraSidecarSecretId"].get("Condition") == "PasswordAuth", f"{path}: secret id output outside IAM mode only")
+    connect = t["Resources"].get("appdbIAMConnectPolicy", {})
+    stmt = connect.get("Properties", {}).get("PolicyDocument", {}).get("Statement", [{}])[0]
+    check(stmt.get("Action") == "rds-db:connect" and ":dbuser:${appdbDBCluster.DBClusterResourceId}/" in str(stmt.get("Resource")),
+          f"{path}: rds-db:connect must be scoped to the cluster's resource id and one user")
     secret = next(v for v in t["Resources"].values() if v["Type"] == "AWS::SecretsManager::Secret")
     tags = {tag["Key"] for tag in secret["Properties"].get("Tags", [])}
     check({"copilot-application", "copilot-environment"} <= tags, f"{path}: secret lacks the Copilot tags")
@@ -138,12 +157,15 @@ def check_addon(path):
     check(pg["Properties"]["Parameters"].get("rds.force_ssl") == "1", f"{path}: rds.force_ssl must be 1")
     cluster = next(v for v in t["Resources"].values() if v["Type"] == "AWS::RDS::DBCluster")
     check("SecondsUntilAutoPause" in cluster["Properties"]["ServerlessV2ScalingConfiguration"], f"{path}: no auto-pause")
+    check(cluster["Properties"].get("EnableIAMDatabaseAuthentication") == {"!If": ["IAMAuth", True, False]},
+          f"{path}: IAM database authentication must follow appdbIAMAuth")
 
 
 def main():
     ecs = botocore.session.get_session().get_service_model("ecs")
     shape = ecs.operation_model("RegisterTaskDefinition").input_shape
-    for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json"):
+    for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json",
+                 "deploy/ecs/task-definition.iam.json"):
         check_task_definition(path, shape)
     check_copilot("copilot/api/manifest.yml")
     check_addon("copilot/api/addons/appdb.yml")

@@ -15,7 +15,7 @@
 //! | layer | modules | may import |
 //! |---|---|---|
 //! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] (atomic writer), [`exec`] (PATH lookup, execve); `testing` (property-case counts, tests only) | nothing of the crate |
-//! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
+//! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager), [`iam`] (IAM auth tokens: signing, region, credentials) | layer 0 |
 //! | 2 | [`db`] (TLS, login and classification, provisioning, establish, the wait loop), [`render`] (pure renderers, the file set, publish), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
 //! | 3 | [`config`] (validated [`config::Config`], CA read once, TLS built once), [`refresh`] (the refresh state machine and its driver) | layers 0–2 |
 //! | 4 | [`error`] (the top error and the one exit-code map) | layers 0–3 |
@@ -23,11 +23,10 @@
 //! | crate root | `run` dispatches a parsed command; `main.rs` only parses, starts tracing and maps the error | everything |
 //!
 //! Where the next features go:
-//! - **IAM database authentication**: the password becomes a credential that is either a
-//!   static secret or a short-lived token. The token signer is a new `secret` submodule
-//!   (`secret::iam`, layer 1, `aws-sigv4`); `secret::Target` carries the credential kind;
-//!   renewal is one more event and action in [`refresh::step`] that re-signs and
-//!   re-publishes without a login; `state` records the token's expiry.
+//! - IAM database authentication landed as [`iam`] (layer 1, beside `secret`, not inside
+//!   it: the wait loop and the refresh check sign, the secret only says where to log in),
+//!   [`refresh::Checked::Renewed`] (publish without a login) and the token fields of
+//!   `state`.
 //! - **`doctor`**: a new flow in `sidecar` (or its own layer-5 module) that calls
 //!   `db::connect::login` and `db::establish` step by step (TCP, TLS, authentication,
 //!   database) and prints each step's [`class::ErrorClass`] instead of retrying.

@@ -30,13 +30,26 @@ if config_env() == :prod do
       false
     end
 
-  config :my_app, MyApp.Repo,
-    url: String.replace(database_url, ~r/\?.*$/, ""),
-    ssl: ssl,
-    pool_size: String.to_integer(System.get_env("POOL_SIZE") || "10"),
-    # Aurora Serverless v2 resuming from 0 ACU holds new connections for ~15-30 s.
-    connect_timeout: 40_000,
-    queue_target: 5_000
+  # With --iam-auth the sidecar also writes the token alone to `password` and renews it;
+  # the token in DATABASE_URL expires 15 minutes after it was signed, so every new pooled
+  # connection reads the current one (see MyApp.DBToken).
+  password_file = Path.join(dir, "password")
+
+  iam =
+    if File.exists?(password_file),
+      do: [configure: {MyApp.DBToken, :configure, [password_file]}],
+      else: []
+
+  config :my_app,
+         MyApp.Repo,
+         [
+           url: String.replace(database_url, ~r/\?.*$/, ""),
+           ssl: ssl,
+           pool_size: String.to_integer(System.get_env("POOL_SIZE") || "10"),
+           # Aurora Serverless v2 resuming from 0 ACU holds new connections for ~15-30 s.
+           connect_timeout: 40_000,
+           queue_target: 5_000
+         ] ++ iam
 
   config :my_app, MyAppWeb.Endpoint,
     server: true,
