@@ -170,6 +170,34 @@ pub struct Timing<F> {
     pub check_timeout: Duration,
     /// A fresh backoff schedule for each degraded episode.
     pub backoff: F,
+    /// With IAM: when the published token expires. The next check comes before then even
+    /// when the interval is longer (credentials that expire early shorten a token).
+    pub token_expires_at: Option<SystemTime>,
+}
+
+/// A token is renewed this long before it expires, when that comes before the interval.
+pub const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(60);
+/// ...but never sooner than this after the last check: the credential provider may hand
+/// out the same credentials until just before they expire, and the loop must not spin.
+pub const MIN_RENEWAL_GAP: Duration = Duration::from_secs(15);
+
+/// The pause before the next regular check: the interval, or earlier when the published
+/// token would otherwise expire first.
+pub fn next_interval(
+    interval: Option<Duration>,
+    token_expires_at: Option<SystemTime>,
+    now: SystemTime,
+) -> Option<Duration> {
+    let renew = token_expires_at.map(|t| {
+        t.duration_since(now)
+            .unwrap_or_default()
+            .saturating_sub(RENEW_BEFORE_EXPIRY)
+            .max(MIN_RENEWAL_GAP)
+    });
+    match (interval, renew) {
+        (Some(i), Some(r)) => Some(i.min(r)),
+        (i, r) => i.or(r),
+    }
 }
 
 /// Runs the loop until a stop signal; leaves phase `stopping` and every file in place.
@@ -186,7 +214,9 @@ pub async fn drive<C, W, F, B>(
     B: Iterator<Item = Duration>,
 {
     let check_timeout = timing.check_timeout;
-    let first = can_change.then_some(timing.interval).flatten();
+    let first = can_change
+        .then(|| next_interval(timing.interval, timing.token_expires_at, SystemTime::now()))
+        .flatten();
     let mut effects = Effects {
         state,
         next_at: first.map(|d| Instant::now() + d),
@@ -250,7 +280,12 @@ where
             ),
             Action::Sleep(Next::Interval) => {
                 self.backoff = None;
-                self.next_at = self.timing.interval.map(|d| Instant::now() + d);
+                let pause = next_interval(
+                    self.timing.interval,
+                    self.timing.token_expires_at,
+                    SystemTime::now(),
+                );
+                self.next_at = pause.map(|d| Instant::now() + d);
             }
             Action::Sleep(Next::Backoff) => {
                 let delay = self.backoff.get_or_insert_with(&self.timing.backoff).next();
@@ -262,6 +297,7 @@ where
                 tracing::debug!(checks = self.state.status.checks, "credentials unchanged");
             }
             Action::RecordRenewed { expires_at } => {
+                self.timing.token_expires_at = Some(expires_at);
                 self.state.record_renewal(expires_at);
                 self.state.save_or_warn();
                 tracing::info!(
@@ -274,6 +310,7 @@ where
                 version,
                 token_expires_at,
             } => {
+                self.timing.token_expires_at = token_expires_at;
                 self.state.record_check(false);
                 self.state.set_token_expiry(token_expires_at);
                 if let Err(e) = self.state.mark_ready(self.state.status.attempt, version) {
@@ -330,6 +367,36 @@ async fn run_check<C: Checker, W: Wakes>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_token_expiring_before_the_interval_brings_the_check_forward() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let five = Some(5 * MIN);
+        // No token: the interval.
+        assert_eq!(next_interval(five, None, now), five);
+        // A 15-minute token: the interval comes first.
+        assert_eq!(next_interval(five, Some(now + 15 * MIN), now), five);
+        // Credentials expiring in 3 minutes: renew a minute before.
+        assert_eq!(next_interval(five, Some(now + 3 * MIN), now), Some(2 * MIN));
+        // Already (nearly) expired: soon, but not in a spin.
+        assert_eq!(
+            next_interval(five, Some(now + Duration::from_secs(30)), now),
+            Some(MIN_RENEWAL_GAP)
+        );
+        assert_eq!(
+            next_interval(five, Some(now - MIN), now),
+            Some(MIN_RENEWAL_GAP)
+        );
+        // SIGHUP-only, but a token: the token's schedule.
+        assert_eq!(next_interval(None, Some(now + 3 * MIN), now), Some(2 * MIN));
     }
 }
 
@@ -479,6 +546,7 @@ mod tests {
             interval: Some(INTERVAL),
             check_timeout: Duration::from_secs(40),
             backoff: || policy.degraded_schedule(),
+            token_expires_at: None,
         };
         let looped = drive(&mut checker, &mut rx, &mut state, timing, can_change);
         let (_, rig) = tokio::join!(looped, script(rig));

@@ -176,6 +176,7 @@ pub async fn run(
         interval: refresh_interval,
         check_timeout: config.policy.attempt_timeout,
         backoff: || config.policy.degraded_schedule(),
+        token_expires_at: checker.published.token_expires_at,
     };
     refresh::drive(&mut checker, wakes, &mut state, timing, can_change).await;
     Ok(())
