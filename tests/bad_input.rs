@@ -372,7 +372,12 @@ fn cases() -> Vec<Case> {
             64,
             "--secret-file",
         ),
-        case("no source at all", Src::Args(&["once"]), 78, "PGPASSWORD"),
+        case(
+            "no source at all",
+            Src::Args(&["once"]),
+            78,
+            "no secret source given and PGHOST is not set",
+        ),
         // flags
         case("--port 0", Src::Flags(&["--port", "0"]), 64, "--port"),
         case(

@@ -194,7 +194,7 @@ pub enum SecretError {
         source: std::io::Error,
     },
     #[error(
-        "libpq source: {var} is not set; set PGHOST/PGUSER/PGPASSWORD or pass --secret-id, --secret-env or --secret-file"
+        "no secret source given and {var} is not set: pass --secret-id, --secret-env or --secret-file (or set DB_SECRET), or set PGHOST, PGUSER and PGPASSWORD (--host and --user work too; --iam-auth needs no password)"
     )]
     LibpqMissing { var: &'static str },
     #[error(transparent)]
@@ -423,12 +423,25 @@ pub fn build_target(
         field,
         hint,
     };
+    // With no source given at all, name the variable that would have given the value.
+    let libpq = origin == Source::Libpq.to_string();
+    let missing = |field, var, hint| {
+        if libpq {
+            SecretError::LibpqMissing { var }
+        } else {
+            missing(field, hint)
+        }
+    };
     let host = overrides
         .host
         .clone()
         .or(creds.host)
         .filter(|h| !h.is_empty())
-        .ok_or(missing("host", "set it in the secret or pass --host"))?;
+        .ok_or(missing(
+            "host",
+            "PGHOST",
+            "set it in the secret or pass --host",
+        ))?;
     let port = overrides.port.or(creds.port).unwrap_or(5432);
     let user = overrides
         .user
@@ -437,13 +450,14 @@ pub fn build_target(
         .filter(|u| !u.is_empty())
         .ok_or(missing(
             "username",
-            "the secret must carry \"username\", or pass --user (PGUSER for the libpq source)",
+            "PGUSER",
+            "the secret must carry \"username\", or pass --user",
         ))?;
     let password = match creds.password {
         Some(p) => p,
         // IAM authentication signs a token into it before any login.
         None if !overrides.password_required => SecretString::from(String::new()),
-        None if origin == Source::Libpq.to_string() => {
+        None if libpq => {
             return Err(SecretError::LibpqMissing { var: "PGPASSWORD" });
         }
         None => {
