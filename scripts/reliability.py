@@ -38,7 +38,7 @@ faults = [
     ("53300 too many connections, 3 times", "fault_sqlstate_53300", "faults transient_sqlstates_are_retried_until_the_login_works", "retried: 4 connections"),
     ("08006 connection failure, 3 times", "fault_sqlstate_08006", "faults transient_sqlstates_are_retried_until_the_login_works", "retried: 4 connections"),
     ("57P01 admin shutdown (failover), 3 times", "fault_sqlstate_57P01", "faults transient_sqlstates_are_retried_until_the_login_works", "retried: 4 connections"),
-    ("28000 while resuming (2), then 28000 'no encryption' under sslmode=disable (1)", "fault_sqlstate_28000", "faults sqlstate_28000_is_retried_early_but_tls_required_fails_at_once", "retried: 3 connections; then 78 on the first answer"),
+    ("28000 while resuming (2), then 28000 'no encryption' under sslmode=disable (1), then 'PAM authentication failed' for a password (1)", "fault_sqlstate_28000", "faults sqlstate_28000_is_retried_early_but_tls_required_fails_at_once", "retried: 3 connections; then 78 on the first answer; then 77 on the first answer, advising --iam-auth"),
     ("28P01 once (rotation race), then on every login", "fault_sqlstate_28P01", "faults password_rejected_is_re_resolved_then_fails_after_the_retries", "re-read and retried: 2 connections; then 77 after 1 + 3 retries = 4 connections"),
     ("3D000 on the maintenance database", "fault_sqlstate_3D000", "faults missing_maintenance_database_fails_at_once", "78 at once, 2 connections"),
     ("connection closed before any byte, 3 times", "fault_drop", "faults dropped_connections_and_cut_tls_handshakes_are_retried", "retried: 4 connections"),
@@ -132,6 +132,16 @@ w("")
 w("| property | cases |")
 w("|---|---|")
 for k, v in sorted(props.items()) + sorted(fuzz.items()):
+    w(f"| `{k}` | {v} |")
+w("")
+w("## IAM authentication")
+w("")
+w("`cargo test --test iam` — the PAM rig (a TLS cluster whose IAM user is checked by a botocore verifier through "
+  "`pam_exec`, as Aurora checks tokens through PAM); see the README's IAM section.")
+w("")
+w("| what | count |")
+w("|---|---|")
+for k, v in sorted((k, v) for k, v in fig.items() if k.startswith("iam_")):
     w(f"| `{k}` | {v} |")
 w("")
 w("## Supply chain")

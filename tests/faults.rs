@@ -83,7 +83,13 @@ fn sqlstate_28000_is_retried_early_but_tls_required_fails_at_once() {
     let (user, db) = role_with_db(pg, "pw-a");
     let front = Front::start(
         pg.port,
-        n_times(Act::Fatal("28000", "PAM authentication failed for user"), 2),
+        n_times(
+            Act::Fatal(
+                "28000",
+                "no pg_hba.conf entry for host \"10.0.0.5\", user \"app\", database \"app\", SSL encryption",
+            ),
+            2,
+        ),
     );
     let out = tempfile::tempdir().expect("tempdir");
     let o = once_via(front.port, &user, "pw-a", &db, out.path(), &[]);
@@ -118,7 +124,23 @@ fn sqlstate_28000_is_retried_early_but_tls_required_fails_at_once() {
     assert_eq!(front.met(), ["fatal 28000"], "failed on the first answer");
     assert!(stderr(&o).contains("tls_required"), "{}", stderr(&o));
     assert!(!out.path().join("pgpass").exists());
-    figure("fault_sqlstate_28000", 2 + 1);
+
+    // "PAM authentication failed" is how RDS refuses a user granted rds_iam: a password
+    // cannot work, so no retry.
+    let front = Front::start(
+        pg.port,
+        n_times(
+            Act::Fatal("28000", "PAM authentication failed for user \"app\""),
+            5,
+        ),
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let o = once_via(front.port, &user, "pw-a", &db, out.path(), &[]);
+    assert_exit(&o, 77);
+    assert_eq!(front.met(), ["fatal 28000"], "failed on the first answer");
+    assert!(stderr(&o).contains("token_rejected"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--iam-auth"), "{}", stderr(&o));
+    figure("fault_sqlstate_28000", 2 + 1 + 1);
 }
 
 /// 28P01 once (a rotation race): the secret is read again and the next login works. 28P01
