@@ -318,13 +318,14 @@ fn postgres_killed_during_the_wait_and_during_provisioning() {
     assert!(front.connections() >= 2, "{:?}", front.met());
     assert!(pg.database_exists(&db));
 
-    // During provisioning: the existence check (a query on pg_database, sent after the
-    // app database answered 3D000) crashes the server before it runs.
+    // During provisioning: after the existence check (a query on pg_database, sent once
+    // the app database answered 3D000) said "absent", the CREATE DATABASE statement
+    // crashes the server before it runs.
     let db2 = format!("{user}_db2");
     let front = Front::start(pg.port, vec![]);
     let (p, restarted) = (pg.clone(), Arc::new(std::sync::Mutex::new(None)));
     let r = restarted.clone();
-    front.on_client_bytes(b"pg_database", move || {
+    front.on_client_bytes(b"CREATE DATABASE", move || {
         p.kill9();
         *r.lock().expect("lock") = Some(restart_later(&p, Duration::from_secs(1)));
     });
