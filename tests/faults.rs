@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -368,15 +368,7 @@ fn postgres_killed_while_run_is_ready() {
         secret_json("127.0.0.1", pg.port, &user, "pw-r1", &db),
     )
     .expect("secret");
-    let mut child = sidecar()
-        .args(["run", "--refresh-interval", "1s", "--secret-file"])
-        .arg(&secret)
-        .arg("--out-dir")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_run_with_file(&secret, &out, "1s");
     wait_for("ready", 60, || health(&out).status.success());
     let before = std::fs::read(out.join("pgpass")).expect("pgpass");
 
@@ -402,11 +394,7 @@ fn postgres_killed_while_run_is_ready() {
     });
     assert_exit(&psql_service(&out, "app", "select 1"), 0);
     assert_exit(&health(&out), 0);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(terminate(child).0, Some(0));
     figure("fault_pg_kill_ready", 1);
 }
 
@@ -487,7 +475,7 @@ async fn secrets_manager_down_during_a_refresh_degrades_then_recovers() {
     create_versioned(&moto, &name, &secret, version).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut child = sidecar()
+    let child = sidecar()
         .args(["run", "--refresh-interval", "500ms", "--secret-id", &name])
         .arg("--out-dir")
         .arg(&out)
@@ -524,10 +512,6 @@ async fn secrets_manager_down_during_a_refresh_degrades_then_recovers() {
     wait_for("recovery", 60, || status(&out)["phase"] == "ready");
     assert_eq!(snapshot(), before, "the same version: nothing rewritten");
     assert_eq!(status(&out)["generation"], 1);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(terminate(child).0, Some(0));
     figure("fault_secrets_manager_down", 1);
 }

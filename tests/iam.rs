@@ -75,19 +75,6 @@ fn system_python() -> &'static str {
         .expect("a python3 the postgres user can run, for the PAM verifier")
 }
 
-fn require_root() {
-    let uid = fs::read_to_string("/proc/self/status")
-        .expect("status")
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
-    assert_eq!(
-        uid.as_deref(),
-        Some("0"),
-        "the IAM rig writes a PAM service to /etc/pam.d: it needs root (CI runs as root)"
-    );
-}
-
 /// The cluster, its PAM service and verifier, shared by this binary's tests.
 struct Rig {
     pg: Pg,
@@ -134,7 +121,7 @@ fn rig() -> (std::sync::MutexGuard<'static, ()>, &'static Rig) {
 fn shared_rig() -> &'static Rig {
     static RIG: OnceLock<Rig> = OnceLock::new();
     RIG.get_or_init(|| {
-        require_root();
+        require_root("the IAM rig writes a PAM service to /etc/pam.d");
         let pki = Pki::new();
         let ca = pki.ca("iam-ca");
         let (cert, key) = pki.server("iam-server", "iam-ca", "IP:127.0.0.1");
@@ -296,7 +283,7 @@ fn run_renews_the_token_on_schedule_without_logging_in() {
     let (_serial, r) = rig();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let mut child = iam_sidecar("run", &out)
+    let child = iam_sidecar("run", &out)
         .args(["--refresh-interval", "1500ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -332,11 +319,7 @@ fn run_renews_the_token_on_schedule_without_logging_in() {
 
     // The renewed token works: libpq re-reads pgpass for the new connection.
     assert_exit(&psql_app(&out), 0);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(terminate(child).0, Some(0));
     figure("iam_renewals_without_login", 3);
 }
 

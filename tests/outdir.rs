@@ -8,24 +8,11 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::*;
 
 const CREDENTIAL_FILES: [&str; 3] = ["pgpass", "pg_service.conf", "application.profile"];
-
-fn require_root() {
-    let uid = fs::read_to_string("/proc/self/status")
-        .expect("status")
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
-    assert_eq!(
-        uid.as_deref(),
-        Some("0"),
-        "this test mounts tmpfs and chowns files: it needs root (CI runs as root)"
-    );
-}
 
 /// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.
 struct Tmpfs {
@@ -137,7 +124,7 @@ fn an_out_dir_that_cannot_be_created_exits_73_naming_it() {
 /// first run wrote are byte for byte what they were.
 #[test]
 fn read_only_and_full_out_dirs_exit_73_and_keep_the_previous_files() {
-    require_root();
+    require_root("it mounts tmpfs and chowns files");
     let (user, db) = role("pw-1");
     let (user2, db2) = role("pw-2");
     let port = shared_pg().port;
@@ -186,7 +173,7 @@ fn read_only_and_full_out_dirs_exit_73_and_keep_the_previous_files() {
 /// replaces the old one; run turns degraded; freeing space publishes the new set.
 #[test]
 fn a_full_disk_during_a_refresh_keeps_the_old_files_and_degrades() {
-    require_root();
+    require_root("it mounts tmpfs and chowns files");
     let pg = shared_pg();
     let (user, db) = role("pw-a");
     let fs_ = Tmpfs::mount(256);
@@ -198,15 +185,7 @@ fn a_full_disk_during_a_refresh_keeps_the_old_files_and_degrades() {
         secret_json("127.0.0.1", pg.port, &user, "pw-a", &db),
     )
     .expect("secret");
-    let mut child = sidecar()
-        .args(["run", "--refresh-interval", "300ms", "--secret-file"])
-        .arg(&secret)
-        .arg("--out-dir")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_run_with_file(&secret, &out, "300ms");
     wait_for("ready", 60, || health(&out).status.success());
     let before = snapshot(&out);
 
@@ -231,11 +210,7 @@ fn a_full_disk_during_a_refresh_keeps_the_old_files_and_degrades() {
     wait_for("recovery", 60, || status(&out)["generation"] == 2);
     assert_eq!(status(&out)["phase"], "ready");
     assert_exit(&psql_service(&out, "app", "select 1"), 0);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    assert_eq!(terminate(child).0, Some(0));
     figure("fault_outdir_full_during_refresh", 1);
 }
 
@@ -320,7 +295,7 @@ fn modes_do_not_depend_on_the_umask() {
 /// replaced by one owned by the sidecar's user, or by --owner's.
 #[test]
 fn a_foreign_pgpass_is_replaced_with_the_right_owner() {
-    require_root();
+    require_root("it mounts tmpfs and chowns files");
     let (user, db) = role("pw-own");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");

@@ -38,25 +38,6 @@ fn spawn_run(out: &Path, extra: &[&str], env: Vec<(&'static str, String)>) -> Ch
         .expect("spawn run")
 }
 
-/// SIGTERM, then the exit status and how long it took.
-fn terminate(mut child: Child) -> (Option<i32>, Duration) {
-    let sent = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return (st.code(), sent.elapsed());
-        }
-        assert!(sent.elapsed() < Duration::from_secs(10), "did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The sidecar's connections as `user` (tests share the cluster and run in parallel).
 fn sidecar_connections(user: &str) -> String {
     pg().sql(

@@ -691,3 +691,49 @@ pub fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// SIGTERM, then the exit status and how long it took.
+pub fn terminate(mut child: std::process::Child) -> (Option<i32>, Duration) {
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return (st.code(), sent.elapsed());
+        }
+        assert!(sent.elapsed() < Duration::from_secs(10), "did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `run --secret-file SECRET --out-dir OUT --refresh-interval INTERVAL`, output discarded.
+pub fn spawn_run_with_file(secret: &Path, out: &Path, interval: &str) -> std::process::Child {
+    sidecar()
+        .args(["run", "--refresh-interval", interval, "--secret-file"])
+        .arg(secret)
+        .arg("--out-dir")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn run")
+}
+
+/// Fails unless the tests run as root (CI does), naming what needs it.
+pub fn require_root(why: &str) {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
+    assert_eq!(
+        uid.as_deref(),
+        Some("0"),
+        "this test needs root (CI runs as root): {why}"
+    );
+}
