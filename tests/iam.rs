@@ -80,7 +80,6 @@ struct Rig {
     pg: Pg,
     ca: PathBuf,
     dir: PathBuf,
-    pam_file: PathBuf,
     _pki: Pki,
 }
 
@@ -99,12 +98,6 @@ impl Rig {
 
     fn config(&self) -> PathBuf {
         self.dir.join("config.json")
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.pam_file);
     }
 }
 
@@ -179,11 +172,13 @@ fn shared_rig() -> &'static Rig {
             ),
         )
         .expect("PAM service file");
+        // The rig lives in a static, which is never dropped: remove the PAM service and
+        // the verifier's files when this test process is gone.
+        watchdog(&format!("rm -f '{}'; rm -rf '{}'", pam_file.display(), dir.display()));
         Rig {
             pg,
             ca,
             dir,
-            pam_file,
             _pki: pki,
         }
     })

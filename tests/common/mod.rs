@@ -65,10 +65,11 @@ fn run_ok(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
-/// Stops `stop_cmd` (a shell command) once this test process is gone.
+/// Runs `stop_cmd` (a shell command) once this test process is gone: statics are never
+/// dropped, so servers and files that live as long as a test binary are cleaned up here.
 // Never waited for on purpose: it must outlive this process; init reaps it.
 #[allow(clippy::zombie_processes)]
-fn watchdog(stop_cmd: &str) {
+pub fn watchdog(stop_cmd: &str) {
     let me = std::process::id();
     let script = format!("while kill -0 {me} 2>/dev/null; do sleep 1; done; {stop_cmd}");
     Command::new("sh")
