@@ -47,13 +47,7 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
     let mut logins = Vec::new();
     let mut renderings: Vec<BTreeMap<&str, Vec<u8>>> = Vec::new();
     for pw in ["pw-one", "pw-two"] {
-        let user = unique("atom");
-        pg.create_role(&user, pw, true);
-        let db = format!("{user}_db");
-        pg.sql(
-            "postgres",
-            &format!("CREATE DATABASE \"{db}\" OWNER \"{user}\""),
-        );
+        let (user, db) = pg.role_with_db("atom", pw);
         let json = secret_json("127.0.0.1", pg.port, &user, pw, &db);
         put_secret(&secret, &json);
         let status = once(&out, &secret).status().expect("runs");

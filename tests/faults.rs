@@ -13,18 +13,6 @@ use std::time::{Duration, Instant};
 use common::front::{Act, Front};
 use common::*;
 
-/// A role and its (existing) database on `pg`, so a good login is exactly one connection.
-fn role_with_db(pg: &Pg, password: &str) -> (String, String) {
-    let user = unique("f");
-    pg.create_role(&user, password, true);
-    let db = format!("{user}_db");
-    pg.sql(
-        "postgres",
-        &format!("CREATE DATABASE \"{db}\" OWNER \"{user}\""),
-    );
-    (user, db)
-}
-
 fn once_via(port: u16, user: &str, password: &str, db: &str, out: &Path, extra: &[&str]) -> Output {
     sidecar()
         .args(["once", "--wait-timeout", "60s"])
@@ -60,7 +48,7 @@ fn transient_sqlstates_are_retried_until_the_login_works() {
         ),
     ];
     for (code, message, class) in cases {
-        let (user, db) = role_with_db(pg, "pw-t");
+        let (user, db) = pg.role_with_db("f", "pw-t");
         let front = Front::start(pg.port, n_times(Act::Fatal(code, message), 3));
         let out = tempfile::tempdir().expect("tempdir");
         let o = once_via(front.port, &user, "pw-t", &db, out.path(), &[]);
@@ -80,7 +68,7 @@ fn transient_sqlstates_are_retried_until_the_login_works() {
 #[test]
 fn sqlstate_28000_is_retried_early_but_tls_required_fails_at_once() {
     let pg = shared_pg();
-    let (user, db) = role_with_db(pg, "pw-a");
+    let (user, db) = pg.role_with_db("f", "pw-a");
     let front = Front::start(
         pg.port,
         n_times(
@@ -148,7 +136,7 @@ fn sqlstate_28000_is_retried_early_but_tls_required_fails_at_once() {
 #[test]
 fn password_rejected_is_re_resolved_then_fails_after_the_retries() {
     let pg = shared_pg();
-    let (user, db) = role_with_db(pg, "pw-p");
+    let (user, db) = pg.role_with_db("f", "pw-p");
     let rejected = Act::Fatal("28P01", "password authentication failed for user");
     let front = Front::start(pg.port, vec![rejected.clone()]);
     let out = tempfile::tempdir().expect("tempdir");
@@ -178,7 +166,7 @@ fn password_rejected_is_re_resolved_then_fails_after_the_retries() {
 #[test]
 fn dropped_connections_and_cut_tls_handshakes_are_retried() {
     let pg = shared_pg();
-    let (user, db) = role_with_db(pg, "pw-d");
+    let (user, db) = pg.role_with_db("f", "pw-d");
     let front = Front::start(pg.port, n_times(Act::Drop, 3));
     let out = tempfile::tempdir().expect("tempdir");
     let o = once_via(front.port, &user, "pw-d", &db, out.path(), &[]);
@@ -187,7 +175,7 @@ fn dropped_connections_and_cut_tls_handshakes_are_retried() {
 
     let pki = Pki::new();
     let (tls_pg, ca) = tls_cluster(&pki);
-    let (user, db) = role_with_db(&tls_pg, "pw-c");
+    let (user, db) = tls_pg.role_with_db("f", "pw-c");
     let front = Front::start(tls_pg.port, n_times(Act::CutTls, 2));
     let out = tempfile::tempdir().expect("tempdir");
     let o = once_via(
@@ -230,7 +218,7 @@ fn tls_cluster(pki: &Pki) -> (Pg, std::path::PathBuf) {
 #[test]
 fn a_held_connect_is_one_attempt_and_a_hung_one_is_cut_and_retried() {
     let pg = shared_pg();
-    let (user, db) = role_with_db(pg, "pw-h");
+    let (user, db) = pg.role_with_db("f", "pw-h");
     let front = Front::start(pg.port, vec![Act::Hold(Duration::from_secs(3))]);
     let out = tempfile::tempdir().expect("tempdir");
     let start = Instant::now();
@@ -404,7 +392,7 @@ fn postgres_killed_while_run_is_ready() {
 async fn secrets_manager_throttling_and_5xx_are_retried() {
     use common::front::{HttpAct, HttpFront};
     let pg = shared_pg();
-    let (user, db) = role_with_db(pg, "pw-s");
+    let (user, db) = pg.role_with_db("f", "pw-s");
     let moto = Moto::start();
     let name = unique("throttled/db");
     moto.client()
@@ -467,7 +455,7 @@ async fn create_versioned(moto: &Moto, name: &str, secret: &str, version: &str) 
 #[tokio::test]
 async fn secrets_manager_down_during_a_refresh_degrades_then_recovers() {
     let pg = shared_pg();
-    let (user, db) = role_with_db(pg, "pw-down");
+    let (user, db) = pg.role_with_db("f", "pw-down");
     let name = unique("outage/db");
     let secret = secret_json("127.0.0.1", pg.port, &user, "pw-down", &db);
     let version = "11111111-2222-3333-4444-555555555555";

@@ -262,7 +262,7 @@ impl Resolver {
         let origin = self.source.to_string();
         let creds = parse_secret_json(value.text.expose_secret(), &origin)?;
         Ok(Resolved {
-            target: build_target(creds, &self.overrides, &origin)?,
+            target: build_target(creds, &self.overrides, &self.source)?,
             version: value.version_id,
             token_expires_at: None,
         })
@@ -340,7 +340,7 @@ pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved,
         }
     };
     Ok(Resolved {
-        target: build_target(creds, overrides, &origin)?,
+        target: build_target(creds, overrides, source)?,
         version: None,
         token_expires_at: None,
     })
@@ -416,20 +416,20 @@ pub fn libpq_from(get: impl Fn(&str) -> Option<String>) -> Result<Credentials, S
 pub fn build_target(
     creds: Credentials,
     overrides: &Overrides,
-    origin: &str,
+    source: &Source,
 ) -> Result<Target, SecretError> {
-    let missing = |field, hint| SecretError::MissingTarget {
-        origin: origin.to_string(),
-        field,
-        hint,
-    };
+    let origin = &source.to_string();
     // With no source given at all, name the variable that would have given the value.
-    let libpq = origin == Source::Libpq.to_string();
+    let libpq = *source == Source::Libpq;
     let missing = |field, var, hint| {
         if libpq {
             SecretError::LibpqMissing { var }
         } else {
-            missing(field, hint)
+            SecretError::MissingTarget {
+                origin: origin.clone(),
+                field,
+                hint,
+            }
         }
     };
     let host = overrides
@@ -512,6 +512,10 @@ pub fn check_identifier(what: &'static str, name: &str) -> Result<(), SecretErro
 mod tests {
     use super::*;
 
+    fn src() -> Source {
+        Source::Env { name: "t".into() }
+    }
+
     fn creds(host: Option<&str>, db: Option<&str>) -> Credentials {
         Credentials {
             host: host.map(Into::into),
@@ -526,7 +530,7 @@ mod tests {
     fn a_password_is_required_unless_iam_signs_one() {
         let mut c = creds(Some("h"), None);
         c.password = None;
-        let err = build_target(c, &Overrides::default(), "t").expect_err("required");
+        let err = build_target(c, &Overrides::default(), &src()).expect_err("required");
         assert!(
             err.to_string().contains("field \"password\" is missing"),
             "{err}"
@@ -538,7 +542,7 @@ mod tests {
             password_required: false,
             ..Overrides::default()
         };
-        let t = build_target(c, &iam, "t").expect("IAM needs no password");
+        let t = build_target(c, &iam, &src()).expect("IAM needs no password");
         assert_eq!(t.password.expose_secret(), "");
     }
 
@@ -551,7 +555,7 @@ mod tests {
             user: Some("flag-user".into()),
             ..Overrides::default()
         };
-        let t = build_target(creds(Some("secret-host"), Some("db")), &o, "test").expect("valid");
+        let t = build_target(creds(Some("secret-host"), Some("db")), &o, &src()).expect("valid");
         assert_eq!(
             (
                 t.host.as_str(),
@@ -566,21 +570,21 @@ mod tests {
     #[test]
     fn master_secret_without_host_needs_the_host_flag() {
         let err =
-            build_target(creds(None, None), &Overrides::default(), "test").expect_err("no host");
+            build_target(creds(None, None), &Overrides::default(), &src()).expect_err("no host");
         assert!(err.to_string().contains("host is missing"), "{err}");
         assert_eq!(err.class(), ErrorClass::Config);
     }
 
     #[test]
     fn database_defaults_to_the_user_name_like_libpq() {
-        let t = build_target(creds(Some("h"), None), &Overrides::default(), "test").expect("valid");
+        let t = build_target(creds(Some("h"), None), &Overrides::default(), &src()).expect("valid");
         assert_eq!((t.database.as_str(), t.port), ("app", 5432));
     }
 
     #[test]
     fn names_over_63_bytes_are_rejected() {
         let long = "d".repeat(64);
-        let err = build_target(creds(Some("h"), Some(&long)), &Overrides::default(), "t")
+        let err = build_target(creds(Some("h"), Some(&long)), &Overrides::default(), &src())
             .expect_err("too long");
         assert!(
             matches!(err, SecretError::NameTooLong { len: 64, .. }),
@@ -594,8 +598,12 @@ mod tests {
 
     #[test]
     fn newline_in_a_name_is_rejected_without_quoting_the_value() {
-        let err = build_target(creds(Some("h"), Some("a\nb")), &Overrides::default(), "t")
-            .expect_err("control");
+        let err = build_target(
+            creds(Some("h"), Some("a\nb")),
+            &Overrides::default(),
+            &src(),
+        )
+        .expect_err("control");
         assert!(err.to_string().contains("\"dbname\""), "{err}");
         assert_eq!(err.class(), ErrorClass::SecretMalformed);
     }
@@ -616,14 +624,14 @@ mod tests {
         );
         let mut bare = libpq_from(|k| (k == "PGHOST").then(|| "h".to_string())).expect("parses");
         bare.username = Some("u".into());
-        let origin = Source::Libpq.to_string();
-        let err = build_target(bare, &Overrides::default(), &origin).expect_err("no password");
+        let err =
+            build_target(bare, &Overrides::default(), &Source::Libpq).expect_err("no password");
         assert!(err.to_string().contains("PGPASSWORD"), "{err}");
     }
 
     #[test]
     fn debug_output_redacts_the_password() {
-        let t = build_target(creds(Some("h"), None), &Overrides::default(), "t").expect("valid");
+        let t = build_target(creds(Some("h"), None), &Overrides::default(), &src()).expect("valid");
         let s = format!("{t:?} {:?}", creds(Some("h"), None));
         assert!(!s.contains("\"pw\""), "{s}");
         assert!(s.contains("[redacted]"));

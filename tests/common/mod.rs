@@ -322,6 +322,19 @@ impl Pg {
         );
     }
 
+    /// A role of its own with CREATEDB and an existing database it owns, named
+    /// `PREFIX_…` and `PREFIX_…_db`: a good login is then exactly one connection.
+    pub fn role_with_db(&self, prefix: &str, password: &str) -> (String, String) {
+        let user = unique(prefix);
+        self.create_role(&user, password, true);
+        let db = format!("{user}_db");
+        self.sql(
+            "postgres",
+            &format!("CREATE DATABASE \"{db}\" OWNER \"{user}\""),
+        );
+        (user, db)
+    }
+
     pub fn database_exists(&self, name: &str) -> bool {
         let n = name.replace('\'', "''");
         self.sql(
