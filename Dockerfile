@@ -64,7 +64,8 @@ FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-ENV RUSTFLAGS="-C target-feature=+crt-static"
+# Same flags as scripts/build-static (RELR relocations: 0.4 MB smaller, still PIE).
+ENV RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
 RUN cargo build --profile image --locked --target x86_64-unknown-linux-gnu \
     && cp target/x86_64-unknown-linux-gnu/image/aurora-sidecar /aurora-sidecar
 

@@ -14,7 +14,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -182,7 +181,7 @@ impl Signer {
         if let Some(p) = &self.provider {
             return Ok(p.clone());
         }
-        let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let conf = crate::crypto::aws_config_loader().load().await;
         let provider = conf
             .credentials_provider()
             .ok_or_else(|| IamError::NoCredentials {

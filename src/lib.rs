@@ -14,7 +14,7 @@
 //!
 //! | layer | modules | may import |
 //! |---|---|---|
-//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] (atomic writer), [`exec`] (PATH lookup, execve); `testing` (property-case counts, tests only) | nothing of the crate |
+//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] (atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
 //! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager), [`iam`] (IAM auth tokens: signing, region, credentials) | layer 0 |
 //! | 2 | [`db`] (TLS, login and classification, provisioning, establish, the wait loop), [`render`] (pure renderers, the file set, publish), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
 //! | 3 | [`config`] (validated [`config::Config`], CA read once, TLS built once), [`refresh`] (the refresh state machine and its driver) | layers 0–2 |
@@ -34,6 +34,7 @@
 pub mod class;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod exec;

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("exec", 0),
     ("privileges", 0),
     ("testing", 0),
+    ("crypto", 0),
     ("cli", 1),
     ("secret", 1),
     ("iam", 1),

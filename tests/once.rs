@@ -268,6 +268,60 @@ async fn secrets_manager_source_reads_awscurrent_and_records_its_version() {
     assert_eq!(status(out.path())["secret_version"], version.as_str());
 }
 
+/// The AWS client's own TLS (hyper on rustls with ring, `crypto::https_client`): the
+/// endpoint's certificate is verified against the system roots, which `SSL_CERT_FILE`
+/// replaces as for any rustls-native-certs program.
+#[tokio::test]
+async fn secrets_manager_over_https_verifies_the_endpoint_certificate() {
+    let pki = Pki::new();
+    pki.ca("sm-ca");
+    let moto = Moto::start_tls(&pki, "sm-ca");
+    let (user, db) = fresh_role("sm-tls-pass");
+    let name = unique("tls/db");
+    moto.client()
+        .await
+        .create_secret()
+        .name(&name)
+        .secret_string(secret_json(
+            "127.0.0.1",
+            pg().port,
+            &user,
+            "sm-tls-pass",
+            &db,
+        ))
+        .send()
+        .await
+        .expect("moto create_secret over HTTPS");
+    let once = |out: &Path, trust: bool| {
+        let mut cmd = sidecar();
+        cmd.arg("once")
+            .args(["--secret-id", &name, "--wait-timeout", "3s"])
+            .arg("--out-dir")
+            .arg(out)
+            .envs(moto.env());
+        if trust {
+            cmd.env("SSL_CERT_FILE", pki.dir.join("sm-ca.crt"));
+        }
+        cmd.output().expect("runs")
+    };
+
+    let trusted = tempfile::tempdir().expect("tempdir");
+    assert_exit(&once(trusted.path(), true), 0);
+    assert_exit(&psql_service(trusted.path(), "app", "select 1"), 0);
+
+    let untrusted = tempfile::tempdir().expect("tempdir");
+    let o = once(untrusted.path(), false);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    // Retried as Secrets Manager being unavailable until the deadline (the SDK reports
+    // a failed handshake as a dispatch failure), then 69.
+    assert_eq!(o.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("invalid peer certificate: UnknownIssuer"),
+        "{stderr}"
+    );
+    assert!(!untrusted.path().join("pgpass").exists());
+}
+
 #[tokio::test]
 async fn missing_secret_in_secrets_manager_exits_78_naming_the_secret() {
     let out = tempfile::tempdir().expect("tempdir");

@@ -73,7 +73,7 @@ impl Tls {
     /// `rootcert` is the bundle's path (for messages) and its PEM bytes, read once by the
     /// caller, which also copies them into the out-dir.
     pub fn new(mode: SslMode, rootcert: Option<(&Path, &[u8])>) -> Result<Self, TlsConfigError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = crate::crypto::provider();
         let verifier: Arc<dyn ServerCertVerifier> = match rootcert {
             Some((path, pem)) if mode != SslMode::Disable => {
                 let roots = Arc::new(load_roots(path, pem)?);

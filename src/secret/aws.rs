@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::Region;
@@ -110,7 +109,7 @@ pub struct SecretsManager {
 impl SecretsManager {
     /// Builds a client from the environment, as the ECS task sees it.
     pub async fn from_env(secret_id: &str) -> Result<Self, AwsError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        let mut loader = crate::crypto::aws_config_loader().timeout_config(
             // The SDK's own default has no attempt timeout; a black-holed endpoint would
             // otherwise eat the whole wait budget in one call.
             TimeoutConfig::builder()

@@ -13,6 +13,9 @@
 pub mod front;
 
 use std::net::TcpListener;
+
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -383,6 +386,8 @@ pub fn unique(prefix: &str) -> String {
 pub struct Moto {
     pub endpoint: String,
     pub port: u16,
+    /// Over HTTPS: the CA (PEM) that signed its certificate.
+    ca: Option<Vec<u8>>,
     child: std::process::Child,
 }
 
@@ -393,9 +398,27 @@ impl Moto {
 
     /// On a given port: a moto "restarted" where the old one was (its state is gone).
     pub fn start_on(port: u16) -> Moto {
+        Moto::spawn(port, None)
+    }
+
+    /// Over HTTPS, at `https://localhost:PORT`, with a certificate signed by the CA
+    /// `ca` of `pki` (for `DNS:localhost`).
+    pub fn start_tls(pki: &Pki, ca: &str) -> Moto {
+        let (crt, key) = pki.server("moto", ca, "DNS:localhost");
+        Moto::spawn(
+            free_port(),
+            Some((crt, key, pki.dir.join(format!("{ca}.crt")))),
+        )
+    }
+
+    fn spawn(port: u16, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Moto {
         let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some((crt, key, _)) = &tls {
+            cmd.arg("-c").arg(crt).arg("-k").arg(key);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -412,9 +435,17 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        let (endpoint, ca) = match tls {
+            Some((_, _, ca)) => (
+                format!("https://localhost:{port}"),
+                Some(std::fs::read(ca).expect("read the CA")),
+            ),
+            None => (format!("http://127.0.0.1:{port}"), None),
+        };
         Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             port,
+            ca,
             child,
         }
     }
@@ -428,6 +459,23 @@ impl Moto {
             .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
             .credentials_provider(creds)
+            .http_client(match &self.ca {
+                // The sidecar's own client, trusting this CA alone.
+                Some(pem) => aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .tls_context(
+                        TlsContext::builder()
+                            .with_trust_store(
+                                TrustStore::empty()
+                                    .with_native_roots(false)
+                                    .with_pem_certificate(pem.clone()),
+                            )
+                            .build()
+                            .expect("TLS context"),
+                    )
+                    .build_https(),
+                None => aurora_sidecar::crypto::https_client(),
+            })
             .build();
         aws_sdk_secretsmanager::Client::from_conf(conf)
     }
