@@ -32,6 +32,23 @@ pub struct WriteError {
     pub source: io::Error,
 }
 
+/// `io::Error` is not `Clone`; an OS error is rebuilt from its code (the same text and
+/// kind), anything else from its kind and text. For the start-up writes, whose one error
+/// is reported to two places (`state`).
+impl Clone for WriteError {
+    fn clone(&self) -> Self {
+        let source = match self.source.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.source.kind(), self.source.to_string()),
+        };
+        Self {
+            op: self.op,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
 /// Temporary names are `.NAME.` + six random characters + this suffix.
 const TEMP_SUFFIX: &str = ".tmp";
 
@@ -73,6 +90,10 @@ impl Writer {
             dir: dir.to_path_buf(),
             owner,
         })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Writes `name` atomically with `mode`. Returns whether the file changed.

@@ -87,6 +87,7 @@ async fn prepare(
     // common case the first login works and `starting` goes straight to `ready`, two
     // fewer fsyncs on the path every task start waits for.
     state.status.phase = Phase::Waiting;
+    let start_failure = state.start_failure();
     let mut observer = WaitObserver::new(config.provisioning.create);
     let outcome = {
         let mut job = LoginAttempt::new(
@@ -102,6 +103,9 @@ async fn prepare(
         tokio::select! {
             r = wait => r.map_err(Error::from),
             sig = wakes.stop() => Err(Error::Interrupted(sig)),
+            // The start-up writes run beside the first attempt (`State::begin`): an
+            // out-dir that cannot be written ends the wait at once.
+            e = start_failure => Err(Error::from(e)),
         }
     };
     let (ready, attempts) = outcome.inspect_err(|e| {
@@ -110,12 +114,18 @@ async fn prepare(
         }
     })?;
     let target = &ready.resolved.target;
-    let changed = render::publish(state.writer(), &files(config, target, Reveal::Password))?;
     if signer.is_some() {
         state.status.auth = Auth::Iam;
         state.set_token_expiry(ready.resolved.token_expires_at);
     }
-    state.mark_ready(attempts, ready.resolved.version.clone())?;
+    // The files, status.json and the marker as one set: one directory fsync on the path
+    // every task start waits for, and nothing replaced if any of them cannot be written.
+    let set = files(config, target, Reveal::Password);
+    let changed = state.publish_ready(
+        attempts,
+        ready.resolved.version.clone(),
+        set.iter().map(|f| (f.name, f.contents.as_slice(), f.mode)),
+    )?;
     tracing::info!(
         attempts,
         database = %target.database,
@@ -134,7 +144,7 @@ async fn prepare(
 
 fn start(command: &str, config: &Config) -> Result<State, Error> {
     log_start(command, config);
-    Ok(State::start(Writer::new(&config.out_dir, config.owner)?)?)
+    Ok(State::begin(Writer::new(&config.out_dir, config.owner)?))
 }
 
 /// `once`: steps 1–5, then exit.

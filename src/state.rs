@@ -9,6 +9,7 @@
 //!   would keep Aurora Serverless v2 from pausing.
 
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -89,21 +90,69 @@ pub enum Auth {
 pub struct State {
     writer: Writer,
     pub status: Status,
+    /// The start-up writes while they run beside the first login (see [`State::begin`]).
+    startup: Option<Startup>,
+}
+
+/// The receiving ends of the start-up writes: their outcome for [`State::settle`], and a
+/// copy of their error for the wait loop's `select!` ([`State::start_failure`]).
+struct Startup {
+    outcome: mpsc::Receiver<Result<(), WriteError>>,
+    failed: Option<tokio::sync::oneshot::Receiver<WriteError>>,
+}
+
+/// The sending ends, moved to the thread.
+struct StartupEnds {
+    outcome: mpsc::Sender<Result<(), WriteError>>,
+    failed: tokio::sync::oneshot::Sender<WriteError>,
+}
+
+impl Startup {
+    fn new() -> (Self, StartupEnds) {
+        let (outcome_tx, outcome) = mpsc::channel();
+        let (failed_tx, failed) = tokio::sync::oneshot::channel();
+        let ends = StartupEnds {
+            outcome: outcome_tx,
+            failed: failed_tx,
+        };
+        (
+            Self {
+                outcome,
+                failed: Some(failed),
+            },
+            ends,
+        )
+    }
+}
+
+impl StartupEnds {
+    /// A receiver gone (the run already ended) is nobody left to tell.
+    fn report(self, result: Result<(), WriteError>) {
+        if let Err(e) = &result {
+            let _ = self.failed.send(e.clone());
+        }
+        let _ = self.outcome.send(result);
+    }
 }
 
 impl State {
-    /// Removes a stale `ready` and publishes phase `starting` (whose directory fsync also
-    /// makes the removal durable). Fails fast (exit 73) when the out-dir is not writable,
-    /// before any waiting.
+    /// [`State::begin`], then waits for the start-up writes: for callers with nothing to
+    /// do beside them.
     pub fn start(writer: Writer) -> Result<Self, WriteError> {
-        writer.remove(READY_FILE)?;
-        let swept = writer.sweep_temporaries()?;
-        if swept > 0 {
-            tracing::info!(
-                files = swept,
-                "removed temporary files an interrupted run left behind"
-            );
-        }
+        let mut state = Self::begin(writer);
+        state.settle()?;
+        Ok(state)
+    }
+
+    /// Starts the start-up writes on a thread of their own and returns at once: remove a
+    /// stale `ready`, sweep temporaries a killed run left, publish phase `starting` (whose
+    /// directory fsync also makes the removal durable). They are two fsyncs, about a
+    /// millisecond on a disk, which the first login (several round trips and a backend
+    /// start on the server) hides instead of waiting behind them (docs/BENCHMARKS.md,
+    /// "Start-up writes"). Every later write of this state waits for them first
+    /// ([`State::settle`]), so `status.json` never goes backwards; a failure ends the
+    /// wait at once through [`State::start_failure`] (exit 73).
+    pub fn begin(writer: Writer) -> Self {
         let now = rfc3339(SystemTime::now());
         let mut state = Self {
             writer,
@@ -125,19 +174,70 @@ impl State {
                 token_expires_at: None,
                 token_renewals: 0,
             },
+            startup: None,
         };
-        state.save()?;
-        Ok(state)
+        let json = state.status_json();
+        let (startup, ends) = Startup::new();
+        let (writer, thread_json) = (state.writer.clone(), json.clone());
+        let spawned = std::thread::Builder::new()
+            .name("startup-writes".into())
+            .spawn(move || ends.report(startup_writes(&writer, &thread_json)));
+        state.startup = Some(match spawned {
+            Ok(_) => startup,
+            // No thread to be had (a task at its limit): the same writes, in line.
+            Err(_) => {
+                let (startup, ends) = Startup::new();
+                ends.report(startup_writes(&state.writer, &json));
+                startup
+            }
+        });
+        state
+    }
+
+    /// Waits for the start-up writes (blocking: they are a millisecond or two of file
+    /// I/O, usually over by the time anyone asks) and returns their error, once.
+    pub fn settle(&mut self) -> Result<(), WriteError> {
+        match self.startup.take() {
+            Some(s) => s.outcome.recv().unwrap_or_else(|_| {
+                Err(WriteError {
+                    op: "finish the start-up writes in",
+                    path: self.writer.dir().to_path_buf(),
+                    source: std::io::Error::other("the start-up thread ended without a result"),
+                })
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Completes with the start-up writes' error if they fail; never completes if they
+    /// succeed (a `select!` branch beside the wait loop).
+    pub fn start_failure(&mut self) -> impl Future<Output = WriteError> + use<> {
+        let failed = self.startup.as_mut().and_then(|s| s.failed.take());
+        async move {
+            match failed {
+                Some(rx) => match rx.await {
+                    Ok(e) => e,
+                    Err(_) => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        }
     }
 
     pub fn writer(&self) -> &Writer {
         &self.writer
     }
 
-    pub fn save(&mut self) -> Result<(), WriteError> {
+    fn status_json(&mut self) -> Vec<u8> {
         self.status.updated_at = rfc3339(SystemTime::now());
         let mut json = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
         json.push(b'\n');
+        json
+    }
+
+    pub fn save(&mut self) -> Result<(), WriteError> {
+        self.settle()?;
+        let json = self.status_json();
         self.writer.write(STATUS_FILE, &json, 0o644).map(|_| ())
     }
 
@@ -166,12 +266,26 @@ impl State {
         }
     }
 
-    /// Publishes readiness: status first, then the marker, last of all files.
+    /// Publishes readiness alone (the files are already in place).
     pub fn mark_ready(
         &mut self,
         attempt: u32,
         secret_version: Option<String>,
     ) -> Result<(), WriteError> {
+        self.publish_ready(attempt, secret_version, []).map(|_| ())
+    }
+
+    /// Publishes `files`, then `status.json`, then the marker, as one set
+    /// ([`Writer::write_all`]: all or none replaced, renamed in this order, one directory
+    /// fsync): the marker is renamed last of all. Returns the names of `files` that
+    /// changed.
+    pub fn publish_ready<'n, 'c>(
+        &mut self,
+        attempt: u32,
+        secret_version: Option<String>,
+        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
+    ) -> Result<Vec<&'n str>, WriteError> {
+        self.settle()?;
         let now = rfc3339(SystemTime::now());
         self.status.phase = Phase::Ready;
         self.status.attempt = attempt;
@@ -180,11 +294,19 @@ impl State {
         self.status.ready_at = Some(now.clone());
         self.status.last_error_class = None;
         self.status.last_error = None;
-        self.save()?;
+        let json = self.status_json();
         let marker = format!("generation={}\nready_at={now}\n", self.status.generation);
-        self.writer
-            .write(READY_FILE, marker.as_bytes(), 0o644)
-            .map(|_| ())
+        let own = [
+            (STATUS_FILE, json.as_slice(), 0o644),
+            (READY_FILE, marker.as_bytes(), 0o644),
+        ];
+        // The caller's slices outlive this call and `own`'s do not; `chain` wants one item
+        // type, and this map is where the longer lifetime is shortened to it.
+        #[expect(clippy::map_identity, reason = "shortens the slices' lifetime")]
+        let files = files.into_iter().map(|(n, c, m)| (n, c, m));
+        let mut changed = self.writer.write_all(files.chain(own))?;
+        changed.retain(|n| *n != STATUS_FILE && *n != READY_FILE);
+        Ok(changed)
     }
 
     /// Records the expiry of the token now published (IAM), never the token.
@@ -216,6 +338,19 @@ impl State {
         self.status.phase = Phase::Stopping;
         self.save_or_warn();
     }
+}
+
+/// What [`State::begin`] runs beside the first login.
+fn startup_writes(writer: &Writer, status_json: &[u8]) -> Result<(), WriteError> {
+    writer.remove(READY_FILE)?;
+    let swept = writer.sweep_temporaries()?;
+    if swept > 0 {
+        tracing::info!(
+            files = swept,
+            "removed temporary files an interrupted run left behind"
+        );
+    }
+    writer.write(STATUS_FILE, status_json, 0o644).map(|_| ())
 }
 
 /// The result of `health`: exit code and the one line it prints.
@@ -319,6 +454,74 @@ mod tests {
         let h = health(dir.path());
         assert!(!h.healthy);
         assert!(h.line.starts_with("starting attempt=0"), "{}", h.line);
+    }
+
+    #[tokio::test]
+    async fn startup_writes_failing_beside_the_wait_are_reported_to_both_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gone = dir.path().join("out");
+        let writer = Writer::new(&gone, None).expect("writer");
+        // Root can write anywhere; a directory removed under the writer fails for all.
+        std::fs::remove_dir(&gone).expect("rmdir");
+        let mut state = State::begin(writer);
+        let failure = state.start_failure();
+        let e = tokio::time::timeout(Duration::from_secs(10), failure)
+            .await
+            .expect("the failure is reported without anyone settling");
+        assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound, "{e}");
+        let again = state.settle().expect_err("settle reports the same error");
+        assert_eq!(again.to_string(), e.to_string());
+        assert_eq!(again.source.raw_os_error(), e.source.raw_os_error());
+        state.settle().expect("reported once");
+    }
+
+    #[tokio::test]
+    async fn startup_writes_that_succeed_never_end_the_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"));
+        let failure = state.start_failure();
+        state.settle().expect("written");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), failure)
+                .await
+                .is_err()
+        );
+        assert!(health(dir.path()).line.starts_with("starting "));
+    }
+
+    #[test]
+    fn a_save_right_after_begin_is_never_overtaken_by_the_startup_write() {
+        for _ in 0..50 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"));
+            state.record_failure(Phase::Waiting, 1, ErrorClass::Transient, "refused");
+            let h = health(dir.path());
+            assert!(h.line.starts_with("waiting attempt=1 "), "{}", h.line);
+        }
+    }
+
+    #[test]
+    fn publish_ready_writes_the_files_status_and_marker_as_one_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("same"), "kept").expect("same");
+        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"));
+        let changed = state
+            .publish_ready(
+                2,
+                None,
+                [("same", &b"kept"[..], 0o644), ("new", &b"fresh"[..], 0o600)],
+            )
+            .expect("published");
+        assert_eq!(changed, ["new"], "status.json and ready are not rendered files");
+        assert_eq!(std::fs::read(dir.path().join("new")).expect("new"), b"fresh");
+        let h = health(dir.path());
+        assert!(h.healthy, "{}", h.line);
+        assert_eq!(h.line, "ready attempt=2 generation=1");
+        assert!(
+            std::fs::read_to_string(dir.path().join(READY_FILE))
+                .expect("marker")
+                .starts_with("generation=1\n")
+        );
     }
 
     #[test]

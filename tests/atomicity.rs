@@ -127,9 +127,11 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
                 assert!(out.join(f).exists(), "iteration {i}: ready without {f}");
             }
         }
+        // At most one run's set (the files, status.json and the marker are staged
+        // together); the next run sweeps them, so they never add up.
         let temps = listing(&out).iter().filter(|n| n.ends_with(".tmp")).count();
         assert!(
-            temps <= FILES.len() + 1,
+            temps <= FILES.len() + 2,
             "iteration {i}: {temps} temporary files pile up"
         );
         temps_seen += temps;
