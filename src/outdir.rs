@@ -68,7 +68,7 @@ fn is_temporary(name: &str) -> bool {
 
 /// A written and fsynced temporary file waiting for its rename.
 struct Staged {
-    tmp: tempfile::NamedTempFile,
+    tmp: tempfile::TempPath,
     path: PathBuf,
 }
 
@@ -111,6 +111,37 @@ impl Writer {
         &self,
         files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
     ) -> Result<Vec<&'n str>, WriteError> {
+        let (staged, names) = self.stage_all(files)?;
+        if !staged.is_empty() {
+            self.commit(staged)?;
+        }
+        Ok(names)
+    }
+
+    /// [`Writer::write_all`] for `files`, then `last` (always written) under its own name
+    /// and under `alias`, renamed in that order, in the same set. `alias` is a second hard
+    /// link to `last`'s temporary file: the same bytes, mode and owner from one write and
+    /// one fsync. `state` publishes `status.json` and the `ready` marker this way, one
+    /// fsync fewer on the path every task start waits for. Returns the names of `files`
+    /// that changed.
+    pub fn write_all_with_alias<'n, 'c>(
+        &self,
+        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
+        (name, contents, mode): (&str, &[u8], u32),
+        alias: &str,
+    ) -> Result<Vec<&'n str>, WriteError> {
+        let (mut staged, names) = self.stage_all(files)?;
+        let (first, second) = self.stage_new(name, contents, mode, Some(alias))?;
+        staged.push(first);
+        staged.extend(second);
+        self.commit(staged)?;
+        Ok(names)
+    }
+
+    fn stage_all<'n, 'c>(
+        &self,
+        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
+    ) -> Result<(Vec<Staged>, Vec<&'n str>), WriteError> {
         let mut staged = Vec::new();
         let mut names = Vec::new();
         for (name, contents, mode) in files {
@@ -119,19 +150,62 @@ impl Writer {
                 names.push(name);
             }
         }
-        if !staged.is_empty() {
-            self.commit(staged)?;
-        }
-        Ok(names)
+        Ok((staged, names))
     }
 
     /// A complete, fsynced temporary file for `name`, or `None` when the file is already
     /// right. Dropping it removes the temporary file.
     fn stage(&self, name: &str, contents: &[u8], mode: u32) -> Result<Option<Staged>, WriteError> {
-        let path = self.dir.join(name);
-        if self.is_current(&path, contents, mode) {
+        if self.is_current(&self.dir.join(name), contents, mode) {
             return Ok(None);
         }
+        self.stage_new(name, contents, mode, None)
+            .map(|(staged, _)| Some(staged))
+    }
+
+    /// A second temporary name for the file at `tmp`, to be renamed to `name`.
+    fn link_temporary(&self, tmp_file: &Path, name: &str) -> Result<Staged, WriteError> {
+        let path = self.dir.join(name);
+        let mut attempts = 0;
+        loop {
+            let random: String = std::iter::repeat_with(fastrand::alphanumeric)
+                .take(6)
+                .collect();
+            let tmp = self.dir.join(format!(".{name}.{random}{TEMP_SUFFIX}"));
+            // link(2) never follows a symlink planted at the new name: it fails with
+            // EEXIST, and a new random name is tried, as tempfile does for its own.
+            let linked = fs::hard_link(tmp_file, &tmp).and_then(|()| {
+                // Removed again on drop, like every other temporary file (the path is
+                // absolute unless the out-dir was given relative and the cwd is gone).
+                tempfile::TempPath::try_from_path(&tmp).inspect_err(|_| {
+                    let _ = fs::remove_file(&tmp);
+                })
+            });
+            match linked {
+                Ok(tmp) => return Ok(Staged { tmp, path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => {
+                    attempts += 1;
+                }
+                Err(source) => {
+                    return Err(WriteError {
+                        op: "link a temporary file for",
+                        path,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The temporary file for `name`, and with `alias` a second link to it.
+    fn stage_new(
+        &self,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+        alias: Option<&str>,
+    ) -> Result<(Staged, Option<Staged>), WriteError> {
+        let path = self.dir.join(name);
         let err = |op| {
             let path = path.clone();
             move |source| WriteError { op, path, source }
@@ -144,6 +218,11 @@ impl Writer {
             .permissions(Permissions::from_mode(mode))
             .tempfile_in(&self.dir)
             .map_err(err("create a temporary file for"))?;
+        // Linked while this process still owns the file: after the chown to --owner, a
+        // sidecar dropped to another uid may not link it (fs.protected_hardlinks).
+        let second = alias
+            .map(|a| self.link_temporary(tmp.path(), a))
+            .transpose()?;
         // The umask may have narrowed the mode at creation (never widened it): set it
         // exactly, still before any data.
         tmp.as_file()
@@ -154,7 +233,11 @@ impl Writer {
         }
         tmp.write_all(contents).map_err(err("write"))?;
         tmp.as_file().sync_all().map_err(err("fsync"))?;
-        Ok(Some(Staged { tmp, path }))
+        let first = Staged {
+            tmp: tmp.into_temp_path(),
+            path,
+        };
+        Ok((first, second))
     }
 
     /// Renames staged files into place, then fsyncs the directory once.
@@ -310,6 +393,41 @@ mod tests {
             err.to_string().contains("/proc/aurora-sidecar-test"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_alias_is_the_same_file_under_a_second_name_renamed_last() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        // A symlink planted at the alias is replaced, not written through.
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").expect("victim");
+        std::os::unix::fs::symlink(&victim, dir.path().join("marker")).expect("symlink");
+        let changed = w
+            .write_all_with_alias(
+                [("a", &b"1"[..], 0o600)],
+                ("status", b"{}", 0o644),
+                "marker",
+            )
+            .expect("write");
+        assert_eq!(changed, ["a"]);
+        let (s, m) = (
+            fs::symlink_metadata(dir.path().join("status")).expect("status"),
+            fs::symlink_metadata(dir.path().join("marker")).expect("marker"),
+        );
+        assert!(m.file_type().is_file());
+        assert_eq!((s.ino(), s.nlink()), (m.ino(), 2), "one inode, two names");
+        assert_eq!(mode_of(&dir.path().join("marker")), 0o644);
+        assert_eq!(fs::read(&victim).expect("victim"), b"keep");
+        // Replacing the first name leaves the alias with what it had.
+        w.write("status", b"{\"later\":1}", 0o644).expect("rewrite");
+        assert_eq!(fs::read(dir.path().join("marker")).expect("marker"), b"{}");
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "marker", "status", "victim"]);
     }
 
     #[test]

@@ -583,7 +583,9 @@ mod tests {
             let s = rig.status();
             assert_eq!(s.generation, 2);
             assert_eq!(s.secret_version.as_deref(), Some("v2"));
-            assert!(ready_marker(rig.dir.path()).starts_with("generation=2\n"));
+            let marker: serde_json::Value =
+                serde_json::from_str(&ready_marker(rig.dir.path())).expect("marker is JSON");
+            assert_eq!(marker["generation"], 2);
             rig.stop();
             rig
         })

@@ -275,10 +275,10 @@ impl State {
         self.publish_ready(attempt, secret_version, []).map(|_| ())
     }
 
-    /// Publishes `files`, then `status.json`, then the marker, as one set
-    /// ([`Writer::write_all`]: all or none replaced, renamed in this order, one directory
-    /// fsync): the marker is renamed last of all. Returns the names of `files` that
-    /// changed.
+    /// Publishes `files`, then `status.json`, then the marker, as one set (all or none
+    /// replaced, renamed in this order, one directory fsync): the marker is renamed last of
+    /// all, and holds the `status.json` of that moment (phase `ready`, generation,
+    /// `ready_at`). Returns the names of `files` that changed.
     pub fn publish_ready<'n, 'c>(
         &mut self,
         attempt: u32,
@@ -295,18 +295,10 @@ impl State {
         self.status.last_error_class = None;
         self.status.last_error = None;
         let json = self.status_json();
-        let marker = format!("generation={}\nready_at={now}\n", self.status.generation);
-        let own = [
-            (STATUS_FILE, json.as_slice(), 0o644),
-            (READY_FILE, marker.as_bytes(), 0o644),
-        ];
-        // The caller's slices outlive this call and `own`'s do not; `chain` wants one item
-        // type, and this map is where the longer lifetime is shortened to it.
-        #[expect(clippy::map_identity, reason = "shortens the slices' lifetime")]
-        let files = files.into_iter().map(|(n, c, m)| (n, c, m));
-        let mut changed = self.writer.write_all(files.chain(own))?;
-        changed.retain(|n| *n != STATUS_FILE && *n != READY_FILE);
-        Ok(changed)
+        // The marker is the status it was published with: a second link to the same
+        // fsynced file, renamed last (`Writer::write_all_with_alias`).
+        self.writer
+            .write_all_with_alias(files, (STATUS_FILE, &json, 0o644), READY_FILE)
     }
 
     /// Records the expiry of the token now published (IAM), never the token.
@@ -512,16 +504,38 @@ mod tests {
                 [("same", &b"kept"[..], 0o644), ("new", &b"fresh"[..], 0o600)],
             )
             .expect("published");
-        assert_eq!(changed, ["new"], "status.json and ready are not rendered files");
-        assert_eq!(std::fs::read(dir.path().join("new")).expect("new"), b"fresh");
+        assert_eq!(
+            changed,
+            ["new"],
+            "status.json and ready are not rendered files"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("new")).expect("new"),
+            b"fresh"
+        );
         let h = health(dir.path());
         assert!(h.healthy, "{}", h.line);
         assert_eq!(h.line, "ready attempt=2 generation=1");
-        assert!(
-            std::fs::read_to_string(dir.path().join(READY_FILE))
-                .expect("marker")
-                .starts_with("generation=1\n")
+        let read = |name: &str| std::fs::read(dir.path().join(name)).expect(name);
+        let published = read(STATUS_FILE);
+        assert_eq!(
+            read(READY_FILE),
+            published,
+            "the marker is the status of that moment"
         );
+        // Later status writes replace status.json; the marker keeps what it was.
+        state.record_check(false);
+        state.save().expect("save");
+        assert_ne!(read(STATUS_FILE), published);
+        assert_eq!(read(READY_FILE), published);
+        let temps = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .filter(|e| {
+                let name = e.as_ref().expect("entry").file_name();
+                name.to_string_lossy().ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(temps, 0);
     }
 
     #[test]
