@@ -108,10 +108,11 @@ def timed(cmd, n, **kw):
     return walls
 
 
-def peak_rss_kib(args):
+def peak_rss_kib(args, binary=None):
     """Peak RSS of one `once`, measured by GNU time (a small parent: a child forked from
     this Python process would carry Python's pages in its ru_maxrss until exec)."""
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", ARGS.bin, *args], env=env(), capture_output=True, text=True)
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", binary or ARGS.bin, *args], env=env(), capture_output=True,
+                       text=True)
     assert p.returncode == 0, p.stderr
     return int(p.stderr.strip().splitlines()[-1])
 
@@ -128,21 +129,55 @@ def cold_start():
     out = f"{WORK}/cold"
     with open(f"{WORK}/select1.sql", "w") as f:
         f.write("select 1;\n")
-    subprocess.run([ARGS.bin, "once", "--out-dir", out], env=env(), check=True, stderr=subprocess.DEVNULL)
-    # Interleaved, so both see the same noise: one `once`, then 10 pgbench connections.
-    walls, conns = [], []
-    for _ in range(ARGS.trials):
-        t = time.perf_counter()
-        subprocess.run([ARGS.bin, "once", "--out-dir", out], env=env(), check=True, stderr=subprocess.DEVNULL)
-        walls.append(time.perf_counter() - t)
+    bins = {"image": ARGS.static_bin, "release": ARGS.bin}
+    for b in bins.values():
+        subprocess.run([b, "once", "--out-dir", out], env=env(), check=True, stderr=subprocess.DEVNULL)
+    # Interleaved, so all see the same noise: one `once` of each binary, then 10 pgbench
+    # connections. Twice the usual trials: a trial takes a tenth of a second.
+    walls, conns = {k: [] for k in bins}, []
+    for _ in range(2 * ARGS.trials):
+        for k, b in bins.items():
+            t = time.perf_counter()
+            subprocess.run([b, "once", "--out-dir", out], env=env(), check=True, stderr=subprocess.DEVNULL)
+            walls[k].append(time.perf_counter() - t)
         conns.append(pgbench_connection_time(10))
-    med, conn = statistics.median(walls), statistics.median(conns)
-    row("cold", "aurora-sidecar once (whole process: start, login, files, ready)",
-        f"median {ms(med)} (min {ms(min(walls))}, max {ms(max(walls))}, n={len(walls)})")
+    # Where the rest goes: the same image binary with the out-dir on tmpfs (fsync is free
+    # there), and with a fresh, empty out-dir each time (an ECS task's first start: every
+    # file is new). Interleaved with 10 more pgbench connections each.
+    extra = {"tmpfs": [], "fresh": []}
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    for i in range(ARGS.trials):
+        for k in extra:
+            if k == "tmpfs" and not shm:
+                continue
+            o = f"{shm}/aurora-sidecar-bench-cold" if k == "tmpfs" else f"{WORK}/fresh{i}"
+            t = time.perf_counter()
+            subprocess.run([ARGS.static_bin, "once", "--out-dir", o], env=env(), check=True,
+                           stderr=subprocess.DEVNULL)
+            extra[k].append(time.perf_counter() - t)
+        conns.append(pgbench_connection_time(10))
+    if shm:
+        shutil.rmtree(f"{shm}/aurora-sidecar-bench-cold", ignore_errors=True)
+    conn = statistics.median(conns)
+    what = {"image": "the image's static binary (what ECS runs)", "release": "the release binary (dynamic)"}
+    for k in bins:
+        med = statistics.median(walls[k])
+        row("cold", f"aurora-sidecar once, {what[k]}: whole process (start, login, files, ready)",
+            f"median {ms(med)} (min {ms(min(walls[k]))}, max {ms(max(walls[k]))}, n={len(walls[k])})")
+        row("cold", f"ratio {k} binary / libpq connection", f"{med / conn:.2f}x")
+    labels = {"tmpfs": "out-dir on tmpfs (no fsync cost): image binary",
+              "fresh": "fresh, empty out-dir each run (a task's first start: every file new): image binary"}
+    for k, xs in extra.items():
+        if xs:
+            row("cold", labels[k], f"median {ms(statistics.median(xs))} (min {ms(min(xs))}, max {ms(max(xs))}, "
+                f"n={len(xs)}), {statistics.median(xs) / conn:.2f}x")
     row("cold", "libpq's own connection time (pgbench -C -c1, average of 10, interleaved)",
         f"median {ms(conn)} (min {ms(min(conns))}, max {ms(max(conns))})")
-    row("cold", "ratio aurora-sidecar / libpq connection", f"{med / conn:.2f}x")
-    target("cold start <= 1.0x libpq's connection time", f"{med / conn:.2f}x", med <= conn)
+    true = timed(["/bin/true"], 2 * ARGS.trials)
+    row("cold", "spawning /bin/true the same way (in every `once` figure above, not in pgbench's)",
+        f"median {ms(statistics.median(true))}")
+    med = statistics.median(walls["image"])
+    target("cold start <= 1.0x libpq's connection time (the image's binary)", f"{med / conn:.2f}x", med <= conn)
     psql = timed(["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", USER, "-d", DB, "-X", "-c", "select 1"],
                  ARGS.trials, env={**os.environ, "PGPASSWORD": PASSWORD})
     row("cold", "one psql -c 'select 1'", f"median {ms(statistics.median(psql))}")
@@ -150,10 +185,13 @@ def cold_start():
                  env={**os.environ, "DB_SECRET": secret()})
     row("cold", "the seed article's shell path (5x jq, files, psql check, createdb)",
         f"median {ms(statistics.median(seed))}")
-    rss = [peak_rss_kib(["once", "--out-dir", out]) for _ in range(5)]
-    row("memory", "once peak RSS (GNU time %M, database present, 5 runs)",
-        f"median {statistics.median(rss)} KiB, max {max(rss)} KiB")
-    target("once peak RSS <= 8 MiB", f"{max(rss)} KiB", max(rss) <= 8192)
+    worst = 0
+    for k, b in bins.items():
+        rss = [peak_rss_kib(["once", "--out-dir", out], b) for _ in range(5)]
+        row("memory", f"once peak RSS, {k} binary (GNU time %M, database present, 5 runs)",
+            f"median {statistics.median(rss)} KiB, max {max(rss)} KiB")
+        worst = max(worst, max(rss))
+    target("once peak RSS <= 8 MiB (both binaries)", f"{worst} KiB", worst <= 8192)
 
 
 def pg_isready():
