@@ -92,6 +92,7 @@ impl Writer {
         })
     }
 
+    /// The out-dir, for messages.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -163,7 +164,8 @@ impl Writer {
             .map(|(staged, _)| Some(staged))
     }
 
-    /// A second temporary name for the file at `tmp`, to be renamed to `name`.
+    /// A second temporary name (hard link) for the file at `tmp_file`, to be renamed to
+    /// `name`.
     fn link_temporary(&self, tmp_file: &Path, name: &str) -> Result<Staged, WriteError> {
         let path = self.dir.join(name);
         let mut attempts = 0;

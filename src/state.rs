@@ -136,9 +136,9 @@ impl StartupEnds {
 }
 
 impl State {
-    /// [`State::begin`], then waits for the start-up writes: for callers with nothing to
-    /// do beside them.
-    pub fn start(writer: Writer) -> Result<Self, WriteError> {
+    /// [`State::begin`], then waits for the start-up writes (tests).
+    #[cfg(test)]
+    pub(crate) fn start(writer: Writer) -> Result<Self, WriteError> {
         let mut state = Self::begin(writer);
         state.settle()?;
         Ok(state)
@@ -176,17 +176,17 @@ impl State {
             },
             startup: None,
         };
-        let json = state.status_json();
         let (startup, ends) = Startup::new();
-        let (writer, thread_json) = (state.writer.clone(), json.clone());
+        let (writer, json) = (state.writer.clone(), state.status_json());
         let spawned = std::thread::Builder::new()
             .name("startup-writes".into())
-            .spawn(move || ends.report(startup_writes(&writer, &thread_json)));
+            .spawn(move || ends.report(startup_writes(&writer, &json)));
         state.startup = Some(match spawned {
             Ok(_) => startup,
             // No thread to be had (a task at its limit): the same writes, in line.
             Err(_) => {
                 let (startup, ends) = Startup::new();
+                let json = state.status_json();
                 ends.report(startup_writes(&state.writer, &json));
                 startup
             }
