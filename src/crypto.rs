@@ -32,7 +32,9 @@ pub fn aws_config_loader() -> ConfigLoader {
 /// default (aws-smithy-runtime's `default_https_client`): per use, with the operation's
 /// connect and read timeouts and sleep, and with `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`
 /// from the environment as behaviour version 2025-08-07 and later do.
-/// (`Builder::build_https` would ignore the proxy variables.)
+/// (`Builder::build_https` would ignore the proxy variables.) `build_with_connector_fn` is
+/// public but hidden from the docs; it is what the SDK itself calls, and the lock file
+/// pins the version: should it go, `build_https` plus a proxy-aware connector replaces it.
 pub fn https_client() -> SharedHttpClient {
     Builder::new().build_with_connector_fn(|settings, components| {
         let mut conn =
