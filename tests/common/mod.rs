@@ -13,13 +13,13 @@
 pub mod front;
 
 use std::net::TcpListener;
-
-use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
-use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 
 pub const SUPERUSER: &str = "postgres";
 
@@ -460,7 +460,7 @@ impl Moto {
             .endpoint_url(&self.endpoint)
             .credentials_provider(creds)
             .http_client(match &self.ca {
-                // The sidecar's own client, trusting this CA alone.
+                // The same hyper client on ring as the sidecar's, trusting this CA alone.
                 Some(pem) => aws_smithy_http_client::Builder::new()
                     .tls_provider(Provider::Rustls(CryptoMode::Ring))
                     .tls_context(
