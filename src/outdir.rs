@@ -326,6 +326,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::testing::listing;
 
     fn mode_of(p: &Path) -> u32 {
         fs::metadata(p).expect("exists").permissions().mode() & 0o7777
@@ -342,11 +343,7 @@ mod tests {
         );
         assert_eq!(mode_of(&dir.path().join("pgpass")), 0o600);
         assert_eq!(mode_of(&dir.path().join("pg_service.conf")), 0o644);
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .expect("read_dir")
-            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-            .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(listing(dir.path()), ["pg_service.conf", "pgpass"]);
     }
 
     #[test]
@@ -424,12 +421,7 @@ mod tests {
         // Replacing the first name leaves the alias with what it had.
         w.write("status", b"{\"later\":1}", 0o644).expect("rewrite");
         assert_eq!(fs::read(dir.path().join("marker")).expect("marker"), b"{}");
-        let mut names: Vec<_> = fs::read_dir(dir.path())
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-            .collect();
-        names.sort();
-        assert_eq!(names, ["a", "marker", "status", "victim"]);
+        assert_eq!(listing(dir.path()), ["a", "marker", "status", "victim"]);
     }
 
     #[test]
@@ -444,11 +436,7 @@ mod tests {
             .expect_err("b/c cannot be staged");
         assert!(err.to_string().contains("b/c"), "{err}");
         assert_eq!(fs::read(dir.path().join("a")).expect("a"), b"old a");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .expect("read_dir")
-            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-            .collect();
-        assert_eq!(names, ["a"], "no temporary file left");
+        assert_eq!(listing(dir.path()), ["a"], "no temporary file left");
     }
 
     #[test]
@@ -462,12 +450,10 @@ mod tests {
             fs::write(dir.path().join(name), "other").expect("plant");
         }
         assert_eq!(w.sweep_temporaries().expect("sweep"), 2);
-        let mut names: Vec<_> = fs::read_dir(dir.path())
-            .expect("read_dir")
-            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-            .collect();
-        names.sort();
-        assert_eq!(names, [".keep.tmp", ".x.toolong1.tmp", "app.tmp", "pgpass"]);
+        assert_eq!(
+            listing(dir.path()),
+            [".keep.tmp", ".x.toolong1.tmp", "app.tmp", "pgpass"]
+        );
     }
 
     #[test]

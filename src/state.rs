@@ -422,6 +422,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::testing::listing;
 
     #[test]
     fn timestamps_are_rfc3339_utc() {
@@ -528,14 +529,10 @@ mod tests {
         state.save().expect("save");
         assert_ne!(read(STATUS_FILE), published);
         assert_eq!(read(READY_FILE), published);
-        let temps = std::fs::read_dir(dir.path())
-            .expect("ls")
-            .filter(|e| {
-                let name = e.as_ref().expect("entry").file_name();
-                name.to_string_lossy().ends_with(".tmp")
-            })
-            .count();
-        assert_eq!(temps, 0);
+        assert_eq!(
+            listing(dir.path()),
+            ["new", READY_FILE, "same", STATUS_FILE]
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Test-only support (compiled under `cfg(test)`): counts the cases a property test really
 //! ran and, when `scripts/reliability` asks for figures (`AURORA_SIDECAR_FIGURES`),
-//! records the count for `docs/RELIABILITY.md`. A leaf: it imports nothing of the crate.
+//! records the count for `docs/RELIABILITY.md`; lists a directory for the file tests. A
+//! leaf: it imports nothing of the crate.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A property's case counter. The figure is written when the count reaches the
@@ -47,4 +49,14 @@ fn record(name: &str, value: u32) {
     {
         let _ = f.write_all(line.as_bytes());
     }
+}
+
+/// The names in `dir`, sorted.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    names
 }
