@@ -72,6 +72,24 @@ struct Staged {
     path: PathBuf,
 }
 
+/// Files written and fsynced ahead of their publish ([`Writer::prestage`]), each with the
+/// bytes and mode it was staged with: a later set uses one only for exactly those.
+/// Dropping it removes what was not used.
+#[derive(Default)]
+pub struct Prestaged {
+    files: Vec<(&'static str, Vec<u8>, u32, Staged)>,
+}
+
+impl Prestaged {
+    fn take(&mut self, name: &str, contents: &[u8], mode: u32) -> Option<Staged> {
+        let i = self
+            .files
+            .iter()
+            .position(|(n, c, m, _)| *n == name && c.as_slice() == contents && *m == mode)?;
+        Some(self.files.swap_remove(i).3)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Writer {
     dir: PathBuf,
@@ -112,7 +130,7 @@ impl Writer {
         &self,
         files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
     ) -> Result<Vec<&'n str>, WriteError> {
-        let (staged, names) = self.stage_all(files)?;
+        let (staged, names) = self.stage_all(files, &mut Prestaged::default())?;
         if !staged.is_empty() {
             self.commit(staged)?;
         }
@@ -123,15 +141,17 @@ impl Writer {
     /// and under `alias`, renamed in that order, in the same set. `alias` is a second hard
     /// link to `last`'s temporary file: the same bytes, mode and owner from one write and
     /// one fsync. `state` publishes `status.json` and the `ready` marker this way, one
-    /// fsync fewer on the path every task start waits for. Returns the names of `files`
-    /// that changed.
+    /// fsync fewer on the path every task start waits for. A file of `files` found in
+    /// `prestaged` with the same bytes and mode is not written again. Returns the names of
+    /// `files` that changed.
     pub fn write_all_with_alias<'n, 'c>(
         &self,
         files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
         (name, contents, mode): (&str, &[u8], u32),
         alias: &str,
+        mut prestaged: Prestaged,
     ) -> Result<Vec<&'n str>, WriteError> {
-        let (mut staged, names) = self.stage_all(files)?;
+        let (mut staged, names) = self.stage_all(files, &mut prestaged)?;
         let (first, second) = self.stage_new(name, contents, mode, Some(alias))?;
         staged.push(first);
         staged.extend(second);
@@ -139,14 +159,32 @@ impl Writer {
         Ok(names)
     }
 
+    /// Stages, ahead of their publish, those of `files` that are not already right.
+    pub fn prestage(
+        &self,
+        files: Vec<(&'static str, Vec<u8>, u32)>,
+    ) -> Result<Prestaged, WriteError> {
+        let mut out = Prestaged::default();
+        for (name, contents, mode) in files {
+            if let Some(s) = self.stage(name, &contents, mode)? {
+                out.files.push((name, contents, mode, s));
+            }
+        }
+        Ok(out)
+    }
+
     fn stage_all<'n, 'c>(
         &self,
         files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
+        prestaged: &mut Prestaged,
     ) -> Result<(Vec<Staged>, Vec<&'n str>), WriteError> {
         let mut staged = Vec::new();
         let mut names = Vec::new();
         for (name, contents, mode) in files {
-            if let Some(s) = self.stage(name, contents, mode)? {
+            let ahead = prestaged.take(name, contents, mode);
+            if let Some(s) =
+                ahead.map_or_else(|| self.stage(name, contents, mode), |s| Ok(Some(s)))?
+            {
                 staged.push(s);
                 names.push(name);
             }
@@ -407,6 +445,7 @@ mod tests {
                 [("a", &b"1"[..], 0o600)],
                 ("status", b"{}", 0o644),
                 "marker",
+                Prestaged::default(),
             )
             .expect("write");
         assert_eq!(changed, ["a"]);
@@ -422,6 +461,49 @@ mod tests {
         w.write("status", b"{\"later\":1}", 0o644).expect("rewrite");
         assert_eq!(fs::read(dir.path().join("marker")).expect("marker"), b"{}");
         assert_eq!(listing(dir.path()), ["a", "marker", "status", "victim"]);
+    }
+
+    #[test]
+    fn a_prestaged_file_is_used_only_for_the_same_bytes_and_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        let ahead = || {
+            w.prestage(vec![
+                ("a", b"1".to_vec(), 0o600),
+                ("b", b"2".to_vec(), 0o600),
+            ])
+            .expect("prestage")
+        };
+        let temp_inode = |name: &str| {
+            listing(dir.path())
+                .iter()
+                .find(|n| n.starts_with(&format!(".{name}.")))
+                .map(|n| fs::metadata(dir.path().join(n)).expect("temp").ino())
+                .expect("a temporary file")
+        };
+        let prestaged = ahead();
+        let (a, b) = (temp_inode("a"), temp_inode("b"));
+        // `a` as staged; `b` with other bytes: staged anew, the early one dropped.
+        let changed = w
+            .write_all_with_alias(
+                [("a", &b"1"[..], 0o600), ("b", &b"3"[..], 0o600)],
+                ("status", b"{}", 0o644),
+                "marker",
+                prestaged,
+            )
+            .expect("write");
+        assert_eq!(changed, ["a", "b"]);
+        let ino = |name: &str| fs::metadata(dir.path().join(name)).expect(name).ino();
+        assert_eq!(ino("a"), a, "the prestaged file itself was renamed");
+        assert_ne!(ino("b"), b);
+        assert_eq!(fs::read(dir.path().join("b")).expect("b"), b"3");
+        assert_eq!(listing(dir.path()), ["a", "b", "marker", "status"]);
+        // A file already right is not staged ahead; one that is not, until dropped.
+        let again = ahead();
+        assert_eq!(again.files.len(), 1);
+        assert_eq!(again.files[0].0, "b");
+        drop(again);
+        assert_eq!(listing(dir.path()), ["a", "b", "marker", "status"]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::outdir::{WriteError, Writer};
 use crate::refresh::{self, Checked, Checker, Timing};
 use crate::render::{self, Inputs, Reveal};
 use crate::report::{chain, millis};
-use crate::secret::{Check, Resolved, Resolver, SecretError, Target};
+use crate::secret::{Check, Resolved, Resolver, SecretError, Source, Target, resolve_local};
 use crate::signal::Wakes;
 use crate::state::{Auth, Phase, State};
 
@@ -78,10 +78,11 @@ struct Prepared {
 /// before ready is `Error::Interrupted`, with phase `stopping` recorded.
 async fn prepare(
     config: &Config,
-    state: &mut State,
+    Started { state, early }: &mut Started,
     wakes: &mut impl Wakes,
 ) -> Result<Prepared, Error> {
-    let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
+    let mut resolver =
+        Resolver::new(config.source.clone(), config.overrides.clone()).with_first(early.take());
     let mut signer = config.iam.as_ref().map(|i| Signer::new(i.region.clone()));
     // Written with the first failure (the observer always writes the first ones): in the
     // common case the first login works and `starting` goes straight to `ready`, two
@@ -142,15 +143,45 @@ async fn prepare(
     })
 }
 
-fn start(command: &str, config: &Config) -> Result<State, Error> {
+/// The state of a run, and what a local source said at start-up.
+struct Started {
+    state: State,
+    early: Option<Resolved>,
+}
+
+/// Logs the start and begins the start-up writes. A local source (env, file, libpq) is
+/// read once here: its files are rendered and staged by the start-up thread while the
+/// first login runs (on a fresh volume, every new task, their fsyncs then do not wait for
+/// it), and the first attempt uses the same answer instead of reading it again. Not with
+/// Secrets Manager (a network call that belongs to the wait, with its retries) or IAM
+/// (each attempt signs its own token, which is a file of the set).
+fn start(command: &str, config: &Config) -> Result<Started, Error> {
     log_start(command, config);
-    Ok(State::begin(Writer::new(&config.out_dir, config.owner)?))
+    let writer = Writer::new(&config.out_dir, config.owner)?;
+    let local = config.iam.is_none() && !matches!(config.source, Source::SecretsManager { .. });
+    // An error here is the wait's to report, with its classes and retries.
+    let early = local
+        .then(|| resolve_local(&config.source, &config.overrides).ok())
+        .flatten();
+    let prestage = early
+        .as_ref()
+        .map(|r| {
+            files(config, &r.target, Reveal::Password)
+                .into_iter()
+                .map(|f| (f.name, f.contents, f.mode))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Started {
+        state: State::begin(writer, prestage),
+        early,
+    })
 }
 
 /// `once`: steps 1–5, then exit.
 pub async fn once(config: &Config, wakes: &mut impl Wakes) -> Result<(), Error> {
-    let mut state = start("once", config)?;
-    prepare(config, &mut state, wakes).await.map(|_| ())
+    let mut started = start("once", config)?;
+    prepare(config, &mut started, wakes).await.map(|_| ())
 }
 
 /// `run`: steps 1–6. Returns (exit 0) on SIGTERM/SIGINT in every phase, files in place.
@@ -162,8 +193,8 @@ pub async fn run(
     if config.iam.is_some() && refresh_interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
         return Err(ConfigError::IamRenewalTooSlow(refresh_interval.unwrap_or_default()).into());
     }
-    let mut state = start("run", config)?;
-    let prepared = match prepare(config, &mut state, wakes).await {
+    let mut started = start("run", config)?;
+    let prepared = match prepare(config, &mut started, wakes).await {
         Err(Error::Interrupted(_)) => return Ok(()),
         other => other?,
     };
@@ -175,6 +206,7 @@ pub async fn run(
             "credentials from this source cannot change while the task runs; rotation needs a new task, so no refresh checks are made"
         );
     }
+    let mut state = started.state;
     let mut checker = RefreshCheck {
         config,
         writer: state.writer().clone(),
@@ -319,8 +351,8 @@ pub async fn exec(
     // database came up.
     let path = find_program(program, std::env::var_os("PATH").as_deref())
         .map_err(|e| exec_error(program, e))?;
-    let mut state = start("exec", config)?;
-    let prepared = prepare(config, &mut state, wakes).await?;
+    let mut started = start("exec", config)?;
+    let prepared = prepare(config, &mut started, wakes).await?;
     let vars = render::environment(&inputs(
         config,
         &prepared.published.target,

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::class::ErrorClass;
-use crate::outdir::{WriteError, Writer};
+use crate::outdir::{Prestaged, WriteError, Writer};
 use crate::report::chain;
 
 pub const STATUS_FILE: &str = "status.json";
@@ -92,18 +92,23 @@ pub struct State {
     pub status: Status,
     /// The start-up writes while they run beside the first login (see [`State::begin`]).
     startup: Option<Startup>,
+    /// What they staged ahead for the first publish.
+    prestaged: Prestaged,
 }
+
+/// What the start-up writes leave: the files they staged ahead.
+type StartupOutcome = Result<Prestaged, WriteError>;
 
 /// The receiving ends of the start-up writes: their outcome for [`State::settle`], and a
 /// copy of their error for the wait loop's `select!` ([`State::start_failure`]).
 struct Startup {
-    outcome: mpsc::Receiver<Result<(), WriteError>>,
+    outcome: mpsc::Receiver<StartupOutcome>,
     failed: Option<tokio::sync::oneshot::Receiver<WriteError>>,
 }
 
 /// The sending ends, moved to the thread.
 struct StartupEnds {
-    outcome: mpsc::Sender<Result<(), WriteError>>,
+    outcome: mpsc::Sender<StartupOutcome>,
     failed: tokio::sync::oneshot::Sender<WriteError>,
 }
 
@@ -127,7 +132,7 @@ impl Startup {
 
 impl StartupEnds {
     /// A receiver gone (the run already ended) is nobody left to tell.
-    fn report(self, result: Result<(), WriteError>) {
+    fn report(self, result: StartupOutcome) {
         if let Err(e) = &result {
             let _ = self.failed.send(e.clone());
         }
@@ -139,7 +144,7 @@ impl State {
     /// [`State::begin`], then waits for the start-up writes (tests).
     #[cfg(test)]
     pub(crate) fn start(writer: Writer) -> Result<Self, WriteError> {
-        let mut state = Self::begin(writer);
+        let mut state = Self::begin(writer, Vec::new());
         state.settle()?;
         Ok(state)
     }
@@ -152,7 +157,12 @@ impl State {
     /// "Start-up writes"). Every later write of this state waits for them first
     /// ([`State::settle`]), so `status.json` never goes backwards; a failure ends the
     /// wait at once through [`State::start_failure`] (exit 73).
-    pub fn begin(writer: Writer) -> Self {
+    ///
+    /// `prestage`: files the first publish will very likely write (rendered from what a
+    /// local source said at start-up), staged by the same thread after `status.json`, so
+    /// that on a fresh volume their fsyncs do not wait for the login either;
+    /// [`State::publish_ready`] uses them only if it publishes exactly those bytes.
+    pub fn begin(writer: Writer, prestage: Vec<(&'static str, Vec<u8>, u32)>) -> Self {
         let now = rfc3339(SystemTime::now());
         let mut state = Self {
             writer,
@@ -175,19 +185,21 @@ impl State {
                 token_renewals: 0,
             },
             startup: None,
+            prestaged: Prestaged::default(),
         };
         let (startup, ends) = Startup::new();
         let (writer, json) = (state.writer.clone(), state.status_json());
         let spawned = std::thread::Builder::new()
             .name("startup-writes".into())
-            .spawn(move || ends.report(startup_writes(&writer, &json)));
+            .spawn(move || ends.report(startup_writes(&writer, &json, prestage)));
         state.startup = Some(match spawned {
             Ok(_) => startup,
-            // No thread to be had (a task at its limit): the same writes, in line.
+            // No thread to be had (a task at its limit): the same writes, in line, and
+            // nothing staged ahead (it would only delay the login).
             Err(_) => {
                 let (startup, ends) = Startup::new();
                 let json = state.status_json();
-                ends.report(startup_writes(&state.writer, &json));
+                ends.report(startup_writes(&state.writer, &json, Vec::new()));
                 startup
             }
         });
@@ -197,16 +209,17 @@ impl State {
     /// Waits for the start-up writes (blocking: they are a millisecond or two of file
     /// I/O, usually over by the time anyone asks) and returns their error, once.
     pub fn settle(&mut self) -> Result<(), WriteError> {
-        match self.startup.take() {
-            Some(s) => s.outcome.recv().unwrap_or_else(|_| {
-                Err(WriteError {
-                    op: "finish the start-up writes in",
-                    path: self.writer.dir().to_path_buf(),
-                    source: std::io::Error::other("the start-up thread ended without a result"),
-                })
-            }),
-            None => Ok(()),
-        }
+        let Some(s) = self.startup.take() else {
+            return Ok(());
+        };
+        self.prestaged = s.outcome.recv().unwrap_or_else(|_| {
+            Err(WriteError {
+                op: "finish the start-up writes in",
+                path: self.writer.dir().to_path_buf(),
+                source: std::io::Error::other("the start-up thread ended without a result"),
+            })
+        })?;
+        Ok(())
     }
 
     /// Completes with the start-up writes' error if they fail; never completes if they
@@ -297,8 +310,12 @@ impl State {
         let json = self.status_json();
         // The marker is the status it was published with: a second link to the same
         // fsynced file, renamed last (`Writer::write_all_with_alias`).
-        self.writer
-            .write_all_with_alias(files, (STATUS_FILE, &json, 0o644), READY_FILE)
+        self.writer.write_all_with_alias(
+            files,
+            (STATUS_FILE, &json, 0o644),
+            READY_FILE,
+            std::mem::take(&mut self.prestaged),
+        )
     }
 
     /// Records the expiry of the token now published (IAM), never the token.
@@ -333,7 +350,11 @@ impl State {
 }
 
 /// What [`State::begin`] runs beside the first login.
-fn startup_writes(writer: &Writer, status_json: &[u8]) -> Result<(), WriteError> {
+fn startup_writes(
+    writer: &Writer,
+    status_json: &[u8],
+    prestage: Vec<(&'static str, Vec<u8>, u32)>,
+) -> StartupOutcome {
     writer.remove(READY_FILE)?;
     let swept = writer.sweep_temporaries()?;
     if swept > 0 {
@@ -342,7 +363,8 @@ fn startup_writes(writer: &Writer, status_json: &[u8]) -> Result<(), WriteError>
             "removed temporary files an interrupted run left behind"
         );
     }
-    writer.write(STATUS_FILE, status_json, 0o644).map(|_| ())
+    writer.write(STATUS_FILE, status_json, 0o644)?;
+    writer.prestage(prestage)
 }
 
 /// The result of `health`: exit code and the one line it prints.
@@ -456,7 +478,7 @@ mod tests {
         let writer = Writer::new(&gone, None).expect("writer");
         // Root can write anywhere; a directory removed under the writer fails for all.
         std::fs::remove_dir(&gone).expect("rmdir");
-        let mut state = State::begin(writer);
+        let mut state = State::begin(writer, Vec::new());
         let failure = state.start_failure();
         let e = tokio::time::timeout(Duration::from_secs(10), failure)
             .await
@@ -471,7 +493,7 @@ mod tests {
     #[tokio::test]
     async fn startup_writes_that_succeed_never_end_the_wait() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"));
+        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), Vec::new());
         let failure = state.start_failure();
         state.settle().expect("written");
         assert!(
@@ -486,7 +508,8 @@ mod tests {
     fn a_save_right_after_begin_is_never_overtaken_by_the_startup_write() {
         for _ in 0..50 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"));
+            let mut state =
+                State::begin(Writer::new(dir.path(), None).expect("writer"), Vec::new());
             state.record_failure(Phase::Waiting, 1, ErrorClass::Transient, "refused");
             let h = health(dir.path());
             assert!(h.line.starts_with("waiting attempt=1 "), "{}", h.line);
@@ -494,10 +517,40 @@ mod tests {
     }
 
     #[test]
+    fn files_staged_beside_the_login_are_published_when_they_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = State::begin(
+            Writer::new(dir.path(), None).expect("writer"),
+            vec![("pgpass", b"h:1:*:u:p\n".to_vec(), 0o600)],
+        );
+        state.settle().expect("written");
+        let staged = listing(dir.path())
+            .into_iter()
+            .find(|n| n.starts_with(".pgpass."))
+            .expect("staged ahead");
+        let inode = |p: &str| {
+            std::os::unix::fs::MetadataExt::ino(
+                &std::fs::metadata(dir.path().join(p)).expect("exists"),
+            )
+        };
+        let ahead = inode(&staged);
+        let changed = state
+            .publish_ready(1, None, [("pgpass", &b"h:1:*:u:p\n"[..], 0o600)])
+            .expect("published");
+        assert_eq!(changed, ["pgpass"]);
+        assert_eq!(
+            inode("pgpass"),
+            ahead,
+            "the file staged ahead, not a second write"
+        );
+        assert_eq!(listing(dir.path()), ["pgpass", READY_FILE, STATUS_FILE]);
+    }
+
+    #[test]
     fn publish_ready_writes_the_files_status_and_marker_as_one_set() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("same"), "kept").expect("same");
-        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"));
+        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), Vec::new());
         let changed = state
             .publish_ready(
                 2,

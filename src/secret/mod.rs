@@ -227,6 +227,8 @@ pub struct Resolver {
     source: Source,
     overrides: Overrides,
     client: Option<aws::SecretsManager>,
+    /// The answer for the first `resolve`, read earlier ([`Resolver::with_first`]).
+    first: Option<Resolved>,
 }
 
 impl Resolver {
@@ -235,7 +237,15 @@ impl Resolver {
             source,
             overrides,
             client: None,
+            first: None,
         }
+    }
+
+    /// Answers the first [`Resolver::resolve`] with `first`, already read from this
+    /// source (at start-up, see `sidecar`), instead of reading it again.
+    pub fn with_first(mut self, first: Option<Resolved>) -> Self {
+        self.first = first;
+        self
     }
 
     /// Whether the source can change while the process runs (env and libpq cannot).
@@ -254,6 +264,9 @@ impl Resolver {
     }
 
     pub async fn resolve(&mut self) -> Result<Resolved, SecretError> {
+        if let Some(first) = self.first.take() {
+            return Ok(first);
+        }
         let Source::SecretsManager { secret_id } = &self.source else {
             return resolve_local(&self.source, &self.overrides);
         };
