@@ -16,6 +16,7 @@ use common::*;
 
 const ITERATIONS: usize = 500;
 const FILES: [&str; 3] = ["pgpass", "pg_service.conf", "application.profile"];
+const RECALIBRATE: usize = 50;
 
 fn once(out: &Path, secret: &Path) -> Command {
     let mut c = sidecar();
@@ -67,22 +68,30 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
         );
     }
 
-    // How long one run takes here, to aim the kills inside it.
-    let mut took = Vec::new();
-    for i in 0..6 {
-        put_secret(&secret, &logins[i % 2]);
-        let start = Instant::now();
-        assert!(once(&out, &secret).status().expect("runs").success());
-        took.push(start.elapsed());
-    }
-    took.sort();
-    let span = took[took.len() / 2].mul_f64(1.2);
+    // How long one run takes here, to aim the kills inside it; measured again every
+    // RECALIBRATE kills, because a shared machine's speed drifts (a span measured in a
+    // slow minute sends later kills after the run has ended).
+    let calibrate = || {
+        let mut took = Vec::new();
+        for i in 0..5 {
+            put_secret(&secret, &logins[i % 2]);
+            let start = Instant::now();
+            assert!(once(&out, &secret).status().expect("runs").success());
+            took.push(start.elapsed());
+        }
+        took.sort();
+        took[took.len() / 2].mul_f64(1.2)
+    };
+    let mut span = calibrate();
 
     let (mut killed_before_ready, mut temps_seen, mut mixed_sets, mut killed_before_start) =
         (0, 0, 0, 0);
     let mut mid_render = 0;
     let mut rng = fastrand::Rng::with_seed(0x5eed_a70f);
     for i in 0..ITERATIONS {
+        if i > 0 && i % RECALIBRATE == 0 {
+            span = calibrate();
+        }
         let which = (i + 1) % 2;
         put_secret(&secret, &logins[which]);
         let mut child = once(&out, &secret).spawn().expect("spawn");
