@@ -181,11 +181,12 @@ impl Writer {
         let mut staged = Vec::new();
         let mut names = Vec::new();
         for (name, contents, mode) in files {
-            let ahead = prestaged.take(name, contents, mode);
-            if let Some(s) =
-                ahead.map_or_else(|| self.stage(name, contents, mode), |s| Ok(Some(s)))?
-            {
-                staged.push(s);
+            let file = match prestaged.take(name, contents, mode) {
+                Some(ahead) => Some(ahead),
+                None => self.stage(name, contents, mode)?,
+            };
+            if let Some(file) = file {
+                staged.push(file);
                 names.push(name);
             }
         }
@@ -203,37 +204,24 @@ impl Writer {
     }
 
     /// A second temporary name (hard link) for the file at `tmp_file`, to be renamed to
-    /// `name`.
+    /// `name`. tempfile picks the random name as it does for `stage_new`: link(2) never
+    /// follows a symlink planted there, it fails with EEXIST and another name is tried.
     fn link_temporary(&self, tmp_file: &Path, name: &str) -> Result<Staged, WriteError> {
         let path = self.dir.join(name);
-        let mut attempts = 0;
-        loop {
-            let random: String = std::iter::repeat_with(fastrand::alphanumeric)
-                .take(6)
-                .collect();
-            let tmp = self.dir.join(format!(".{name}.{random}{TEMP_SUFFIX}"));
-            // link(2) never follows a symlink planted at the new name: it fails with
-            // EEXIST, and a new random name is tried, as tempfile does for its own.
-            let linked = fs::hard_link(tmp_file, &tmp).and_then(|()| {
-                // Removed again on drop, like every other temporary file (the path is
-                // absolute unless the out-dir was given relative and the cwd is gone).
-                tempfile::TempPath::try_from_path(&tmp).inspect_err(|_| {
-                    let _ = fs::remove_file(&tmp);
-                })
-            });
-            match linked {
-                Ok(tmp) => return Ok(Staged { tmp, path }),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => {
-                    attempts += 1;
-                }
-                Err(source) => {
-                    return Err(WriteError {
-                        op: "link a temporary file for",
-                        path,
-                        source,
-                    });
-                }
-            }
+        match tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(TEMP_SUFFIX)
+            .make_in(&self.dir, |link| fs::hard_link(tmp_file, link))
+        {
+            Ok(linked) => Ok(Staged {
+                tmp: linked.into_temp_path(),
+                path,
+            }),
+            Err(source) => Err(WriteError {
+                op: "link a temporary file for",
+                path,
+                source,
+            }),
         }
     }
 
