@@ -72,21 +72,46 @@ struct Staged {
     path: PathBuf,
 }
 
-/// Files written and fsynced ahead of their publish ([`Writer::prestage`]), each with the
-/// bytes and mode it was staged with: a later set uses one only for exactly those.
-/// Dropping it removes what was not used.
+/// Files written and fsynced ahead of their publish ([`Writer::prestage`],
+/// [`Writer::prestage_with_alias`]), each with the bytes and mode it was staged with: a
+/// later set uses one only for exactly those. Dropping it removes what was not used.
 #[derive(Default)]
 pub struct Prestaged {
-    files: Vec<(&'static str, Vec<u8>, u32, Staged)>,
+    files: Vec<Ahead>,
+}
+
+/// One file staged ahead, and its second link when it was staged with an alias.
+struct Ahead {
+    name: &'static str,
+    contents: Vec<u8>,
+    mode: u32,
+    file: Staged,
+    alias: Option<Staged>,
 }
 
 impl Prestaged {
-    fn take(&mut self, name: &str, contents: &[u8], mode: u32) -> Option<Staged> {
-        let i = self
-            .files
-            .iter()
-            .position(|(n, c, m, _)| *n == name && c.as_slice() == contents && *m == mode)?;
-        Some(self.files.swap_remove(i).3)
+    /// The file staged for exactly `name`, `contents` and `mode`, with a second link
+    /// exactly when `alias` names one (and the same one).
+    fn take(
+        &mut self,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+        alias: Option<&Path>,
+    ) -> Option<(Staged, Option<Staged>)> {
+        let i = self.files.iter().position(|a| {
+            a.name == name
+                && a.contents == contents
+                && a.mode == mode
+                && a.alias.as_ref().map(|s| s.path.as_path()) == alias
+        })?;
+        let a = self.files.swap_remove(i);
+        Some((a.file, a.alias))
+    }
+
+    /// Drops (and so removes) what was staged for `name`.
+    pub fn discard(&mut self, name: &str) {
+        self.files.retain(|a| a.name != name);
     }
 }
 
@@ -152,7 +177,11 @@ impl Writer {
         mut prestaged: Prestaged,
     ) -> Result<Vec<&'n str>, WriteError> {
         let (mut staged, names) = self.stage_all(files, &mut prestaged)?;
-        let (first, second) = self.stage_new(name, contents, mode, Some(alias))?;
+        let (first, second) =
+            match prestaged.take(name, contents, mode, Some(&self.dir.join(alias))) {
+                Some(ahead) => ahead,
+                None => self.stage_new(name, contents, mode, Some(alias))?,
+            };
         staged.push(first);
         staged.extend(second);
         self.commit(staged)?;
@@ -166,11 +195,37 @@ impl Writer {
     ) -> Result<Prestaged, WriteError> {
         let mut out = Prestaged::default();
         for (name, contents, mode) in files {
-            if let Some(s) = self.stage(name, &contents, mode)? {
-                out.files.push((name, contents, mode, s));
+            if let Some(file) = self.stage(name, &contents, mode)? {
+                out.files.push(Ahead {
+                    name,
+                    contents,
+                    mode,
+                    file,
+                    alias: None,
+                });
             }
         }
         Ok(out)
+    }
+
+    /// Stages `name` (always: it is written whether or not the file in place has these
+    /// bytes) with a second link for `alias`, ahead of a [`Writer::write_all_with_alias`]
+    /// that will very likely publish exactly these bytes.
+    pub fn prestage_with_alias(
+        &self,
+        prestaged: &mut Prestaged,
+        (name, contents, mode): (&'static str, Vec<u8>, u32),
+        alias: &str,
+    ) -> Result<(), WriteError> {
+        let (file, alias) = self.stage_new(name, &contents, mode, Some(alias))?;
+        prestaged.files.push(Ahead {
+            name,
+            contents,
+            mode,
+            file,
+            alias,
+        });
+        Ok(())
     }
 
     fn stage_all<'n, 'c>(
@@ -181,8 +236,8 @@ impl Writer {
         let mut staged = Vec::new();
         let mut names = Vec::new();
         for (name, contents, mode) in files {
-            let file = match prestaged.take(name, contents, mode) {
-                Some(ahead) => Some(ahead),
+            let file = match prestaged.take(name, contents, mode, None) {
+                Some((ahead, _)) => Some(ahead),
                 None => self.stage(name, contents, mode)?,
             };
             if let Some(file) = file {
@@ -489,9 +544,43 @@ mod tests {
         // A file already right is not staged ahead; one that is not, until dropped.
         let again = ahead();
         assert_eq!(again.files.len(), 1);
-        assert_eq!(again.files[0].0, "b");
+        assert_eq!(again.files[0].name, "b");
         drop(again);
         assert_eq!(listing(dir.path()), ["a", "b", "marker", "status"]);
+    }
+
+    #[test]
+    fn a_file_prestaged_with_an_alias_is_used_only_with_the_same_alias() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        let ino = |name: &str| fs::metadata(dir.path().join(name)).expect(name).ino();
+        let ahead = |alias| {
+            let mut p = Prestaged::default();
+            w.prestage_with_alias(&mut p, ("status", b"{}".to_vec(), 0o644), alias)
+                .expect("prestage");
+            let staged = listing(dir.path())
+                .into_iter()
+                .find(|n| n.starts_with(".status."))
+                .expect("staged");
+            (p, ino(&staged))
+        };
+        // Another alias: written anew, the staged pair removed.
+        let (p, staged) = ahead("other");
+        w.write_all_with_alias([], ("status", b"{}", 0o644), "marker", p)
+            .expect("write");
+        assert_ne!(ino("status"), staged);
+        assert_eq!(listing(dir.path()), ["marker", "status"]);
+        // The same alias and bytes: the staged pair itself, under both names.
+        let (p, staged) = ahead("marker");
+        w.write_all_with_alias([], ("status", b"{}", 0o644), "marker", p)
+            .expect("write");
+        assert_eq!((ino("status"), ino("marker")), (staged, staged));
+        assert_eq!(listing(dir.path()), ["marker", "status"]);
+        // As a plain file of the set it does not match: it has a second link to place.
+        let (mut p, _) = ahead("marker");
+        assert!(p.take("status", b"{}", 0o644, None).is_none());
+        drop(p);
+        assert_eq!(listing(dir.path()), ["marker", "status"]);
     }
 
     #[test]

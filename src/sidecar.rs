@@ -25,7 +25,7 @@ use crate::render::{self, Inputs, Reveal};
 use crate::report::{chain, millis};
 use crate::secret::{Check, Resolved, Resolver, SecretError, Source, Target, resolve_local};
 use crate::signal::Wakes;
-use crate::state::{Auth, Phase, State};
+use crate::state::{Auth, Expected, Phase, State};
 
 fn inputs<'a>(config: &'a Config, target: &'a Target, reveal: Reveal) -> Inputs<'a> {
     Inputs {
@@ -150,9 +150,10 @@ struct Started {
 }
 
 /// Logs the start and begins the start-up writes. A local source (env, file, libpq) is
-/// read once here: its files are rendered and staged by the start-up thread while the
-/// first login runs (on a fresh volume, every new task, their fsyncs then do not wait for
-/// it), and the first attempt uses the same answer instead of reading it again. Not with
+/// read once here: its files, and the `status.json` a first login that works publishes,
+/// are rendered and staged by the start-up thread while the first login runs (their
+/// fsyncs then do not wait for it), and the first attempt uses the same answer instead of
+/// reading it again. Not with
 /// Secrets Manager (a network call that belongs to the wait, with its retries) or IAM
 /// (each attempt signs its own token, which is a file of the set).
 fn start(command: &str, config: &Config) -> Result<Started, Error> {
@@ -163,17 +164,15 @@ fn start(command: &str, config: &Config) -> Result<Started, Error> {
     let early = local
         .then(|| resolve_local(&config.source, &config.overrides).ok())
         .flatten();
-    let prestage = early
-        .as_ref()
-        .map(|r| {
-            files(config, &r.target, Reveal::Password)
-                .into_iter()
-                .map(|f| (f.name, f.contents, f.mode))
-                .collect()
-        })
-        .unwrap_or_default();
+    let expected = early.as_ref().map(|r| Expected {
+        files: files(config, &r.target, Reveal::Password)
+            .into_iter()
+            .map(|f| (f.name, f.contents, f.mode))
+            .collect(),
+        secret_version: r.version.clone(),
+    });
     Ok(Started {
-        state: State::begin(writer, prestage),
+        state: State::begin(writer, expected),
         early,
     })
 }

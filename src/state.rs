@@ -96,6 +96,15 @@ pub struct State {
     prestaged: Prestaged,
 }
 
+/// What a local source said at start-up: the start-up thread stages it ahead of the first
+/// publish ([`State::begin`]).
+pub struct Expected {
+    /// The rendered files, as `(name, contents, mode)`.
+    pub files: Vec<(&'static str, Vec<u8>, u32)>,
+    /// The secret version they came from, as the first publish will record it.
+    pub secret_version: Option<String>,
+}
+
 /// What the start-up writes leave: the files they staged ahead.
 type StartupOutcome = Result<Prestaged, WriteError>;
 
@@ -144,7 +153,7 @@ impl State {
     /// [`State::begin`], then waits for the start-up writes (tests).
     #[cfg(test)]
     pub(crate) fn start(writer: Writer) -> Result<Self, WriteError> {
-        let mut state = Self::begin(writer, Vec::new());
+        let mut state = Self::begin(writer, None);
         state.settle()?;
         Ok(state)
     }
@@ -158,11 +167,14 @@ impl State {
     /// ([`State::settle`]), so `status.json` never goes backwards; a failure ends the
     /// wait at once through [`State::start_failure`] (exit 73).
     ///
-    /// `prestage`: files the first publish will very likely write (rendered from what a
-    /// local source said at start-up), staged by the same thread after `status.json`, so
-    /// that on a fresh volume their fsyncs do not wait for the login either;
-    /// [`State::publish_ready`] uses them only if it publishes exactly those bytes.
-    pub fn begin(writer: Writer, prestage: Vec<(&'static str, Vec<u8>, u32)>) -> Self {
+    /// `expected`: what a local source said at start-up. The same thread then stages,
+    /// after `status.json`, the files rendered from it and the `status.json` (with its
+    /// `ready` link) that a publish after a first login that works will write, so their
+    /// fsyncs do not wait for the login either: a fresh volume (every new task) writes
+    /// every file, and every start writes that status. [`State::publish_ready`] uses what
+    /// was staged only if it publishes exactly those bytes (the same second, attempt 1),
+    /// and writes them itself otherwise.
+    pub fn begin(writer: Writer, expected: Option<Expected>) -> Self {
         let now = rfc3339(SystemTime::now());
         let mut state = Self {
             writer,
@@ -189,9 +201,13 @@ impl State {
         };
         let (startup, ends) = Startup::new();
         let (writer, json) = (state.writer.clone(), state.status_json());
+        let ahead = expected.map(|e| Ahead {
+            ready_json: to_json(&state.ready_status(1, e.secret_version, SystemTime::now())),
+            files: e.files,
+        });
         let spawned = std::thread::Builder::new()
             .name("startup-writes".into())
-            .spawn(move || ends.report(startup_writes(&writer, &json, prestage)));
+            .spawn(move || ends.report(startup_writes(&writer, &json, ahead)));
         state.startup = Some(match spawned {
             Ok(_) => startup,
             // No thread to be had (a task at its limit): the same writes, in line, and
@@ -199,7 +215,7 @@ impl State {
             Err(_) => {
                 let (startup, ends) = Startup::new();
                 let json = state.status_json();
-                ends.report(startup_writes(&state.writer, &json, Vec::new()));
+                ends.report(startup_writes(&state.writer, &json, None));
                 startup
             }
         });
@@ -243,13 +259,36 @@ impl State {
 
     fn status_json(&mut self) -> Vec<u8> {
         self.status.updated_at = rfc3339(SystemTime::now());
-        let mut json = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
-        json.push(b'\n');
-        json
+        to_json(&self.status)
+    }
+
+    /// The status a publish at `now` records: phase `ready`, this attempt and secret
+    /// version, the next generation, no error.
+    fn ready_status(
+        &self,
+        attempt: u32,
+        secret_version: Option<String>,
+        now: SystemTime,
+    ) -> Status {
+        let now = rfc3339(now);
+        Status {
+            phase: Phase::Ready,
+            attempt,
+            secret_version,
+            generation: self.status.generation + 1,
+            ready_at: Some(now.clone()),
+            updated_at: now,
+            last_error_class: None,
+            last_error: None,
+            ..self.status.clone()
+        }
     }
 
     pub fn save(&mut self) -> Result<(), WriteError> {
         self.settle()?;
+        // Whatever this records, the first login did not simply work: the status staged
+        // for that case will not be published.
+        self.prestaged.discard(STATUS_FILE);
         let json = self.status_json();
         self.writer.write(STATUS_FILE, &json, 0o644).map(|_| ())
     }
@@ -299,15 +338,8 @@ impl State {
         files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
     ) -> Result<Vec<&'n str>, WriteError> {
         self.settle()?;
-        let now = rfc3339(SystemTime::now());
-        self.status.phase = Phase::Ready;
-        self.status.attempt = attempt;
-        self.status.secret_version = secret_version;
-        self.status.generation += 1;
-        self.status.ready_at = Some(now.clone());
-        self.status.last_error_class = None;
-        self.status.last_error = None;
-        let json = self.status_json();
+        self.status = self.ready_status(attempt, secret_version, SystemTime::now());
+        let json = to_json(&self.status);
         // The marker is the status it was published with: a second link to the same
         // fsynced file, renamed last (`Writer::write_all_with_alias`).
         self.writer.write_all_with_alias(
@@ -349,12 +381,21 @@ impl State {
     }
 }
 
+/// What the start-up thread stages ahead: the files, and the `status.json` of a first
+/// login that works.
+struct Ahead {
+    files: Vec<(&'static str, Vec<u8>, u32)>,
+    ready_json: Vec<u8>,
+}
+
+fn to_json(status: &Status) -> Vec<u8> {
+    let mut json = serde_json::to_vec_pretty(status).unwrap_or_default();
+    json.push(b'\n');
+    json
+}
+
 /// What [`State::begin`] runs beside the first login.
-fn startup_writes(
-    writer: &Writer,
-    status_json: &[u8],
-    prestage: Vec<(&'static str, Vec<u8>, u32)>,
-) -> StartupOutcome {
+fn startup_writes(writer: &Writer, status_json: &[u8], ahead: Option<Ahead>) -> StartupOutcome {
     writer.remove(READY_FILE)?;
     let swept = writer.sweep_temporaries()?;
     if swept > 0 {
@@ -364,7 +405,16 @@ fn startup_writes(
         );
     }
     writer.write(STATUS_FILE, status_json, 0o644)?;
-    writer.prestage(prestage)
+    let Some(ahead) = ahead else {
+        return Ok(Prestaged::default());
+    };
+    let mut staged = writer.prestage(ahead.files)?;
+    writer.prestage_with_alias(
+        &mut staged,
+        (STATUS_FILE, ahead.ready_json, 0o644),
+        READY_FILE,
+    )?;
+    Ok(staged)
 }
 
 /// The result of `health`: exit code and the one line it prints.
@@ -478,7 +528,7 @@ mod tests {
         let writer = Writer::new(&gone, None).expect("writer");
         // Root can write anywhere; a directory removed under the writer fails for all.
         std::fs::remove_dir(&gone).expect("rmdir");
-        let mut state = State::begin(writer, Vec::new());
+        let mut state = State::begin(writer, None);
         let failure = state.start_failure();
         let e = tokio::time::timeout(Duration::from_secs(10), failure)
             .await
@@ -493,7 +543,7 @@ mod tests {
     #[tokio::test]
     async fn startup_writes_that_succeed_never_end_the_wait() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), Vec::new());
+        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), None);
         let failure = state.start_failure();
         state.settle().expect("written");
         assert!(
@@ -508,49 +558,124 @@ mod tests {
     fn a_save_right_after_begin_is_never_overtaken_by_the_startup_write() {
         for _ in 0..50 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut state =
-                State::begin(Writer::new(dir.path(), None).expect("writer"), Vec::new());
+            let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), None);
             state.record_failure(Phase::Waiting, 1, ErrorClass::Transient, "refused");
             let h = health(dir.path());
             assert!(h.line.starts_with("waiting attempt=1 "), "{}", h.line);
         }
     }
 
+    fn inode(dir: &Path, name: &str) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.join(name)).expect(name))
+    }
+
+    /// The temporary file staged ahead for `name` (exactly one).
+    fn staged(dir: &Path, name: &str) -> String {
+        let found: Vec<String> = listing(dir)
+            .into_iter()
+            .filter(|n| n.starts_with(&format!(".{name}.")))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].clone()
+    }
+
+    fn expected_pgpass() -> Option<Expected> {
+        Some(Expected {
+            files: vec![("pgpass", b"h:1:*:u:p\n".to_vec(), 0o600)],
+            secret_version: None,
+        })
+    }
+
     #[test]
-    fn files_staged_beside_the_login_are_published_when_they_match() {
+    fn files_and_status_staged_beside_the_login_are_published_when_they_match() {
+        // The staged status.json holds the second of its staging: one that ticks over
+        // before the publish is a mismatch (written anew, as the next test shows), so a
+        // run that sees one is tried again.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut state = State::begin(
+                Writer::new(dir.path(), None).expect("writer"),
+                expected_pgpass(),
+            );
+            state.settle().expect("written");
+            let (pgpass, status, ready) = (
+                inode(dir.path(), &staged(dir.path(), "pgpass")),
+                inode(dir.path(), &staged(dir.path(), STATUS_FILE)),
+                inode(dir.path(), &staged(dir.path(), READY_FILE)),
+            );
+            assert_eq!(
+                status, ready,
+                "the marker is staged as the status's second link"
+            );
+            let changed = state
+                .publish_ready(1, None, [("pgpass", &b"h:1:*:u:p\n"[..], 0o600)])
+                .expect("published");
+            assert_eq!(changed, ["pgpass"]);
+            assert_eq!(listing(dir.path()), ["pgpass", READY_FILE, STATUS_FILE]);
+            assert_eq!(
+                inode(dir.path(), "pgpass"),
+                pgpass,
+                "the file staged ahead, not a second write"
+            );
+            if inode(dir.path(), STATUS_FILE) != status {
+                continue;
+            }
+            assert_eq!(inode(dir.path(), READY_FILE), status);
+            let h = health(dir.path());
+            assert!(h.healthy, "{}", h.line);
+            assert_eq!(h.line, "ready attempt=1 generation=1");
+            return;
+        }
+        panic!("the staged status.json was never the one published");
+    }
+
+    #[test]
+    fn a_status_staged_for_another_outcome_is_not_published() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut state = State::begin(
             Writer::new(dir.path(), None).expect("writer"),
-            vec![("pgpass", b"h:1:*:u:p\n".to_vec(), 0o600)],
+            expected_pgpass(),
         );
         state.settle().expect("written");
-        let staged = listing(dir.path())
-            .into_iter()
-            .find(|n| n.starts_with(".pgpass."))
-            .expect("staged ahead");
-        let inode = |p: &str| {
-            std::os::unix::fs::MetadataExt::ino(
-                &std::fs::metadata(dir.path().join(p)).expect("exists"),
-            )
-        };
-        let ahead = inode(&staged);
-        let changed = state
-            .publish_ready(1, None, [("pgpass", &b"h:1:*:u:p\n"[..], 0o600)])
+        let status = inode(dir.path(), &staged(dir.path(), STATUS_FILE));
+        // Ready on the second attempt: not what was staged.
+        state
+            .publish_ready(2, None, [("pgpass", &b"h:1:*:u:p\n"[..], 0o600)])
             .expect("published");
-        assert_eq!(changed, ["pgpass"]);
+        assert_ne!(inode(dir.path(), STATUS_FILE), status);
         assert_eq!(
-            inode("pgpass"),
-            ahead,
-            "the file staged ahead, not a second write"
+            inode(dir.path(), READY_FILE),
+            inode(dir.path(), STATUS_FILE)
         );
+        assert_eq!(health(dir.path()).line, "ready attempt=2 generation=1");
         assert_eq!(listing(dir.path()), ["pgpass", READY_FILE, STATUS_FILE]);
+    }
+
+    #[test]
+    fn a_failure_recorded_drops_the_status_staged_for_a_first_login_that_works() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = State::begin(
+            Writer::new(dir.path(), None).expect("writer"),
+            expected_pgpass(),
+        );
+        state.record_failure(Phase::Waiting, 1, ErrorClass::Transient, "refused");
+        let names = listing(dir.path());
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with(".status.json.") || n.starts_with(".ready.")),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|n| n.starts_with(".pgpass.")), "{names:?}");
+        assert!(!dir.path().join(READY_FILE).exists());
+        assert!(health(dir.path()).line.starts_with("waiting attempt=1 "));
     }
 
     #[test]
     fn publish_ready_writes_the_files_status_and_marker_as_one_set() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("same"), "kept").expect("same");
-        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), Vec::new());
+        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), None);
         let changed = state
             .publish_ready(
                 2,
