@@ -20,6 +20,7 @@ A = argparse.ArgumentParser()
 for flag in ("--bin", "--static-bin", "--work", "--port", "--pg-bin", "--moto", "--out"):
     A.add_argument(flag, required=True)
 A.add_argument("--trials", type=int, default=20)
+A.add_argument("--pqconnect", help="a program making one libpq login (scripts/bench_pqconnect.c)")
 A.add_argument("--outages", default="2,30,120")
 ARGS = A.parse_args()
 WORK, PORT, PG_BIN = ARGS.work, int(ARGS.port), ARGS.pg_bin
@@ -132,14 +133,19 @@ def cold_start():
     bins = {"image": ARGS.static_bin, "release": ARGS.bin}
     for b in bins.values():
         subprocess.run([b, "once", "--out-dir", out], env=env(), check=True, stderr=subprocess.DEVNULL)
-    # Interleaved, so all see the same noise: one `once` of each binary, then 10 pgbench
+    # Interleaved, so all see the same noise: one `once` of each binary (which goes first
+    # alternates: the first process after pgbench's ten meets the server still tidying
+    # up after them), one libpq login as a process of its own, then 10 pgbench
     # connections. Twice the usual trials: a trial takes a tenth of a second.
-    walls, conns = {k: [] for k in bins}, []
-    for _ in range(2 * ARGS.trials):
-        for k, b in bins.items():
+    walls, conns, pq = {k: [] for k in bins}, [], []
+    pq_cmd = [ARGS.pqconnect, f"host=127.0.0.1 port={PORT} user={USER} dbname={DB}"] if ARGS.pqconnect else None
+    for i in range(2 * ARGS.trials):
+        for k, b in sorted(bins.items(), reverse=i % 2 == 1):
             t = time.perf_counter()
             subprocess.run([b, "once", "--out-dir", out], env=env(), check=True, stderr=subprocess.DEVNULL)
             walls[k].append(time.perf_counter() - t)
+        if pq_cmd:
+            pq += timed(pq_cmd, 1, env={**os.environ, "PGPASSWORD": PASSWORD})
         conns.append(pgbench_connection_time(10))
     # Where the rest goes: the same image binary with the out-dir on tmpfs (fsync is free
     # there), and with a fresh, empty out-dir each time (an ECS task's first start: every
@@ -176,6 +182,12 @@ def cold_start():
     true = timed(["/bin/true"], 2 * ARGS.trials)
     row("cold", "spawning /bin/true the same way (in every `once` figure above, not in pgbench's)",
         f"median {ms(statistics.median(true))}")
+    if pq:
+        floor = statistics.median(pq)
+        row("cold", "one libpq login as a process of its own (scripts/bench_pqconnect.c: PQconnectdb + "
+            "PQfinish, the system's libpq; interleaved)",
+            f"median {ms(floor)} (min {ms(min(pq))}, max {ms(max(pq))}, n={len(pq)})")
+        row("cold", "ratio image binary / that process", f"{statistics.median(walls['image']) / floor:.2f}x")
     med = statistics.median(walls["image"])
     target("cold start <= 1.0x libpq's connection time (the image's binary)", f"{med / conn:.2f}x", med <= conn)
     psql = timed(["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", USER, "-d", DB, "-X", "-c", "select 1"],

@@ -1,5 +1,5 @@
-//! TLS with libpq's `sslmode` meanings, built on rustls with the aws-lc-rs provider (the
-//! same one the AWS HTTPS client uses, so the tree has one crypto provider).
+//! TLS with libpq's `sslmode` meanings, built on rustls with the *ring* provider of
+//! `crate::crypto` (the same one the AWS HTTPS client uses, so the tree has one).
 //!
 //! | mode        | encrypts             | verifies chain            | checks host name |
 //! |-------------|----------------------|---------------------------|------------------|
