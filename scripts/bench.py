@@ -171,6 +171,12 @@ def cold_start():
         row("cold", f"aurora-sidecar once, {what[k]}: whole process (start, login, files, ready)",
             f"median {ms(med)} (min {ms(min(walls[k]))}, max {ms(max(walls[k]))}, n={len(walls[k])})")
         row("cold", f"ratio {k} binary / libpq connection", f"{med / conn:.2f}x")
+        # The same, round by round (each `once` against the pgbench figure of its own
+        # round): how far the verdict moves with the machine's noise.
+        paired = [w / c for w, c in zip(walls[k], conns)]
+        row("cold", f"ratio {k} binary / libpq connection, round by round",
+            f"median {statistics.median(paired):.2f}x (p25 {pct(paired, 25):.2f}x, p75 {pct(paired, 75):.2f}x, "
+            f"{sum(r <= 1 for r in paired)} of {len(paired)} rounds <= 1.0x)")
     labels = {"tmpfs": "out-dir on tmpfs (no fsync cost): image binary",
               "fresh": "fresh, empty out-dir each run (a task's first start: every file new): image binary"}
     for k, xs in extra.items():
