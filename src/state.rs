@@ -201,7 +201,7 @@ impl State {
         };
         let (startup, ends) = Startup::new();
         let (writer, json) = (state.writer.clone(), state.status_json());
-        let ahead = expected.map(|e| Ahead {
+        let ahead = expected.map(|e| Prestage {
             ready_json: to_json(&state.ready_status(1, e.secret_version, SystemTime::now())),
             files: e.files,
         });
@@ -383,7 +383,7 @@ impl State {
 
 /// What the start-up thread stages ahead: the files, and the `status.json` of a first
 /// login that works.
-struct Ahead {
+struct Prestage {
     files: Vec<(&'static str, Vec<u8>, u32)>,
     ready_json: Vec<u8>,
 }
@@ -395,7 +395,7 @@ fn to_json(status: &Status) -> Vec<u8> {
 }
 
 /// What [`State::begin`] runs beside the first login.
-fn startup_writes(writer: &Writer, status_json: &[u8], ahead: Option<Ahead>) -> StartupOutcome {
+fn startup_writes(writer: &Writer, status_json: &[u8], ahead: Option<Prestage>) -> StartupOutcome {
     writer.remove(READY_FILE)?;
     let swept = writer.sweep_temporaries()?;
     if swept > 0 {
