@@ -153,9 +153,8 @@ struct Started {
 /// read once here: its files, and the `status.json` a first login that works publishes,
 /// are rendered and staged by the start-up thread while the first login runs (their
 /// fsyncs then do not wait for it), and the first attempt uses the same answer instead of
-/// reading it again. Not with
-/// Secrets Manager (a network call that belongs to the wait, with its retries) or IAM
-/// (each attempt signs its own token, which is a file of the set).
+/// reading it again. Not with Secrets Manager (a network call that belongs to the wait,
+/// with its retries) or IAM (each attempt signs its own token, which is a file of the set).
 fn start(command: &str, config: &Config) -> Result<Started, Error> {
     log_start(command, config);
     let writer = Writer::new(&config.out_dir, config.owner)?;
