@@ -91,7 +91,9 @@ struct Ahead {
 
 impl Prestaged {
     /// The file staged for exactly `name`, `contents` and `mode`, with a second link
-    /// exactly when `alias` names one (and the same one).
+    /// exactly when `alias` names one (and the same one). Anything else staged for `name`
+    /// is removed here, before the caller writes the file anew: a name never has two
+    /// temporary files, so a kill leaves one set at most.
     fn take(
         &mut self,
         name: &str,
@@ -104,9 +106,10 @@ impl Prestaged {
                 && a.contents == contents
                 && a.mode == mode
                 && a.alias.as_ref().map(|s| s.path.as_path()) == alias
-        })?;
-        let a = self.files.swap_remove(i);
-        Some((a.file, a.alias))
+        });
+        let taken = i.map(|i| self.files.swap_remove(i));
+        self.discard(name);
+        taken.map(|a| (a.file, a.alias))
     }
 
     /// Drops (and so removes) what was staged for `name`.
@@ -180,10 +183,7 @@ impl Writer {
         let (first, second) =
             match prestaged.take(name, contents, mode, Some(&self.dir.join(alias))) {
                 Some(ahead) => ahead,
-                None => {
-                    prestaged.discard(name);
-                    self.stage_new(name, contents, mode, Some(alias))?
-                }
+                None => self.stage_new(name, contents, mode, Some(alias))?,
             };
         staged.push(first);
         staged.extend(second);
@@ -241,12 +241,7 @@ impl Writer {
         for (name, contents, mode) in files {
             let file = match prestaged.take(name, contents, mode, None) {
                 Some((ahead, _)) => Some(ahead),
-                // Staged ahead with other bytes: removed before the file is written anew,
-                // so a name never has two temporary files (a kill leaves one set at most).
-                None => {
-                    prestaged.discard(name);
-                    self.stage(name, contents, mode)?
-                }
+                None => self.stage(name, contents, mode)?,
             };
             if let Some(file) = file {
                 staged.push(file);

@@ -579,11 +579,13 @@ mod tests {
         found[0].clone()
     }
 
-    fn expected_pgpass() -> Option<Expected> {
-        Some(Expected {
+    /// A state begun with a local source's `pgpass` to stage ahead.
+    fn begin_with_pgpass(dir: &Path) -> State {
+        let expected = Expected {
             files: vec![("pgpass", b"h:1:*:u:p\n".to_vec(), 0o600)],
             secret_version: None,
-        })
+        };
+        State::begin(Writer::new(dir, None).expect("writer"), Some(expected))
     }
 
     #[test]
@@ -593,10 +595,7 @@ mod tests {
         // run that sees one is tried again.
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut state = State::begin(
-                Writer::new(dir.path(), None).expect("writer"),
-                expected_pgpass(),
-            );
+            let mut state = begin_with_pgpass(dir.path());
             state.settle().expect("written");
             let (pgpass, status, ready) = (
                 inode(dir.path(), &staged(dir.path(), "pgpass")),
@@ -632,10 +631,7 @@ mod tests {
     #[test]
     fn a_status_staged_for_another_outcome_is_not_published() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = State::begin(
-            Writer::new(dir.path(), None).expect("writer"),
-            expected_pgpass(),
-        );
+        let mut state = begin_with_pgpass(dir.path());
         state.settle().expect("written");
         staged(dir.path(), STATUS_FILE);
         // Ready on the second attempt: not what was staged (attempt 1), so written anew.
@@ -653,10 +649,7 @@ mod tests {
     #[test]
     fn a_failure_recorded_drops_the_status_staged_for_a_first_login_that_works() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = State::begin(
-            Writer::new(dir.path(), None).expect("writer"),
-            expected_pgpass(),
-        );
+        let mut state = begin_with_pgpass(dir.path());
         state.record_failure(Phase::Waiting, 1, ErrorClass::Transient, "refused");
         let names = listing(dir.path());
         assert!(
