@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::PrepareArgs;
+use crate::db::pace::Policy;
+use crate::db::provision::Provisioning;
 use crate::db::tls::{Tls, TlsConfigError};
-use crate::db::wait::{Policy, Provisioning};
 use crate::modes::{SslMode, UrlScheme};
-use crate::outdir::Owner;
-use crate::secret::{self, Overrides, Source};
+use crate::outdir::{File, Owner};
+use crate::render::{self, Inputs, Reveal};
+use crate::secret::{self, Overrides, Source, Target};
 
 /// The environment variable read when no source flag is given (what Copilot and ECS
 /// `secrets:` inject in the seed setup).
@@ -83,6 +85,26 @@ pub struct Iam {
 pub const MAX_IAM_RENEWAL: Duration = Duration::from_secs(600);
 
 impl Config {
+    /// What the renderers need to render `target` as this configuration says.
+    pub fn inputs<'a>(&'a self, target: &'a Target, reveal: Reveal) -> Inputs<'a> {
+        Inputs {
+            target,
+            reveal,
+            service_name: &self.service_name,
+            url_scheme: self.url_scheme,
+            sslmode: self.sslmode,
+            has_ca: self.ca.is_some(),
+            app_dir: &self.app_dir,
+            iam: self.iam.is_some(),
+        }
+    }
+
+    /// The file set for `target`.
+    pub fn files(&self, target: &Target, reveal: Reveal) -> Vec<File> {
+        let ca = self.ca.as_ref().map(|c| c.pem.as_slice());
+        render::files(&self.inputs(target, reveal), ca)
+    }
+
     /// Validates `args`; `env` is the process environment (a parameter for tests).
     pub fn from_args(
         args: &PrepareArgs,

@@ -25,6 +25,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::SecretString;
 
 use crate::class::ErrorClass;
+use crate::secret::Resolved;
 
 /// How long RDS accepts a token (`X-Amz-Expires`); 900 s is the maximum.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
@@ -188,6 +189,17 @@ impl Signer {
                 source: "the SDK configured no credential provider".into(),
             })?;
         Ok(self.provider.insert(provider).clone())
+    }
+
+    /// `resolved` with a fresh token as its password.
+    pub async fn sign(&mut self, resolved: Resolved) -> Result<Resolved, IamError> {
+        let t = &resolved.target;
+        let token = self.token(&t.host, t.port, &t.user).await?;
+        Ok(Resolved {
+            target: t.with_password(token.value),
+            token_expires_at: Some(token.expires_at),
+            ..resolved
+        })
     }
 
     /// A fresh token for `user` at `host:port`. The provider caches credentials and

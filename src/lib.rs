@@ -14,20 +14,25 @@
 //!
 //! | layer | modules | may import |
 //! |---|---|---|
-//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] (atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
-//! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager), [`iam`] (IAM auth tokens: signing, region, credentials) | layer 0 |
-//! | 2 | [`db`] (TLS, login and classification, provisioning, establish, the wait loop), [`render`] (pure renderers, the file set, publish), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
-//! | 3 | [`config`] (validated [`config::Config`], CA read once, TLS built once), [`refresh`] (the refresh state machine and its driver) | layers 0–2 |
-//! | 4 | [`error`] (the top error and the one exit-code map) | layers 0–3 |
-//! | 5 | [`sidecar`] (the `once`, `run`, `exec`, `render` flows) | layers 0–4 |
+//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
+//! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
+//! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
+//! | 3 | [`db`] (TLS, login and classification, provisioning, establish, pacing, the wait loop) | layers 0–2 |
+//! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once, the file set for a target) | layers 0–3 |
+//! | 5 | [`refresh`] (the refresh state machine and its driver; [`refresh::RefreshCheck`], the real check) | layers 0–4 |
+//! | 6 | [`error`] (the top error and the one exit-code map) | layers 0–5 |
+//! | 7 | [`sidecar`] (the `once`, `run`, `exec`, `render` flows) | layers 0–6 |
 //! | crate root | `run` dispatches a parsed command; `main.rs` only parses, starts tracing and maps the error | everything |
 //!
+//! Inside a folder module the files import each other one way too (`tests/layering.rs`
+//! checks both).
+//!
 //! Where the next features go:
-//! - IAM database authentication landed as [`iam`] (layer 1, beside `secret`, not inside
-//!   it: the wait loop and the refresh check sign, the secret only says where to log in),
+//! - IAM database authentication landed as [`iam`] (beside `secret`, not inside it: the
+//!   wait loop and the refresh check sign, the secret only says where to log in),
 //!   [`refresh::Checked::Renewed`] (publish without a login) and the token fields of
 //!   `state`.
-//! - **`doctor`**: a new flow in `sidecar` (or its own layer-5 module) that calls
+//! - **`doctor`**: a new flow in `sidecar` (or its own top-layer module) that calls
 //!   `db::connect::login` and `db::establish` step by step (TCP, TLS, authentication,
 //!   database) and prints each step's [`class::ErrorClass`] instead of retrying.
 

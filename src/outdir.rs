@@ -1,18 +1,32 @@
-//! The out-dir: atomic file replacement, used by the renderers' publisher and by
-//! `state` alike. A leaf: it imports nothing of the crate.
+//! The out-dir: atomic publishing of the rendered files, used by `render`'s callers and
+//! by `state` alike. A leaf: it imports nothing of the crate.
+//!
+//! Two schemes, one for each kind of file:
+//! - **a set of files** (the credential files: `pgpass`, `pg_service.conf`, …) is published
+//!   the way the kubelet publishes Secret and ConfigMap volumes: every version is written
+//!   into a fresh hidden directory `..v.XXXXXX`, fsynced, and made current by replacing
+//!   one symlink, `..data`, with a single `rename`. The visible names are symlinks
+//!   (`pgpass` → `..data/pgpass`), made once. A reader never sees files of two versions
+//!   side by side, even when the process is killed between two steps; the previous
+//!   version's directory is removed after the swap;
+//! - **a single file** (`status.json`, and `ready`, a second hard link to it) is replaced
+//!   on its own: a temporary file in the out-dir, renamed over the name.
 //!
 //! Invariants, for every file:
-//! - the temporary file is created in the out-dir itself (so `rename` is atomic), with its
-//!   final mode and owner set *before* any byte is written: pgpass is 0600 from birth;
-//! - data is fsynced, renamed over the target, and the directory fsynced, so after a crash
-//!   a reader sees the old file or the new one, never a torn one;
-//! - a file whose bytes, mode and owner are already right is not touched (no mtime churn,
-//!   no inotify noise for apps that watch the directory);
-//! - a failed write leaves no temporary file behind (tempfile removes it on drop).
+//! - a temporary file is created with its final mode and owner set *before* any byte is
+//!   written: pgpass is 0600 from birth;
+//! - data is fsynced, then renamed (or its directory swapped in), then the out-dir is
+//!   fsynced, so after a crash a reader sees the old version or the new one, never a torn
+//!   file;
+//! - a set whose every file already has the right bytes, mode and owner is not written
+//!   again (no mtime churn, no inotify noise for apps that watch the directory);
+//! - a failed write leaves nothing behind (tempfile removes its files and directories on
+//!   drop), and what a killed run left is swept by the next one ([`Writer::sweep`]);
+//! - a symlink planted at any name is replaced, never followed.
 
-use std::fs::{self, File, Permissions};
+use std::fs::{self, File as FsFile, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// `--owner UID[:GID]`: who owns the rendered files (the app's user, so libpq accepts a
@@ -21,6 +35,14 @@ use std::path::{Path, PathBuf};
 pub struct Owner {
     pub uid: u32,
     pub gid: Option<u32>,
+}
+
+/// One file to publish: the renderers produce it, the [`Writer`] writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub name: &'static str,
+    pub contents: Vec<u8>,
+    pub mode: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,23 +54,10 @@ pub struct WriteError {
     pub source: io::Error,
 }
 
-/// `io::Error` is not `Clone`; an OS error is rebuilt from its code (the same text and
-/// kind), anything else from its kind and text. For the start-up writes, whose one error
-/// is reported to two places (`state`).
-impl Clone for WriteError {
-    fn clone(&self) -> Self {
-        let source = match self.source.raw_os_error() {
-            Some(code) => io::Error::from_raw_os_error(code),
-            None => io::Error::new(self.source.kind(), self.source.to_string()),
-        };
-        Self {
-            op: self.op,
-            path: self.path.clone(),
-            source,
-        }
-    }
-}
-
+/// The symlink whose target is the current version's directory.
+pub const DATA_LINK: &str = "..data";
+/// Version directories are this prefix + six random characters.
+const VERSION_PREFIX: &str = "..v.";
 /// Temporary names are `.NAME.` + six random characters + this suffix.
 const TEMP_SUFFIX: &str = ".tmp";
 
@@ -60,62 +69,23 @@ fn is_temporary(name: &str) -> bool {
     let Some((head, random)) = stem.rsplit_once('.') else {
         return false;
     };
-    head.len() > 1
-        && head.starts_with('.')
-        && random.len() == 6
-        && random.bytes().all(|b| b.is_ascii_alphanumeric())
+    head.len() > 1 && head.starts_with('.') && is_random(random)
 }
 
-/// A written and fsynced temporary file waiting for its rename.
+/// Whether `name` is a version directory's name.
+fn is_version(name: &str) -> bool {
+    name.strip_prefix(VERSION_PREFIX).is_some_and(is_random)
+}
+
+/// tempfile's six random characters.
+fn is_random(s: &str) -> bool {
+    s.len() == 6 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A temporary name waiting for its rename. Dropping it removes the temporary.
 struct Staged {
     tmp: tempfile::TempPath,
     path: PathBuf,
-}
-
-/// Files written and fsynced ahead of their publish ([`Writer::prestage`],
-/// [`Writer::prestage_with_alias`]), each with the bytes and mode it was staged with: a
-/// later set uses one only for exactly those. Dropping it removes what was not used.
-#[derive(Default)]
-pub struct Prestaged {
-    files: Vec<Ahead>,
-}
-
-/// One file staged ahead, and its second link when it was staged with an alias.
-struct Ahead {
-    name: &'static str,
-    contents: Vec<u8>,
-    mode: u32,
-    file: Staged,
-    alias: Option<Staged>,
-}
-
-impl Prestaged {
-    /// The file staged for exactly `name`, `contents` and `mode`, with a second link
-    /// exactly when `alias` names one (and the same one). Anything else staged for `name`
-    /// is removed here, before the caller writes the file anew: a name never has two
-    /// temporary files, so a kill leaves one set at most.
-    fn take(
-        &mut self,
-        name: &str,
-        contents: &[u8],
-        mode: u32,
-        alias: Option<&Path>,
-    ) -> Option<(Staged, Option<Staged>)> {
-        let i = self.files.iter().position(|a| {
-            a.name == name
-                && a.contents == contents
-                && a.mode == mode
-                && a.alias.as_ref().map(|s| s.path.as_path()) == alias
-        });
-        let taken = i.map(|i| self.files.swap_remove(i));
-        self.discard(name);
-        taken.map(|a| (a.file, a.alias))
-    }
-
-    /// Drops (and so removes) what was staged for `name`.
-    pub fn discard(&mut self, name: &str) {
-        self.files.retain(|a| a.name != name);
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -143,190 +113,178 @@ impl Writer {
         &self.dir
     }
 
-    /// Writes `name` atomically with `mode`. Returns whether the file changed.
-    pub fn write(&self, name: &str, contents: &[u8], mode: u32) -> Result<bool, WriteError> {
-        match self.stage(name, contents, mode)? {
-            Some(staged) => self.commit(vec![staged]).map(|_| true),
-            None => Ok(false),
-        }
-    }
-
-    /// Writes a set of files so that a failure while writing any of them (a full disk)
-    /// replaces none: every temporary file is written and fsynced first, then all are
-    /// renamed, then the directory is fsynced once. Returns the names that changed.
-    pub fn write_all<'n, 'c>(
-        &self,
-        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
-    ) -> Result<Vec<&'n str>, WriteError> {
-        let (staged, names) = self.stage_all(files, &mut Prestaged::default())?;
-        if !staged.is_empty() {
-            self.commit(staged)?;
-        }
-        Ok(names)
-    }
-
-    /// [`Writer::write_all`] for `files`, then `last` (always written) under its own name
-    /// and under `alias`, renamed in that order, in the same set. `alias` is a second hard
-    /// link to `last`'s temporary file: the same bytes, mode and owner from one write and
-    /// one fsync. `state` publishes `status.json` and the `ready` marker this way, one
-    /// fsync fewer on the path every task start waits for. A file of `files` found in
-    /// `prestaged` with the same bytes and mode is not written again. Returns the names of
-    /// `files` that changed.
-    pub fn write_all_with_alias<'n, 'c>(
-        &self,
-        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
-        (name, contents, mode): (&str, &[u8], u32),
-        alias: &str,
-        mut prestaged: Prestaged,
-    ) -> Result<Vec<&'n str>, WriteError> {
-        let (mut staged, names) = self.stage_all(files, &mut prestaged)?;
-        let (first, second) =
-            match prestaged.take(name, contents, mode, Some(&self.dir.join(alias))) {
-                Some(ahead) => ahead,
-                None => self.stage_new(name, contents, mode, Some(alias))?,
-            };
-        staged.push(first);
-        staged.extend(second);
-        self.commit(staged)?;
-        Ok(names)
-    }
-
-    /// Stages, ahead of their publish, those of `files` that are not already right.
-    pub fn prestage(
-        &self,
-        files: Vec<(&'static str, Vec<u8>, u32)>,
-    ) -> Result<Prestaged, WriteError> {
-        let mut out = Prestaged::default();
-        for (name, contents, mode) in files {
-            if let Some(file) = self.stage(name, &contents, mode)? {
-                out.files.push(Ahead {
-                    name,
-                    contents,
-                    mode,
-                    file,
-                    alias: None,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Stages `name` (always: it is written whether or not the file in place has these
-    /// bytes) with a second link for `alias`, ahead of a [`Writer::write_all_with_alias`]
-    /// that will very likely publish exactly these bytes.
-    pub fn prestage_with_alias(
-        &self,
-        prestaged: &mut Prestaged,
-        (name, contents, mode): (&'static str, Vec<u8>, u32),
-        alias: &str,
-    ) -> Result<(), WriteError> {
-        let (file, alias) = self.stage_new(name, &contents, mode, Some(alias))?;
-        prestaged.files.push(Ahead {
-            name,
-            contents,
-            mode,
-            file,
-            alias,
-        });
-        Ok(())
-    }
-
-    fn stage_all<'n, 'c>(
-        &self,
-        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
-        prestaged: &mut Prestaged,
-    ) -> Result<(Vec<Staged>, Vec<&'n str>), WriteError> {
-        let mut staged = Vec::new();
-        let mut names = Vec::new();
-        for (name, contents, mode) in files {
-            let file = match prestaged.take(name, contents, mode, None) {
-                Some((ahead, _)) => Some(ahead),
-                None => self.stage(name, contents, mode)?,
-            };
-            if let Some(file) = file {
-                staged.push(file);
-                names.push(name);
-            }
-        }
-        Ok((staged, names))
-    }
-
-    /// A complete, fsynced temporary file for `name`, or `None` when the file is already
-    /// right. Dropping it removes the temporary file.
-    fn stage(&self, name: &str, contents: &[u8], mode: u32) -> Result<Option<Staged>, WriteError> {
-        if self.is_current(&self.dir.join(name), contents, mode) {
-            return Ok(None);
-        }
-        self.stage_new(name, contents, mode, None)
-            .map(|(staged, _)| Some(staged))
-    }
-
-    /// A second temporary name (hard link) for the file at `tmp_file`, to be renamed to
-    /// `name`. tempfile picks the random name as it does for `stage_new`: link(2) never
-    /// follows a symlink planted there, it fails with EEXIST and another name is tried.
-    fn link_temporary(&self, tmp_file: &Path, name: &str) -> Result<Staged, WriteError> {
+    fn error(&self, op: &'static str, name: &str) -> impl FnOnce(io::Error) -> WriteError {
         let path = self.dir.join(name);
-        match tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(TEMP_SUFFIX)
-            .make_in(&self.dir, |link| fs::hard_link(tmp_file, link))
-        {
-            Ok(linked) => Ok(Staged {
-                tmp: linked.into_temp_path(),
-                path,
-            }),
-            Err(source) => Err(WriteError {
-                op: "link a temporary file for",
-                path,
-                source,
-            }),
-        }
+        move |source| WriteError { op, path, source }
     }
 
-    /// The temporary file for `name`, and with `alias` a second link to it.
-    fn stage_new(
+    /// Writes a single file atomically (not part of the set). Returns whether it changed.
+    pub fn write(&self, file: &File) -> Result<bool, WriteError> {
+        if self.is_current(&self.dir, file) {
+            return Ok(false);
+        }
+        let (staged, _) = self.stage_file(file, None)?;
+        self.commit(vec![staged]).map(|()| true)
+    }
+
+    /// Publishes `set` as the current version (see the module doc). Returns the names
+    /// whose bytes, mode or owner changed; nothing is written when none did.
+    pub fn publish(&self, set: &[File]) -> Result<Vec<&'static str>, WriteError> {
+        self.publish_then(set, None)
+    }
+
+    /// [`Writer::publish`], then `last` under its own name and as `alias`, a second hard
+    /// link to the same file (one write, one fsync), renamed after the set: `state`
+    /// publishes `status.json` and the `ready` marker this way, so the marker appears
+    /// only once everything else is in place. One out-dir fsync for all of it.
+    pub fn publish_with_marker(
         &self,
-        name: &str,
-        contents: &[u8],
-        mode: u32,
+        set: &[File],
+        last: &File,
+        alias: &str,
+    ) -> Result<Vec<&'static str>, WriteError> {
+        self.publish_then(set, Some((last, alias)))
+    }
+
+    fn publish_then(
+        &self,
+        set: &[File],
+        last: Option<(&File, &str)>,
+    ) -> Result<Vec<&'static str>, WriteError> {
+        let current = self.current_version();
+        let changed: Vec<&'static str> = set
+            .iter()
+            .filter(|f| !current.as_ref().is_some_and(|v| self.is_current(v, f)))
+            .map(|f| f.name)
+            .collect();
+        let mut renames = Vec::new();
+        let mut version = None;
+        if !changed.is_empty() {
+            let (dir, link) = self.stage_version(set)?;
+            version = Some(dir);
+            renames.push(link);
+        }
+        for f in set {
+            if !self.links_into_data(f.name) {
+                renames.push(self.stage_symlink(f.name, &Path::new(DATA_LINK).join(f.name))?);
+            }
+        }
+        if let Some((file, alias)) = last {
+            let (first, second) = self.stage_file(file, Some(alias))?;
+            renames.push(first);
+            renames.extend(second);
+        }
+        if !renames.is_empty() {
+            self.commit(renames)?;
+        }
+        if let Some(dir) = version {
+            // Current now: kept. The previous version and any link to a name this set no
+            // longer has are removed; whatever a failure here leaves, the next start
+            // sweeps.
+            let _ = dir.keep();
+            if let Some(old) = current {
+                let _ = fs::remove_dir_all(old);
+            }
+            self.remove_links_outside(set);
+        }
+        Ok(changed)
+    }
+
+    /// A new version directory holding `set`, written and fsynced, and a temporary
+    /// `..data` symlink to it, waiting for its rename.
+    fn stage_version(&self, set: &[File]) -> Result<(tempfile::TempDir, Staged), WriteError> {
+        let dir = tempfile::Builder::new()
+            .prefix(VERSION_PREFIX)
+            .suffix("")
+            .tempdir_in(&self.dir)
+            .map_err(self.error("create a version directory in", ""))?;
+        let path = dir.path().to_path_buf();
+        let name = dir_name(&path);
+        // Readable by the app's user, whatever it is; each file's own mode guards it.
+        fs::set_permissions(&path, Permissions::from_mode(0o755))
+            .map_err(self.error("set the mode of", &name))?;
+        for f in set {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(f.mode)
+                .open(path.join(f.name))
+                .map_err(self.error("create", f.name))?;
+            self.fill(&mut file, f)?;
+        }
+        FsFile::open(&path)
+            .and_then(|d| d.sync_all())
+            .map_err(self.error("fsync", &name))?;
+        let link = self.stage_symlink(DATA_LINK, Path::new(&name))?;
+        Ok((dir, link))
+    }
+
+    /// Mode (exactly: the umask may have narrowed it at creation), owner, then the bytes,
+    /// then fsync.
+    fn fill(&self, file: &mut FsFile, f: &File) -> Result<(), WriteError> {
+        file.set_permissions(Permissions::from_mode(f.mode))
+            .map_err(self.error("set the mode of", f.name))?;
+        if let Some(o) = self.owner {
+            std::os::unix::fs::fchown(&*file, Some(o.uid), o.gid)
+                .map_err(self.error("chown", f.name))?;
+        }
+        file.write_all(&f.contents)
+            .map_err(self.error("write", f.name))?;
+        file.sync_all().map_err(self.error("fsync", f.name))
+    }
+
+    /// The temporary file for a single file, and with `alias` a second link to it.
+    fn stage_file(
+        &self,
+        f: &File,
         alias: Option<&str>,
     ) -> Result<(Staged, Option<Staged>), WriteError> {
-        let path = self.dir.join(name);
-        let err = |op| {
-            let path = path.clone();
-            move |source| WriteError { op, path, source }
-        };
         // O_CREAT|O_EXCL on a random name: a symlink planted at a temporary name is never
         // followed, and rename replaces a planted symlink at the final name itself.
         let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
+            .prefix(&format!(".{}.", f.name))
             .suffix(TEMP_SUFFIX)
-            .permissions(Permissions::from_mode(mode))
+            .permissions(Permissions::from_mode(f.mode))
             .tempfile_in(&self.dir)
-            .map_err(err("create a temporary file for"))?;
+            .map_err(self.error("create a temporary file for", f.name))?;
         // Linked while this process still owns the file: after the chown to --owner, a
         // sidecar dropped to another uid may not link it (fs.protected_hardlinks).
         let second = alias
-            .map(|a| self.link_temporary(tmp.path(), a))
+            .map(|a| self.stage_name(a, |link| fs::hard_link(tmp.path(), link)))
             .transpose()?;
-        // The umask may have narrowed the mode at creation (never widened it): set it
-        // exactly, still before any data.
-        tmp.as_file()
-            .set_permissions(Permissions::from_mode(mode))
-            .map_err(err("set the mode of"))?;
-        if let Some(o) = self.owner {
-            std::os::unix::fs::fchown(tmp.as_file(), Some(o.uid), o.gid).map_err(err("chown"))?;
-        }
-        tmp.write_all(contents).map_err(err("write"))?;
-        tmp.as_file().sync_all().map_err(err("fsync"))?;
+        self.fill(tmp.as_file_mut(), f)?;
         let first = Staged {
             tmp: tmp.into_temp_path(),
-            path,
+            path: self.dir.join(f.name),
         };
         Ok((first, second))
     }
 
-    /// Renames staged files into place, then fsyncs the directory once.
+    /// A symlink to `target` at a temporary name, to be renamed to `name`.
+    fn stage_symlink(&self, name: &str, target: &Path) -> Result<Staged, WriteError> {
+        self.stage_name(name, |link| std::os::unix::fs::symlink(target, link))
+    }
+
+    /// Makes something (a link) at a fresh temporary name for `name`. tempfile picks the
+    /// random name and retries on EEXIST: link(2) and symlink(2) never follow a symlink
+    /// planted there.
+    fn stage_name(
+        &self,
+        name: &str,
+        make: impl Fn(&Path) -> io::Result<()>,
+    ) -> Result<Staged, WriteError> {
+        let made = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(TEMP_SUFFIX)
+            .make_in(&self.dir, |p| make(p))
+            .map_err(self.error("link a temporary name for", name))?;
+        Ok(Staged {
+            tmp: made.into_temp_path(),
+            path: self.dir.join(name),
+        })
+    }
+
+    /// Renames staged names into place in order, then fsyncs the out-dir once.
     fn commit(&self, staged: Vec<Staged>) -> Result<(), WriteError> {
         for Staged { tmp, path } in staged {
             tmp.persist(&path).map_err(|e| WriteError {
@@ -338,61 +296,95 @@ impl Writer {
         self.sync_dir()
     }
 
-    /// Removes temporary files a killed run left behind (names `.NAME.XXXXXX.tmp`, this
-    /// writer's own scheme; nothing else is touched). Returns how many were removed.
-    pub fn sweep_temporaries(&self) -> Result<usize, WriteError> {
-        let entries = fs::read_dir(&self.dir).map_err(|source| WriteError {
-            op: "list",
-            path: self.dir.clone(),
-            source,
-        })?;
+    /// The current version's directory: where `..data` points, when that is one of ours
+    /// (a bare `..v.XXXXXX` name that is a real directory).
+    fn current_version(&self) -> Option<PathBuf> {
+        let target = fs::read_link(self.dir.join(DATA_LINK)).ok()?;
+        let name = target.to_str().filter(|n| is_version(n))?;
+        let path = self.dir.join(name);
+        fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_dir())
+            .then_some(path)
+    }
+
+    /// Whether the visible `name` is already our symlink into `..data`.
+    fn links_into_data(&self, name: &str) -> bool {
+        fs::read_link(self.dir.join(name)).is_ok_and(|t| t == Path::new(DATA_LINK).join(name))
+    }
+
+    /// Removes visible symlinks into `..data` for names `set` does not have (the
+    /// `password` file when IAM authentication was turned off): they would dangle.
+    fn remove_links_outside(&self, set: &[File]) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name != DATA_LINK
+                && !set.iter().any(|f| f.name == name)
+                && self.links_into_data(name)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Removes what a killed run left behind: temporary names (`.NAME.XXXXXX.tmp`) and
+    /// version directories `..data` does not point to; nothing else is touched. Returns
+    /// how many were removed.
+    pub fn sweep(&self) -> Result<usize, WriteError> {
+        let entries = fs::read_dir(&self.dir).map_err(self.error("list", ""))?;
+        let current = self.current_version();
         let mut removed = 0;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if is_temporary(name) {
-                self.remove(name)?;
-                removed += 1;
+            let path = entry.path();
+            if !(is_temporary(name) || is_version(name) && Some(&path) != current.as_ref()) {
+                continue;
+            }
+            // Never followed: a symlink is removed itself, a directory with what is in it.
+            let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+            let result = if is_dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(self.error("remove", name)(source)),
             }
         }
         Ok(removed)
     }
 
-    /// Removes `name` if present. Not fsynced on its own: the caller's next [`write`]
-    /// fsyncs the directory, which makes the removal durable with it (one fsync, not two,
-    /// on the start-up path).
-    ///
-    /// [`write`]: Writer::write
+    /// Removes `name` if present. Not fsynced on its own: the caller's next write fsyncs
+    /// the directory, which makes the removal durable with it.
     pub fn remove(&self, name: &str) -> Result<(), WriteError> {
-        let path = self.dir.join(name);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(WriteError {
-                op: "remove",
-                path,
-                source,
-            }),
+        match fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.error("remove", name)(e)),
+            _ => Ok(()),
         }
     }
 
     fn sync_dir(&self) -> Result<(), WriteError> {
-        File::open(&self.dir)
+        FsFile::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| WriteError {
-                op: "fsync the directory",
-                path: self.dir.clone(),
-                source,
-            })
+            .map_err(self.error("fsync the directory", ""))
     }
 
-    fn is_current(&self, path: &Path, contents: &[u8], mode: u32) -> bool {
-        let Ok(meta) = fs::symlink_metadata(path) else {
+    /// Whether `dir/NAME` is a regular file (not followed if a symlink) with exactly these
+    /// bytes, mode and owner.
+    fn is_current(&self, dir: &Path, f: &File) -> bool {
+        let path = dir.join(f.name);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             return false;
         };
         if !meta.file_type().is_file()
-            || meta.mode() & 0o7777 != mode
-            || meta.len() != contents.len() as u64
+            || meta.mode() & 0o7777 != f.mode
+            || meta.len() != f.contents.len() as u64
         {
             return false;
         }
@@ -401,8 +393,14 @@ impl Writer {
         {
             return false;
         }
-        fs::read(path).is_ok_and(|existing| existing == contents)
+        fs::read(&path).is_ok_and(|existing| existing == f.contents)
     }
+}
+
+fn dir_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -416,18 +414,60 @@ mod tests {
         fs::metadata(p).expect("exists").permissions().mode() & 0o7777
     }
 
+    fn file(name: &'static str, contents: &[u8], mode: u32) -> File {
+        File {
+            name,
+            contents: contents.to_vec(),
+            mode,
+        }
+    }
+
+    /// The names in `dir`, sorted, with the version directory's random part as `XXXXXX`.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = listing(dir)
+            .into_iter()
+            .map(|n| {
+                if is_version(&n) {
+                    "..v.XXXXXX".into()
+                } else {
+                    n
+                }
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn writes_with_the_requested_mode_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Writer::new(dir.path(), None).expect("writer");
-        assert!(w.write("pgpass", b"h:5432:*:u:p\n", 0o600).expect("write"));
-        assert!(
-            w.write("pg_service.conf", b"[app]\n", 0o644)
-                .expect("write")
+        let set = [
+            file("pgpass", b"h:5432:*:u:p\n", 0o600),
+            file("pg_service.conf", b"[app]\n", 0o644),
+        ];
+        assert_eq!(
+            w.publish(&set).expect("publish"),
+            ["pgpass", "pg_service.conf"]
         );
+        assert!(w.write(&file("status.json", b"{}", 0o644)).expect("write"));
         assert_eq!(mode_of(&dir.path().join("pgpass")), 0o600);
         assert_eq!(mode_of(&dir.path().join("pg_service.conf")), 0o644);
-        assert_eq!(listing(dir.path()), ["pg_service.conf", "pgpass"]);
+        assert_eq!(mode_of(&dir.path().join("status.json")), 0o644);
+        assert_eq!(
+            names(dir.path()),
+            [
+                "..data",
+                "..v.XXXXXX",
+                "pg_service.conf",
+                "pgpass",
+                "status.json"
+            ]
+        );
+        assert_eq!(
+            fs::read_link(dir.path().join("pgpass")).expect("a symlink"),
+            Path::new("..data/pgpass")
+        );
     }
 
     #[test]
@@ -435,22 +475,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Writer::new(dir.path(), None).expect("writer");
         let p = dir.path().join("f");
-        w.write("f", b"same", 0o644).expect("write");
+        let set = |mode| [file("f", b"same", mode), file("g", b"other", 0o644)];
+        w.publish(&set(0o644)).expect("publish");
         let old = SystemTime::now() - Duration::from_secs(3600);
-        File::options()
+        FsFile::options()
             .write(true)
             .open(&p)
             .expect("open")
             .set_modified(old)
             .expect("set mtime");
-        assert!(!w.write("f", b"same", 0o644).expect("write"));
+        let version = fs::read_link(dir.path().join(DATA_LINK)).expect("..data");
+        assert!(w.publish(&set(0o644)).expect("publish").is_empty());
         assert_eq!(
             fs::metadata(&p).expect("meta").modified().expect("mtime"),
             old
         );
-        // A different mode alone is a change.
-        assert!(w.write("f", b"same", 0o600).expect("write"));
+        assert_eq!(
+            fs::read_link(dir.path().join(DATA_LINK)).expect("..data"),
+            version
+        );
+        // A different mode alone is a change, and only that file is named.
+        assert_eq!(w.publish(&set(0o600)).expect("publish"), ["f"]);
         assert_eq!(mode_of(&p), 0o600);
+        // A single file likewise.
+        let single = file("s", b"x", 0o644);
+        assert!(w.write(&single).expect("write"));
+        assert!(!w.write(&single).expect("write"));
     }
 
     #[test]
@@ -458,14 +508,80 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Writer::new(dir.path(), None).expect("writer");
         let p = dir.path().join("f");
-        w.write("f", b"old", 0o644).expect("write");
-        let reader = File::open(&p).expect("open");
+        w.publish(&[file("f", b"old", 0o644)]).expect("publish");
+        let reader = FsFile::open(&p).expect("open");
         let ino = fs::metadata(&p).expect("meta").ino();
-        w.write("f", b"new contents", 0o644).expect("write");
+        w.publish(&[file("f", b"new contents", 0o644)])
+            .expect("publish");
         assert_ne!(fs::metadata(&p).expect("meta").ino(), ino);
         // The reader that opened the old file still reads the old bytes in full.
         assert_eq!(io::read_to_string(reader).expect("read"), "old");
         assert_eq!(fs::read_to_string(&p).expect("read"), "new contents");
+        // The old version's directory is gone; one version is left.
+        assert_eq!(names(dir.path()), ["..data", "..v.XXXXXX", "f"]);
+    }
+
+    #[test]
+    fn a_new_version_replaces_every_file_of_the_set_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        w.publish(&[file("a", b"a1", 0o644), file("b", b"b1", 0o600)])
+            .expect("publish");
+        // What a reader resolving `..data` once sees: both files of one version.
+        let before = fs::read_link(dir.path().join(DATA_LINK)).expect("..data");
+        w.publish(&[file("a", b"a2", 0o644), file("b", b"b2", 0o600)])
+            .expect("publish");
+        let after = fs::read_link(dir.path().join(DATA_LINK)).expect("..data");
+        assert_ne!(before, after);
+        let read = |name: &str| fs::read(dir.path().join(&after).join(name)).expect(name);
+        assert_eq!((read("a"), read("b")), (b"a2".to_vec(), b"b2".to_vec()));
+        assert!(!dir.path().join(before).exists(), "the old version removed");
+    }
+
+    #[test]
+    fn a_name_dropped_from_the_set_loses_its_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        w.publish(&[file("a", b"1", 0o644), file("password", b"t", 0o600)])
+            .expect("publish");
+        // A symlink of someone else's pointing elsewhere is not ours to remove.
+        std::os::unix::fs::symlink("elsewhere", dir.path().join("theirs")).expect("symlink");
+        w.publish(&[file("a", b"2", 0o644)]).expect("publish");
+        assert_eq!(names(dir.path()), ["..data", "..v.XXXXXX", "a", "theirs"]);
+    }
+
+    #[test]
+    fn files_of_the_earlier_single_file_layout_become_links() {
+        // What an earlier release left: regular files at the visible names.
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("pgpass"), "h:1:*:u:old\n").expect("old pgpass");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        let changed = w
+            .publish(&[file("pgpass", b"h:1:*:u:old\n", 0o600)])
+            .expect("publish");
+        assert_eq!(changed, ["pgpass"], "not in a version yet: published anew");
+        assert_eq!(
+            fs::read_link(dir.path().join("pgpass")).expect("a symlink now"),
+            Path::new("..data/pgpass")
+        );
+        assert_eq!(mode_of(&dir.path().join("pgpass")), 0o600);
+    }
+
+    #[test]
+    fn a_planted_data_link_is_replaced_never_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("elsewhere");
+        fs::write(elsewhere.path().join("pgpass"), "h:1:*:u:p\n").expect("decoy");
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(DATA_LINK)).expect("plant");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        // The decoy has the very bytes to publish: it must not count as current.
+        let changed = w
+            .publish(&[file("pgpass", b"h:1:*:u:p\n", 0o600)])
+            .expect("publish");
+        assert_eq!(changed, ["pgpass"]);
+        let target = fs::read_link(dir.path().join(DATA_LINK)).expect("..data");
+        assert!(is_version(&target.to_string_lossy()), "{target:?}");
+        assert_eq!(listing(elsewhere.path()), ["pgpass"], "the decoy untouched");
     }
 
     #[test]
@@ -487,11 +603,10 @@ mod tests {
         fs::write(&victim, "keep").expect("victim");
         std::os::unix::fs::symlink(&victim, dir.path().join("marker")).expect("symlink");
         let changed = w
-            .write_all_with_alias(
-                [("a", &b"1"[..], 0o600)],
-                ("status", b"{}", 0o644),
+            .publish_with_marker(
+                &[file("a", b"1", 0o600)],
+                &file("status", b"{}", 0o644),
                 "marker",
-                Prestaged::default(),
             )
             .expect("write");
         assert_eq!(changed, ["a"]);
@@ -504,126 +619,76 @@ mod tests {
         assert_eq!(mode_of(&dir.path().join("marker")), 0o644);
         assert_eq!(fs::read(&victim).expect("victim"), b"keep");
         // Replacing the first name leaves the alias with what it had.
-        w.write("status", b"{\"later\":1}", 0o644).expect("rewrite");
+        w.write(&file("status", b"{\"later\":1}", 0o644))
+            .expect("rewrite");
         assert_eq!(fs::read(dir.path().join("marker")).expect("marker"), b"{}");
-        assert_eq!(listing(dir.path()), ["a", "marker", "status", "victim"]);
-    }
-
-    #[test]
-    fn a_prestaged_file_is_used_only_for_the_same_bytes_and_mode() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let w = Writer::new(dir.path(), None).expect("writer");
-        let ahead = || {
-            w.prestage(vec![
-                ("a", b"1".to_vec(), 0o600),
-                ("b", b"2".to_vec(), 0o600),
-            ])
-            .expect("prestage")
-        };
-        let temp_inode = |name: &str| {
-            listing(dir.path())
-                .iter()
-                .find(|n| n.starts_with(&format!(".{name}.")))
-                .map(|n| fs::metadata(dir.path().join(n)).expect("temp").ino())
-                .expect("a temporary file")
-        };
-        let prestaged = ahead();
-        let a = temp_inode("a");
-        // `a` as staged; `b` with other bytes: staged anew, the early one dropped.
-        let changed = w
-            .write_all_with_alias(
-                [("a", &b"1"[..], 0o600), ("b", &b"3"[..], 0o600)],
-                ("status", b"{}", 0o644),
-                "marker",
-                prestaged,
-            )
-            .expect("write");
-        assert_eq!(changed, ["a", "b"]);
-        let ino = |name: &str| fs::metadata(dir.path().join(name)).expect(name).ino();
-        assert_eq!(ino("a"), a, "the prestaged file itself was renamed");
-        // The early `b` is removed before the new one is created (its inode number may
-        // come back): the bytes tell them apart.
-        assert_eq!(fs::read(dir.path().join("b")).expect("b"), b"3");
-        assert_eq!(listing(dir.path()), ["a", "b", "marker", "status"]);
-        // A file already right is not staged ahead; one that is not, until dropped.
-        let again = ahead();
-        assert_eq!(again.files.len(), 1);
-        assert_eq!(again.files[0].name, "b");
-        drop(again);
-        assert_eq!(listing(dir.path()), ["a", "b", "marker", "status"]);
-    }
-
-    #[test]
-    fn a_file_prestaged_with_an_alias_is_used_only_with_the_same_alias() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let w = Writer::new(dir.path(), None).expect("writer");
-        let ino = |name: &str| fs::metadata(dir.path().join(name)).expect(name).ino();
-        let ahead = |alias| {
-            let mut p = Prestaged::default();
-            w.prestage_with_alias(&mut p, ("status", b"{}".to_vec(), 0o644), alias)
-                .expect("prestage");
-            let staged = listing(dir.path())
-                .into_iter()
-                .find(|n| n.starts_with(".status."))
-                .expect("staged");
-            (p, ino(&staged))
-        };
-        // Another alias: written anew, the staged pair removed (nothing named `other`).
-        let (p, _) = ahead("other");
-        w.write_all_with_alias([], ("status", b"{}", 0o644), "marker", p)
-            .expect("write");
-        assert_eq!(ino("status"), ino("marker"));
-        assert_eq!(listing(dir.path()), ["marker", "status"]);
-        // The same alias and bytes: the staged pair itself, under both names.
-        let (p, staged) = ahead("marker");
-        w.write_all_with_alias([], ("status", b"{}", 0o644), "marker", p)
-            .expect("write");
-        assert_eq!((ino("status"), ino("marker")), (staged, staged));
-        assert_eq!(listing(dir.path()), ["marker", "status"]);
-        // As a plain file of the set it does not match: it has a second link to place.
-        let (mut p, _) = ahead("marker");
-        assert!(p.take("status", b"{}", 0o644, None).is_none());
-        drop(p);
-        assert_eq!(listing(dir.path()), ["marker", "status"]);
+        assert_eq!(
+            names(dir.path()),
+            ["..data", "..v.XXXXXX", "a", "marker", "status", "victim"]
+        );
     }
 
     #[test]
     fn a_set_that_cannot_be_written_in_full_replaces_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Writer::new(dir.path(), None).expect("writer");
-        w.write("a", b"old a", 0o644).expect("write");
-        // A directory where the second file's final name should be: its staging works,
-        // its rename cannot, and staging the third fails outright on an invalid name.
+        w.publish(&[file("a", b"old a", 0o644)]).expect("publish");
+        // Staging the second file fails outright on an invalid name.
         let err = w
-            .write_all([("a", &b"new a"[..], 0o644), ("b/c", &b"new c"[..], 0o644)])
+            .publish(&[file("a", b"new a", 0o644), file("b/c", b"new c", 0o644)])
             .expect_err("b/c cannot be staged");
         assert!(err.to_string().contains("b/c"), "{err}");
         assert_eq!(fs::read(dir.path().join("a")).expect("a"), b"old a");
-        assert_eq!(listing(dir.path()), ["a"], "no temporary file left");
+        assert_eq!(
+            names(dir.path()),
+            ["..data", "..v.XXXXXX", "a"],
+            "no temporary file or version left"
+        );
     }
 
     #[test]
-    fn sweep_removes_only_this_writers_temporaries() {
+    fn sweep_removes_only_this_writers_temporaries_and_stale_versions() {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Writer::new(dir.path(), None).expect("writer");
+        w.publish(&[file("a", b"1", 0o644)]).expect("publish");
         for name in [".pgpass.Ab3dE9.tmp", ".status.json.zzzzzz.tmp"] {
             fs::write(dir.path().join(name), "partial").expect("plant");
         }
-        for name in [".keep.tmp", "app.tmp", ".x.toolong1.tmp", "pgpass"] {
+        // A directory at a temporary name, and a version a killed run staged.
+        fs::create_dir_all(dir.path().join(".pgpass.DIR123.tmp/inside")).expect("plant dir");
+        fs::create_dir(dir.path().join("..v.Stale1")).expect("plant version");
+        fs::write(dir.path().join("..v.Stale1/pgpass"), "old").expect("plant");
+        for name in [
+            ".keep.tmp",
+            "app.tmp",
+            ".x.toolong1.tmp",
+            "pgpass",
+            "..v.other",
+        ] {
             fs::write(dir.path().join(name), "other").expect("plant");
         }
-        assert_eq!(w.sweep_temporaries().expect("sweep"), 2);
+        assert_eq!(w.sweep().expect("sweep"), 4);
         assert_eq!(
-            listing(dir.path()),
-            [".keep.tmp", ".x.toolong1.tmp", "app.tmp", "pgpass"]
+            names(dir.path()),
+            [
+                "..data",
+                "..v.XXXXXX",
+                "..v.other",
+                ".keep.tmp",
+                ".x.toolong1.tmp",
+                "a",
+                "app.tmp",
+                "pgpass"
+            ]
         );
+        assert_eq!(fs::read(dir.path().join("a")).expect("a"), b"1");
     }
 
     #[test]
     fn remove_is_idempotent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Writer::new(dir.path(), None).expect("writer");
-        w.write("ready", b"1\n", 0o644).expect("write");
+        w.write(&file("ready", b"1\n", 0o644)).expect("write");
         w.remove("ready").expect("remove");
         w.remove("ready").expect("remove again");
         assert!(!dir.path().join("ready").exists());

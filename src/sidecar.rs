@@ -11,39 +11,18 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::class::ErrorClass;
-use crate::config::MAX_IAM_RENEWAL;
-use crate::config::{Config, ConfigError};
-use crate::db::connect::DbError;
-use crate::db::establish::validate;
-use crate::db::wait::{Event, LoginAttempt, drive, sign};
+use crate::config::{Config, ConfigError, MAX_IAM_RENEWAL};
+use crate::db::wait::{Event, LoginAttempt, drive};
 use crate::error::Error;
 use crate::exec::{find_program, replace_process};
-use crate::iam::{IamError, Signer};
-use crate::outdir::{WriteError, Writer};
-use crate::refresh::{self, Checked, Checker, Timing};
-use crate::render::{self, Inputs, Reveal};
+use crate::iam::Signer;
+use crate::outdir::Writer;
+use crate::refresh::{self, RefreshCheck, Timing};
+use crate::render::{self, Reveal};
 use crate::report::{chain, millis};
-use crate::secret::{Check, Resolved, Resolver, SecretError, Source, Target, resolve_local};
+use crate::secret::{Resolved, Resolver};
 use crate::signal::Wakes;
-use crate::state::{Auth, Expected, Phase, State};
-
-fn inputs<'a>(config: &'a Config, target: &'a Target, reveal: Reveal) -> Inputs<'a> {
-    Inputs {
-        target,
-        reveal,
-        service_name: &config.service_name,
-        url_scheme: config.url_scheme,
-        sslmode: config.sslmode,
-        has_ca: config.ca.is_some(),
-        app_dir: &config.app_dir,
-        iam: config.iam.is_some(),
-    }
-}
-
-fn files(config: &Config, target: &Target, reveal: Reveal) -> Vec<render::File> {
-    let ca = config.ca.as_ref().map(|c| c.pem.as_slice());
-    render::files(&inputs(config, target, reveal), ca)
-}
+use crate::state::{Auth, Phase, State};
 
 fn log_start(command: &str, config: &Config) {
     // Redacted by construction: Config holds the secret's *location*, never its value.
@@ -78,17 +57,14 @@ struct Prepared {
 /// before ready is `Error::Interrupted`, with phase `stopping` recorded.
 async fn prepare(
     config: &Config,
-    Started { state, early }: &mut Started,
+    state: &mut State,
     wakes: &mut impl Wakes,
 ) -> Result<Prepared, Error> {
-    let mut resolver =
-        Resolver::new(config.source.clone(), config.overrides.clone()).with_first(early.take());
+    let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
     let mut signer = config.iam.as_ref().map(|i| Signer::new(i.region.clone()));
     // Written with the first failure (the observer always writes the first ones): in the
-    // common case the first login works and `starting` goes straight to `ready`, two
-    // fewer fsyncs on the path every task start waits for.
+    // common case the first login works and `starting` goes straight to `ready`.
     state.status.phase = Phase::Waiting;
-    let start_failure = state.start_failure();
     let mut observer = WaitObserver::new(config.provisioning.create);
     let outcome = {
         let mut job = LoginAttempt::new(
@@ -104,9 +80,6 @@ async fn prepare(
         tokio::select! {
             r = wait => r.map_err(Error::from),
             sig = wakes.stop() => Err(Error::Interrupted(sig)),
-            // The start-up writes run beside the first attempt (`State::begin`): an
-            // out-dir that cannot be written ends the wait at once.
-            e = start_failure => Err(Error::from(e)),
         }
     };
     let (ready, attempts) = outcome.inspect_err(|e| {
@@ -121,12 +94,8 @@ async fn prepare(
     }
     // The files, status.json and the marker as one set: one directory fsync on the path
     // every task start waits for, and nothing replaced if any of them cannot be written.
-    let set = files(config, target, Reveal::Password);
-    let changed = state.publish_ready(
-        attempts,
-        ready.resolved.version.clone(),
-        set.iter().map(|f| (f.name, f.contents.as_slice(), f.mode)),
-    )?;
+    let set = config.files(target, Reveal::Password);
+    let changed = state.publish_ready(attempts, ready.resolved.version.clone(), &set)?;
     tracing::info!(
         attempts,
         database = %target.database,
@@ -143,43 +112,17 @@ async fn prepare(
     })
 }
 
-/// The state of a run, and what a local source said at start-up.
-struct Started {
-    state: State,
-    early: Option<Resolved>,
-}
-
-/// Logs the start and begins the start-up writes. A local source (env, file, libpq) is
-/// read once here: its files, and the `status.json` a first login that works publishes,
-/// are rendered and staged by the start-up thread while the first login runs (their
-/// fsyncs then do not wait for it), and the first attempt uses the same answer instead of
-/// reading it again. Not with Secrets Manager (a network call that belongs to the wait,
-/// with its retries) or IAM (each attempt signs its own token, which is a file of the set).
-fn start(command: &str, config: &Config) -> Result<Started, Error> {
+/// Logs the start and does the start-up writes (a stale marker removed, `starting`).
+fn start(command: &str, config: &Config) -> Result<State, Error> {
     log_start(command, config);
     let writer = Writer::new(&config.out_dir, config.owner)?;
-    let local = config.iam.is_none() && !matches!(config.source, Source::SecretsManager { .. });
-    // An error here is the wait's to report, with its classes and retries.
-    let early = local
-        .then(|| resolve_local(&config.source, &config.overrides).ok())
-        .flatten();
-    let expected = early.as_ref().map(|r| Expected {
-        files: files(config, &r.target, Reveal::Password)
-            .into_iter()
-            .map(|f| (f.name, f.contents, f.mode))
-            .collect(),
-        secret_version: r.version.clone(),
-    });
-    Ok(Started {
-        state: State::begin(writer, expected),
-        early,
-    })
+    Ok(State::start(writer)?)
 }
 
 /// `once`: steps 1–5, then exit.
 pub async fn once(config: &Config, wakes: &mut impl Wakes) -> Result<(), Error> {
-    let mut started = start("once", config)?;
-    prepare(config, &mut started, wakes).await.map(|_| ())
+    let mut state = start("once", config)?;
+    prepare(config, &mut state, wakes).await.map(|_| ())
 }
 
 /// `run`: steps 1–6. Returns (exit 0) on SIGTERM/SIGINT in every phase, files in place.
@@ -191,8 +134,8 @@ pub async fn run(
     if config.iam.is_some() && refresh_interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
         return Err(ConfigError::IamRenewalTooSlow(refresh_interval.unwrap_or_default()).into());
     }
-    let mut started = start("run", config)?;
-    let prepared = match prepare(config, &mut started, wakes).await {
+    let mut state = start("run", config)?;
+    let prepared = match prepare(config, &mut state, wakes).await {
         Err(Error::Interrupted(_)) => return Ok(()),
         other => other?,
     };
@@ -204,131 +147,21 @@ pub async fn run(
             "credentials from this source cannot change while the task runs; rotation needs a new task, so no refresh checks are made"
         );
     }
-    let mut state = started.state;
-    let mut checker = RefreshCheck {
-        config,
-        writer: state.writer().clone(),
-        resolver: prepared.resolver,
-        signer: prepared.signer,
-        published: prepared.published,
-    };
     let timing = Timing {
         interval: refresh_interval,
         check_timeout: config.policy.attempt_timeout,
         backoff: || config.policy.degraded_schedule(),
-        token_expires_at: checker.published.token_expires_at,
+        token_expires_at: prepared.published.token_expires_at,
     };
+    let mut checker = RefreshCheck::new(
+        config,
+        state.writer().clone(),
+        prepared.resolver,
+        prepared.signer,
+        prepared.published,
+    );
     refresh::drive(&mut checker, wakes, &mut state, timing, can_change).await;
     Ok(())
-}
-
-/// Why a refresh check failed; the files in place are kept.
-#[derive(Debug, thiserror::Error)]
-enum RefreshError {
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    #[error("signing a new IAM token")]
-    Iam(#[from] IamError),
-    #[error("validating the new credentials")]
-    Validate(#[from] DbError),
-    #[error("publishing the new files")]
-    Publish(#[from] WriteError),
-}
-
-impl RefreshError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            RefreshError::Secret(e) => e.class(),
-            RefreshError::Iam(e) => e.class(),
-            RefreshError::Validate(e) => e.class,
-            RefreshError::Publish(_) => ErrorClass::OutDir,
-        }
-    }
-}
-
-/// The real check: the source (DescribeSecret, or the file re-read), a one-shot
-/// validation with a real login (creating a database the new secret names), then publish.
-/// With IAM, each check also signs a new token; when the login itself (host, port, user,
-/// database) did not change, the token is published without a login.
-struct RefreshCheck<'a> {
-    config: &'a Config,
-    writer: Writer,
-    resolver: Resolver,
-    signer: Option<Signer>,
-    /// What the files in the out-dir say now.
-    published: Resolved,
-}
-
-impl RefreshCheck<'_> {
-    async fn try_check(&mut self) -> Result<Checked, RefreshError> {
-        let changed = match self.resolver.check(&self.published).await? {
-            Check::Unchanged | Check::CannotChange => None,
-            Check::Changed(c) => Some(c),
-        };
-        let Some(signer) = self.signer.as_mut() else {
-            return match changed {
-                None => Ok(Checked::Unchanged),
-                Some(c) => self.validate_and_publish(c).await,
-            };
-        };
-        match changed {
-            Some(c) if !c.target.same_place(&self.published.target) => {
-                let signed = sign(signer, c).await?;
-                self.validate_and_publish(signed).await
-            }
-            // Same place (the secret file re-read, or a new version saying the same):
-            // only the token is new.
-            maybe => {
-                let base = maybe.unwrap_or_else(|| self.published.clone());
-                let renewed = sign(signer, base).await?;
-                let set = files(self.config, &renewed.target, Reveal::Password);
-                render::publish(&self.writer, &set)?;
-                let expires_at = renewed
-                    .token_expires_at
-                    .unwrap_or_else(std::time::SystemTime::now);
-                self.published = renewed;
-                Ok(Checked::Renewed { expires_at })
-            }
-        }
-    }
-
-    async fn validate_and_publish(&mut self, candidate: Resolved) -> Result<Checked, RefreshError> {
-        tracing::info!(
-            old_version = self.published.version.as_deref(),
-            new_version = candidate.version.as_deref(),
-            "new credentials found; validating them before publishing"
-        );
-        let config = self.config;
-        let created = validate(&candidate.target, &config.tls, &config.provisioning).await?;
-        let set = files(config, &candidate.target, Reveal::Password);
-        let changed = render::publish(&self.writer, &set)?;
-        tracing::info!(
-            old_version = self.published.version.as_deref(),
-            new_version = candidate.version.as_deref(),
-            database = %candidate.target.database,
-            created,
-            changed = ?changed,
-            "new credentials validated"
-        );
-        let published = Checked::Published {
-            version: candidate.version.clone(),
-            token_expires_at: candidate.token_expires_at,
-        };
-        self.published = candidate;
-        Ok(published)
-    }
-}
-
-impl Checker for RefreshCheck<'_> {
-    async fn check(&mut self) -> Checked {
-        match self.try_check().await {
-            Ok(checked) => checked,
-            Err(e) => Checked::Failed {
-                class: e.class(),
-                message: chain(&e),
-            },
-        }
-    }
 }
 
 /// `exec`: steps 1–5, then replace this process with `command`, its environment carrying
@@ -349,13 +182,9 @@ pub async fn exec(
     // database came up.
     let path = find_program(program, std::env::var_os("PATH").as_deref())
         .map_err(|e| exec_error(program, e))?;
-    let mut started = start("exec", config)?;
-    let prepared = prepare(config, &mut started, wakes).await?;
-    let vars = render::environment(&inputs(
-        config,
-        &prepared.published.target,
-        Reveal::Password,
-    ));
+    let mut state = start("exec", config)?;
+    let prepared = prepare(config, &mut state, wakes).await?;
+    let vars = render::environment(&config.inputs(&prepared.published.target, Reveal::Password));
     tracing::info!(program = %path.display(), "exec");
     Err(exec_error(
         program,
@@ -378,10 +207,10 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
     let mut resolved = resolver.resolve().await?;
     // A token is only signed when it is to be shown: masked output needs no credentials.
     if let (Some(iam), Reveal::Password) = (&config.iam, reveal) {
-        resolved = sign(&mut Signer::new(iam.region.clone()), resolved).await?;
+        resolved = Signer::new(iam.region.clone()).sign(resolved).await?;
     }
     let mut out = String::new();
-    for f in files(config, &resolved.target, reveal) {
+    for f in config.files(&resolved.target, reveal) {
         let path = config.out_dir.join(f.name);
         let _ = writeln!(out, "==> {} (mode {:04o}) <==", path.display(), f.mode);
         if f.name == render::CA_FILE {

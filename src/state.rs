@@ -9,13 +9,12 @@
 //!   would keep Aurora Serverless v2 from pausing.
 
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::class::ErrorClass;
-use crate::outdir::{Prestaged, WriteError, Writer};
+use crate::outdir::{File, WriteError, Writer};
 use crate::report::chain;
 
 pub const STATUS_FILE: &str = "status.json";
@@ -90,91 +89,12 @@ pub enum Auth {
 pub struct State {
     writer: Writer,
     pub status: Status,
-    /// The start-up writes while they run beside the first login (see [`State::begin`]).
-    startup: Option<Startup>,
-    /// What they staged ahead for the first publish.
-    prestaged: Prestaged,
-}
-
-/// What a local source said at start-up: the start-up thread stages it ahead of the first
-/// publish ([`State::begin`]).
-pub struct Expected {
-    /// The rendered files, as `(name, contents, mode)`.
-    pub files: Vec<(&'static str, Vec<u8>, u32)>,
-    /// The secret version they came from, as the first publish will record it.
-    pub secret_version: Option<String>,
-}
-
-/// What the start-up writes leave: the files they staged ahead.
-type StartupOutcome = Result<Prestaged, WriteError>;
-
-/// The receiving ends of the start-up writes: their outcome for [`State::settle`], and a
-/// copy of their error for the wait loop's `select!` ([`State::start_failure`]).
-struct Startup {
-    outcome: mpsc::Receiver<StartupOutcome>,
-    failed: Option<tokio::sync::oneshot::Receiver<WriteError>>,
-}
-
-/// The sending ends, moved to the thread.
-struct StartupEnds {
-    outcome: mpsc::Sender<StartupOutcome>,
-    failed: tokio::sync::oneshot::Sender<WriteError>,
-}
-
-impl Startup {
-    fn new() -> (Self, StartupEnds) {
-        let (outcome_tx, outcome) = mpsc::channel();
-        let (failed_tx, failed) = tokio::sync::oneshot::channel();
-        let ends = StartupEnds {
-            outcome: outcome_tx,
-            failed: failed_tx,
-        };
-        (
-            Self {
-                outcome,
-                failed: Some(failed),
-            },
-            ends,
-        )
-    }
-}
-
-impl StartupEnds {
-    /// A receiver gone (the run already ended) is nobody left to tell.
-    fn report(self, result: StartupOutcome) {
-        if let Err(e) = &result {
-            let _ = self.failed.send(e.clone());
-        }
-        let _ = self.outcome.send(result);
-    }
 }
 
 impl State {
-    /// [`State::begin`], then waits for the start-up writes (tests).
-    #[cfg(test)]
-    pub(crate) fn start(writer: Writer) -> Result<Self, WriteError> {
-        let mut state = Self::begin(writer, None);
-        state.settle()?;
-        Ok(state)
-    }
-
-    /// Starts the start-up writes on a thread of their own and returns at once: remove a
-    /// stale `ready`, sweep temporaries a killed run left, publish phase `starting` (whose
-    /// directory fsync also makes the removal durable). They are two fsyncs, about a
-    /// millisecond on a disk, which the first login (several round trips and a backend
-    /// start on the server) hides instead of waiting behind them (docs/BENCHMARKS.md,
-    /// "Start-up writes"). Every later write of this state waits for them first
-    /// ([`State::settle`]), so `status.json` never goes backwards; a failure ends the
-    /// wait at once through [`State::start_failure`] (exit 73).
-    ///
-    /// `expected`: what a local source said at start-up. The same thread then stages,
-    /// after `status.json`, the files rendered from it and the `status.json` (with its
-    /// `ready` link) that a publish after a first login that works will write, so their
-    /// fsyncs do not wait for the login either: a fresh volume (every new task) writes
-    /// every file, and every start writes that status. [`State::publish_ready`] uses what
-    /// was staged only if it publishes exactly those bytes (the same second, attempt 1),
-    /// and writes them itself otherwise.
-    pub fn begin(writer: Writer, expected: Option<Expected>) -> Self {
+    /// The start-up writes: remove a stale `ready`, sweep what a killed run left, publish
+    /// phase `starting` (whose directory fsync also makes the removal durable).
+    pub fn start(writer: Writer) -> Result<Self, WriteError> {
         let now = rfc3339(SystemTime::now());
         let mut state = Self {
             writer,
@@ -196,101 +116,38 @@ impl State {
                 token_expires_at: None,
                 token_renewals: 0,
             },
-            startup: None,
-            prestaged: Prestaged::default(),
         };
-        let (startup, ends) = Startup::new();
-        let (writer, json) = (state.writer.clone(), state.status_json());
-        let ahead = expected.map(|e| Prestage {
-            ready_json: to_json(&state.ready_status(1, e.secret_version, SystemTime::now())),
-            files: e.files,
-        });
-        let spawned = std::thread::Builder::new()
-            .name("startup-writes".into())
-            .spawn(move || ends.report(startup_writes(&writer, &json, ahead)));
-        state.startup = Some(match spawned {
-            Ok(_) => startup,
-            // No thread to be had (a task at its limit): the same writes, in line, and
-            // nothing staged ahead (it would only delay the login).
-            Err(_) => {
-                let (startup, ends) = Startup::new();
-                let json = state.status_json();
-                ends.report(startup_writes(&state.writer, &json, None));
-                startup
-            }
-        });
-        state
-    }
-
-    /// Waits for the start-up writes (blocking: they are a millisecond or two of file
-    /// I/O, usually over by the time anyone asks) and returns their error, once.
-    pub fn settle(&mut self) -> Result<(), WriteError> {
-        let Some(s) = self.startup.take() else {
-            return Ok(());
-        };
-        self.prestaged = s.outcome.recv().unwrap_or_else(|_| {
-            Err(WriteError {
-                op: "finish the start-up writes in",
-                path: self.writer.dir().to_path_buf(),
-                source: std::io::Error::other("the start-up thread ended without a result"),
-            })
-        })?;
-        Ok(())
-    }
-
-    /// Completes with the start-up writes' error if they fail; never completes if they
-    /// succeed (a `select!` branch beside the wait loop).
-    pub fn start_failure(&mut self) -> impl Future<Output = WriteError> + use<> {
-        let failed = self.startup.as_mut().and_then(|s| s.failed.take());
-        async move {
-            match failed {
-                Some(rx) => match rx.await {
-                    Ok(e) => e,
-                    Err(_) => std::future::pending().await,
-                },
-                None => std::future::pending().await,
-            }
+        state.writer.remove(READY_FILE)?;
+        let swept = state.writer.sweep()?;
+        if swept > 0 {
+            tracing::info!(
+                entries = swept,
+                "removed temporary files an interrupted run left behind"
+            );
         }
+        state.save()?;
+        Ok(state)
     }
 
     pub fn writer(&self) -> &Writer {
         &self.writer
     }
 
-    fn status_json(&mut self) -> Vec<u8> {
+    /// `status.json` as it is now, stamped now.
+    fn status_file(&mut self) -> File {
         self.status.updated_at = rfc3339(SystemTime::now());
-        to_json(&self.status)
-    }
-
-    /// The status a publish at `now` records: phase `ready`, this attempt and secret
-    /// version, the next generation, no error.
-    fn ready_status(
-        &self,
-        attempt: u32,
-        secret_version: Option<String>,
-        now: SystemTime,
-    ) -> Status {
-        let now = rfc3339(now);
-        Status {
-            phase: Phase::Ready,
-            attempt,
-            secret_version,
-            generation: self.status.generation + 1,
-            ready_at: Some(now.clone()),
-            updated_at: now,
-            last_error_class: None,
-            last_error: None,
-            ..self.status.clone()
+        let mut contents = serde_json::to_vec_pretty(&self.status).unwrap_or_default();
+        contents.push(b'\n');
+        File {
+            name: STATUS_FILE,
+            contents,
+            mode: 0o644,
         }
     }
 
     pub fn save(&mut self) -> Result<(), WriteError> {
-        self.settle()?;
-        // Whatever this records, the first login did not simply work: the status staged
-        // for that case will not be published.
-        self.prestaged.discard(STATUS_FILE);
-        let json = self.status_json();
-        self.writer.write(STATUS_FILE, &json, 0o644).map(|_| ())
+        let file = self.status_file();
+        self.writer.write(&file).map(|_| ())
     }
 
     /// Records a failed attempt (phase waiting/provisioning) or a failed refresh (phase
@@ -324,30 +181,32 @@ impl State {
         attempt: u32,
         secret_version: Option<String>,
     ) -> Result<(), WriteError> {
-        self.publish_ready(attempt, secret_version, []).map(|_| ())
+        self.publish_ready(attempt, secret_version, &[]).map(|_| ())
     }
 
-    /// Publishes `files`, then `status.json`, then the marker, as one set (all or none
-    /// replaced, renamed in this order, one directory fsync): the marker is renamed last of
-    /// all, and holds the `status.json` of that moment (phase `ready`, generation,
-    /// `ready_at`). Returns the names of `files` that changed.
-    pub fn publish_ready<'n, 'c>(
+    /// Publishes `files`, then `status.json`, then the marker, as one set (nothing
+    /// replaced if any of them cannot be written, one directory fsync): the marker is
+    /// renamed last of all, and is a second link to the `status.json` of that moment
+    /// (phase `ready`, generation, `ready_at`). Returns the names of `files` that changed.
+    pub fn publish_ready(
         &mut self,
         attempt: u32,
         secret_version: Option<String>,
-        files: impl IntoIterator<Item = (&'n str, &'c [u8], u32)>,
-    ) -> Result<Vec<&'n str>, WriteError> {
-        self.settle()?;
-        self.status = self.ready_status(attempt, secret_version, SystemTime::now());
-        let json = to_json(&self.status);
-        // The marker is the status it was published with: a second link to the same
-        // fsynced file, renamed last (`Writer::write_all_with_alias`).
-        self.writer.write_all_with_alias(
-            files,
-            (STATUS_FILE, &json, 0o644),
-            READY_FILE,
-            std::mem::take(&mut self.prestaged),
-        )
+        files: &[File],
+    ) -> Result<Vec<&'static str>, WriteError> {
+        let now = rfc3339(SystemTime::now());
+        self.status = Status {
+            phase: Phase::Ready,
+            attempt,
+            secret_version,
+            generation: self.status.generation + 1,
+            ready_at: Some(now),
+            last_error_class: None,
+            last_error: None,
+            ..self.status.clone()
+        };
+        let status = self.status_file();
+        self.writer.publish_with_marker(files, &status, READY_FILE)
     }
 
     /// Records the expiry of the token now published (IAM), never the token.
@@ -379,42 +238,6 @@ impl State {
         self.status.phase = Phase::Stopping;
         self.save_or_warn();
     }
-}
-
-/// What the start-up thread stages ahead: the files, and the `status.json` of a first
-/// login that works.
-struct Prestage {
-    files: Vec<(&'static str, Vec<u8>, u32)>,
-    ready_json: Vec<u8>,
-}
-
-fn to_json(status: &Status) -> Vec<u8> {
-    let mut json = serde_json::to_vec_pretty(status).unwrap_or_default();
-    json.push(b'\n');
-    json
-}
-
-/// What [`State::begin`] runs beside the first login.
-fn startup_writes(writer: &Writer, status_json: &[u8], ahead: Option<Prestage>) -> StartupOutcome {
-    writer.remove(READY_FILE)?;
-    let swept = writer.sweep_temporaries()?;
-    if swept > 0 {
-        tracing::info!(
-            files = swept,
-            "removed temporary files an interrupted run left behind"
-        );
-    }
-    writer.write(STATUS_FILE, status_json, 0o644)?;
-    let Some(ahead) = ahead else {
-        return Ok(Prestaged::default());
-    };
-    let mut staged = writer.prestage(ahead.files)?;
-    writer.prestage_with_alias(
-        &mut staged,
-        (STATUS_FILE, ahead.ready_json, 0o644),
-        READY_FILE,
-    )?;
-    Ok(staged)
 }
 
 /// The result of `health`: exit code and the one line it prints.
@@ -521,158 +344,47 @@ mod tests {
         assert!(h.line.starts_with("starting attempt=0"), "{}", h.line);
     }
 
-    #[tokio::test]
-    async fn startup_writes_failing_beside_the_wait_are_reported_to_both_ends() {
+    #[test]
+    fn start_fails_when_the_out_dir_cannot_be_written() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gone = dir.path().join("out");
         let writer = Writer::new(&gone, None).expect("writer");
         // Root can write anywhere; a directory removed under the writer fails for all.
         std::fs::remove_dir(&gone).expect("rmdir");
-        let mut state = State::begin(writer, None);
-        let failure = state.start_failure();
-        let e = tokio::time::timeout(Duration::from_secs(10), failure)
-            .await
-            .expect("the failure is reported without anyone settling");
+        let e = State::start(writer)
+            .err()
+            .expect("the start-up writes fail");
         assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound, "{e}");
-        let again = state.settle().expect_err("settle reports the same error");
-        assert_eq!(again.to_string(), e.to_string());
-        assert_eq!(again.source.raw_os_error(), e.source.raw_os_error());
-        state.settle().expect("reported once");
     }
 
-    #[tokio::test]
-    async fn startup_writes_that_succeed_never_end_the_wait() {
+    #[test]
+    fn start_sweeps_what_a_killed_run_left() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), None);
-        let failure = state.start_failure();
-        state.settle().expect("written");
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), failure)
-                .await
-                .is_err()
-        );
-        assert!(health(dir.path()).line.starts_with("starting "));
-    }
-
-    #[test]
-    fn a_save_right_after_begin_is_never_overtaken_by_the_startup_write() {
-        for _ in 0..50 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), None);
-            state.record_failure(Phase::Waiting, 1, ErrorClass::Transient, "refused");
-            let h = health(dir.path());
-            assert!(h.line.starts_with("waiting attempt=1 "), "{}", h.line);
-        }
-    }
-
-    fn inode(dir: &Path, name: &str) -> u64 {
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.join(name)).expect(name))
-    }
-
-    /// The temporary file staged ahead for `name` (exactly one).
-    fn staged(dir: &Path, name: &str) -> String {
-        let found: Vec<String> = listing(dir)
-            .into_iter()
-            .filter(|n| n.starts_with(&format!(".{name}.")))
-            .collect();
-        assert_eq!(found.len(), 1, "{found:?}");
-        found[0].clone()
-    }
-
-    /// A state begun with a local source's `pgpass` to stage ahead.
-    fn begin_with_pgpass(dir: &Path) -> State {
-        let expected = Expected {
-            files: vec![("pgpass", b"h:1:*:u:p\n".to_vec(), 0o600)],
-            secret_version: None,
-        };
-        State::begin(Writer::new(dir, None).expect("writer"), Some(expected))
-    }
-
-    #[test]
-    fn files_and_status_staged_beside_the_login_are_published_when_they_match() {
-        // The staged status.json holds the second of its staging: one that ticks over
-        // before the publish is a mismatch (written anew, as the next test shows), so a
-        // run that sees one is tried again.
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let mut state = begin_with_pgpass(dir.path());
-            state.settle().expect("written");
-            let (pgpass, status, ready) = (
-                inode(dir.path(), &staged(dir.path(), "pgpass")),
-                inode(dir.path(), &staged(dir.path(), STATUS_FILE)),
-                inode(dir.path(), &staged(dir.path(), READY_FILE)),
-            );
-            assert_eq!(
-                status, ready,
-                "the marker is staged as the status's second link"
-            );
-            let changed = state
-                .publish_ready(1, None, [("pgpass", &b"h:1:*:u:p\n"[..], 0o600)])
-                .expect("published");
-            assert_eq!(changed, ["pgpass"]);
-            assert_eq!(listing(dir.path()), ["pgpass", READY_FILE, STATUS_FILE]);
-            assert_eq!(
-                inode(dir.path(), "pgpass"),
-                pgpass,
-                "the file staged ahead, not a second write"
-            );
-            if inode(dir.path(), STATUS_FILE) != status {
-                continue;
-            }
-            assert_eq!(inode(dir.path(), READY_FILE), status);
-            let h = health(dir.path());
-            assert!(h.healthy, "{}", h.line);
-            assert_eq!(h.line, "ready attempt=1 generation=1");
-            return;
-        }
-        panic!("the staged status.json was never the one published");
-    }
-
-    #[test]
-    fn a_status_staged_for_another_outcome_is_not_published() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = begin_with_pgpass(dir.path());
-        state.settle().expect("written");
-        staged(dir.path(), STATUS_FILE);
-        // Ready on the second attempt: not what was staged (attempt 1), so written anew.
-        state
-            .publish_ready(2, None, [("pgpass", &b"h:1:*:u:p\n"[..], 0o600)])
-            .expect("published");
-        assert_eq!(
-            inode(dir.path(), READY_FILE),
-            inode(dir.path(), STATUS_FILE)
-        );
-        assert_eq!(health(dir.path()).line, "ready attempt=2 generation=1");
-        assert_eq!(listing(dir.path()), ["pgpass", READY_FILE, STATUS_FILE]);
-    }
-
-    #[test]
-    fn a_failure_recorded_drops_the_status_staged_for_a_first_login_that_works() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut state = begin_with_pgpass(dir.path());
-        state.record_failure(Phase::Waiting, 1, ErrorClass::Transient, "refused");
-        let names = listing(dir.path());
-        assert!(
-            !names
-                .iter()
-                .any(|n| n.starts_with(".status.json.") || n.starts_with(".ready.")),
-            "{names:?}"
-        );
-        assert!(names.iter().any(|n| n.starts_with(".pgpass.")), "{names:?}");
-        assert!(!dir.path().join(READY_FILE).exists());
-        assert!(health(dir.path()).line.starts_with("waiting attempt=1 "));
+        std::fs::write(dir.path().join(".pgpass.aB3dE9.tmp"), "partial").expect("plant");
+        std::fs::create_dir(dir.path().join("..v.Xy12Z9")).expect("plant version");
+        let _state = State::start(Writer::new(dir.path(), None).expect("writer")).expect("start");
+        assert_eq!(listing(dir.path()), [STATUS_FILE]);
     }
 
     #[test]
     fn publish_ready_writes_the_files_status_and_marker_as_one_set() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("same"), "kept").expect("same");
-        let mut state = State::begin(Writer::new(dir.path(), None).expect("writer"), None);
+        let mut state =
+            State::start(Writer::new(dir.path(), None).expect("writer")).expect("start");
+        let file = |name, contents: &[u8], mode| File {
+            name,
+            contents: contents.to_vec(),
+            mode,
+        };
+        state
+            .writer()
+            .publish(&[file("same", b"kept", 0o644)])
+            .expect("published");
         let changed = state
             .publish_ready(
                 2,
                 None,
-                [("same", &b"kept"[..], 0o644), ("new", &b"fresh"[..], 0o600)],
+                &[file("same", b"kept", 0o644), file("new", b"fresh", 0o600)],
             )
             .expect("published");
         assert_eq!(
@@ -700,9 +412,10 @@ mod tests {
         assert_ne!(read(STATUS_FILE), published);
         assert_eq!(read(READY_FILE), published);
         assert_eq!(
-            listing(dir.path()),
+            listing(dir.path())[2..],
             ["new", READY_FILE, "same", STATUS_FILE]
         );
+        assert_eq!(listing(dir.path())[0], "..data");
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! SIGKILL at random moments while the sidecar renders, 500 times over one out-dir whose
 //! secret alternates between two logins, so every run replaces every credential file.
 //! After each kill: every file present is byte for byte one of the two complete
-//! renderings; `ready` never exists without the full set of one login; temporary files a
-//! kill left behind are swept by the next run, and none is left at the end.
-
-mod common;
+//! renderings, and all of them of the same login (one rename publishes the whole set);
+//! `ready` never exists without the full set of one login; temporary files and version
+//! directories a kill left behind are swept by the next run, and none is left at the end.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 const ITERATIONS: usize = 500;
 const FILES: [&str; 3] = ["pgpass", "pg_service.conf", "application.profile"];
@@ -136,12 +135,20 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
                 assert!(out.join(f).exists(), "iteration {i}: ready without {f}");
             }
         }
-        // At most one run's set (the files, status.json and the marker are staged
-        // together); the next run sweeps them, so they never add up.
-        let temps = listing(&out).iter().filter(|n| n.ends_with(".tmp")).count();
+        // At most one run's set (the links for `..data` and the visible names,
+        // status.json and the marker are staged together) and one staged version
+        // directory beside the current one; the next run sweeps them, so they never add
+        // up.
+        let names = listing(&out);
+        let temps = names.iter().filter(|n| n.ends_with(".tmp")).count();
         assert!(
-            temps <= FILES.len() + 2,
+            temps <= FILES.len() + 3,
             "iteration {i}: {temps} temporary files pile up"
+        );
+        let versions = names.iter().filter(|n| n.starts_with("..v.")).count();
+        assert!(
+            versions <= 2,
+            "iteration {i}: {versions} version directories pile up"
         );
         temps_seen += temps;
         // Caught writing: temporaries present, or some of this run's files in place
@@ -151,11 +158,16 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
         }
     }
 
-    // A run that is not interrupted sweeps whatever the last kill left.
+    // One rename publishes a whole set: no kill leaves files of two logins side by side.
+    assert_eq!(mixed_sets, 0, "kills left files of two logins side by side");
+    // A run that is not interrupted sweeps whatever the last kill left: the current
+    // version, the link to it and the visible names.
     assert!(once(&out, &secret).status().expect("runs").success());
     assert_eq!(
         listing(&out),
         [
+            "..data",
+            "..v.XXXXXX",
             "application.profile",
             "pg_service.conf",
             "pgpass",
@@ -168,12 +180,12 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
         "only {mid_render} of {ITERATIONS} kills caught the files being written: the kills missed the render"
     );
     eprintln!(
-        "{ITERATIONS} kills, {mid_render} while writing files, {killed_before_ready} before ready ({killed_before_start} before the run removed the previous marker), {temps_seen} temporary files left by kills and swept, {mixed_sets} kills between the renames of one set, 0 torn files"
+        "{ITERATIONS} kills, {mid_render} while writing files, {killed_before_ready} before ready ({killed_before_start} before the run removed the previous marker), {temps_seen} temporary files left by kills and swept, {mixed_sets} mixed sets, 0 torn files"
     );
     figure("kill_iterations", ITERATIONS);
     figure("kill_before_ready", killed_before_ready);
     figure("kill_temporaries_swept", temps_seen);
-    figure("kill_between_renames", mixed_sets);
+    figure("kill_mixed_sets", mixed_sets);
     figure("kill_before_start", killed_before_start);
     figure("kill_mid_render", mid_render);
     figure("kill_torn_files", 0);

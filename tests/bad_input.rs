@@ -3,12 +3,10 @@
 //! bytes in the output. The target is unreachable on purpose (port 1, short deadline): an
 //! input that wrongly passed validation would end in 69, not in the expected code.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Appears in every case's password (or next to it), and must never be printed.
 const CANARY: &str = "Canary-7f3e91";

@@ -3,15 +3,13 @@
 //! and restarted during the wait, during provisioning and while `run` is ready.
 //! Each test counts what the sidecar did (connections the front saw, in order).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::front::{Act, Front};
-use common::*;
+use crate::common::front::{Act, Front};
+use crate::common::*;
 
 fn once_via(port: u16, user: &str, password: &str, db: &str, out: &Path, extra: &[&str]) -> Output {
     sidecar()
@@ -390,7 +388,7 @@ fn postgres_killed_while_run_is_ready() {
 /// wait loop's) until the secret is read: every fault answered, then one good read.
 #[tokio::test]
 async fn secrets_manager_throttling_and_5xx_are_retried() {
-    use common::front::{HttpAct, HttpFront};
+    use crate::common::front::{HttpAct, HttpFront};
     let pg = shared_pg();
     let (user, db) = pg.role_with_db("f", "pw-s");
     let moto = Moto::start();

@@ -6,8 +6,6 @@
 //! user. A refused token fails exactly as on Aurora: 28000 "PAM authentication failed".
 //! Writing /etc/pam.d needs root, as CI has; the service file is removed afterwards.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +17,7 @@ use aurora_sidecar::iam::sign_token;
 use aws_credential_types::Credentials;
 use secrecy::ExposeSecret;
 
-use common::*;
+use crate::common::*;
 
 const ACCESS_KEY: &str = "AKIDIAMTEST0001";
 const SECRET_KEY: &str = "iam-test-secret-key/with+specials";

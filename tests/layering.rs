@@ -1,6 +1,8 @@
 //! The layering in the crate docs' Layout section, checked mechanically: every module of
 //! `src/` has a layer, and imports only from layers below its own. An arrow pointing up
-//! (or a module nobody placed) fails here, so the import cycle cannot drift back.
+//! (or a module nobody placed) fails here, so the import cycle cannot drift back. Inside a
+//! folder module (`db/`, `secret/`, `refresh/`), the files import each other without a
+//! loop.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,14 +21,14 @@ const LAYERS: &[(&str, u32)] = &[
     ("crypto", 0),
     ("cli", 1),
     ("secret", 1),
-    ("iam", 1),
-    ("db", 2),
+    ("iam", 2),
     ("render", 2),
     ("state", 2),
-    ("config", 3),
-    ("refresh", 3),
-    ("error", 4),
-    ("sidecar", 5),
+    ("db", 3),
+    ("config", 4),
+    ("refresh", 5),
+    ("error", 6),
+    ("sidecar", 7),
 ];
 
 /// The crate root may use everything.
@@ -125,6 +127,132 @@ fn every_module_imports_only_from_lower_layers() {
 
 #[test]
 fn the_checker_sees_imports_in_every_form() {
-    let text = "use crate::db::wait::Policy;\nuse crate::{secret::Target, modes};\nfn f() { crate::report::chain(x) }\n#[cfg(test)]\nmod tests { use crate::sidecar; }";
+    let text = "use crate::db::pace::Policy;\nuse crate::{secret::Target, modes};\nfn f() { crate::report::chain(x) }\n#[cfg(test)]\nmod tests { use crate::sidecar; }";
     assert_eq!(imports(text), ["db", "secret", "modes", "report"]);
+}
+
+/// The sibling files a file of a folder module names (`super::NAME` or
+/// `crate::FOLDER::NAME`) outside its test module. `mod.rs` is the folder's root, which
+/// declares the others, so it is not a sibling.
+fn sibling_imports(text: &str, folder: &str, siblings: &[String]) -> Vec<String> {
+    let code = text.split("\n#[cfg(test)]").next().unwrap_or(text);
+    let mut found = Vec::new();
+    for prefix in ["super::".to_string(), format!("crate::{folder}::")] {
+        for (i, _) in code.match_indices(&prefix) {
+            let rest = &code[i + prefix.len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group[..group.find('}').expect("closing brace")]
+                    .split(',')
+                    .map(|item| item.trim().split("::").next().unwrap_or("").trim())
+                    .collect(),
+                None => vec![
+                    rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or(""),
+                ],
+            };
+            for name in names {
+                if siblings.iter().any(|s| s == name) && !found.iter().any(|f| f == name) {
+                    found.push(name.to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A loop in `edges` (file → files it imports), as the files on it, if there is one.
+fn find_loop(edges: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.iter().any(|d| d == node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.push(node.to_string());
+        None
+    }
+    let mut done = Vec::new();
+    edges
+        .keys()
+        .find_map(|start| visit(start, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn files_inside_a_folder_module_import_each_other_without_a_loop() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut folders = 0;
+    for entry in std::fs::read_dir(&src).expect("read src") {
+        let dir = entry.expect("entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        folders += 1;
+        let folder = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files);
+        let stem = |f: &PathBuf| f.file_stem().expect("stem").to_string_lossy().into_owned();
+        let siblings: Vec<String> = files.iter().map(stem).filter(|s| s != "mod").collect();
+        let edges: BTreeMap<String, Vec<String>> = files
+            .iter()
+            .filter(|f| stem(f) != "mod")
+            .map(|f| {
+                let text = std::fs::read_to_string(f).expect("read");
+                (stem(f), sibling_imports(&text, &folder, &siblings))
+            })
+            .collect();
+        assert!(
+            find_loop(&edges).is_none(),
+            "src/{folder}/ has an import loop: {}",
+            find_loop(&edges).unwrap_or_default().join(" -> ")
+        );
+    }
+    assert!(folders >= 3, "db/, secret/ and refresh/ are read");
+}
+
+#[test]
+fn the_loop_finder_sees_a_loop_between_two_files() {
+    let text = "use super::connect::{DbError, Stage};\nuse crate::db::{establish::x, pace};\n#[cfg(test)]\nmod tests { use super::wait; }";
+    let siblings = ["connect", "establish", "pace", "wait"].map(String::from);
+    assert_eq!(
+        sibling_imports(text, "db", &siblings),
+        ["connect", "establish", "pace"]
+    );
+    let edge = |a: &str, b: &[&str]| (a.to_string(), b.iter().map(|s| s.to_string()).collect());
+    let looped: BTreeMap<String, Vec<String>> = [
+        edge("wait", &["establish", "pace"]),
+        edge("establish", &["provision", "wait"]),
+        edge("provision", &[]),
+        edge("pace", &[]),
+    ]
+    .into();
+    assert_eq!(
+        find_loop(&looped).expect("a loop"),
+        ["establish", "wait", "establish"]
+    );
+    let straight: BTreeMap<String, Vec<String>> = [
+        edge("wait", &["establish"]),
+        edge("establish", &["provision"]),
+    ]
+    .into();
+    assert!(find_loop(&straight).is_none());
 }

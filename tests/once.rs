@@ -2,13 +2,11 @@
 //! this binary; each test its own role and database) and moto's Secrets Manager, with real
 //! `psql` reading the rendered files.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn pg() -> &'static Pg {
     shared_pg()
@@ -56,6 +54,8 @@ fn env_secret_renders_files_that_psql_uses_and_health_turns_green() {
     assert_eq!(
         listing(out.path()),
         [
+            "..data",
+            "..v.XXXXXX",
             "application.profile",
             "pg_service.conf",
             "pgpass",
@@ -63,6 +63,11 @@ fn env_secret_renders_files_that_psql_uses_and_health_turns_green() {
             "status.json"
         ]
     );
+    // The credential files are links into the current version, made once.
+    for name in ["application.profile", "pg_service.conf", "pgpass"] {
+        let link = std::fs::read_link(out.path().join(name)).expect("a symlink");
+        assert_eq!(link, Path::new("..data").join(name));
+    }
     assert_eq!(mode(&out.path().join("pgpass")), 0o600);
     assert_eq!(mode(&out.path().join("application.profile")), 0o600);
     assert_eq!(mode(&out.path().join("pg_service.conf")), 0o644);

@@ -1,11 +1,9 @@
 //! Tests that stop and start the server, so they get a cluster of their own.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn started_while_postgres_is_down_it_succeeds_once_postgres_comes_up() {

@@ -2,15 +2,13 @@
 //! symlinks planted where the sidecar writes, any umask, a pgpass owned by someone else.
 //! Mounting and chown need root, as CI has; a non-root run fails with that reason.
 
-mod common;
-
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 const CREDENTIAL_FILES: [&str; 3] = ["pgpass", "pg_service.conf", "application.profile"];
 
@@ -242,9 +240,17 @@ fn planted_symlinks_are_replaced_never_followed() {
     );
     assert_exit(&o, 0);
     assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
-    for name in ["pgpass", "application.profile", "status.json", "ready"] {
+    for name in ["status.json", "ready"] {
         let meta = fs::symlink_metadata(out.join(name)).expect("exists");
         assert!(meta.file_type().is_file(), "{name} is a regular file now");
+    }
+    // The credential files are our own links into the current version now, and what
+    // they lead to is a regular file.
+    for name in ["pgpass", "application.profile"] {
+        let link = fs::read_link(out.join(name)).expect("a symlink");
+        assert_eq!(link, Path::new("..data").join(name), "{name}");
+        let meta = fs::metadata(out.join(name)).expect("resolves");
+        assert!(meta.file_type().is_file(), "{name} leads to a regular file");
     }
     assert!(
         listing(&out).iter().all(|n| !n.ends_with(".tmp")),

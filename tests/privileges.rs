@@ -3,13 +3,11 @@
 //! then logs in through them with the real psql. Needs root, as CI and the containers
 //! that use the flag have.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SIDECAR_UID: u32 = 65532;
 const APP_UID: u32 = 4242;

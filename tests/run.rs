@@ -1,13 +1,11 @@
 //! `run` (refresh, validate-before-publish, degraded, SIGHUP, SIGTERM, no idle connection)
 //! and `exec`, against a real PostgreSQL and moto.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn pg() -> &'static Pg {
     shared_pg()

@@ -3,14 +3,12 @@
 //! on 127.0.0.2, an address the certificate does not name, which tells verify-ca and
 //! verify-full apart. A second cluster without TLS covers `prefer`'s fallback.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 struct TlsEnv {
     pg: Pg,

@@ -5,9 +5,8 @@
 //! that does not exist yet.
 
 use super::connect::{DbError, Stage, login};
-use super::provision::{Outcome, ensure_database};
+use super::provision::{Outcome, Provisioning, ensure_database};
 use super::tls::Tls;
-use super::wait::Provisioning;
 use crate::class::ErrorClass;
 use crate::secret::Target;
 

@@ -1,12 +1,15 @@
 //! Talking to PostgreSQL: TLS (`tls`), one login and what its failure means (`connect`),
 //! creating the app database (`provision`), one pass of login-or-create (`establish`),
-//! and the wait loop (`wait`).
+//! the retry pacing (`pace`) and the wait loop (`wait`). Imports between these files go
+//! one way: wait → establish → provision → connect → tls, and wait → pace → connect
+//! (`tests/layering.rs` fails on a loop).
 //!
 //! A `doctor` command will reuse `connect` and `establish` step by step (TCP, TLS,
 //! authentication, database) and report each step's class instead of retrying.
 
 pub mod connect;
 pub mod establish;
+pub mod pace;
 pub mod provision;
 pub mod tls;
 pub mod wait;

@@ -11,6 +11,15 @@ use super::connect::{Session, login};
 use super::tls::Tls;
 use crate::secret::Target;
 
+/// What creating the database may do.
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    /// `--no-create` turns this off: a missing database is then waited for.
+    pub create: bool,
+    pub maintenance_database: String,
+    pub owner: Option<String>,
+}
+
 /// `"name"` with embedded quotes doubled: the only escaping a PostgreSQL identifier needs.
 /// Control characters and over-long names are rejected earlier (`secret::build_target`).
 pub fn quote_ident(name: &str) -> String {

@@ -1,5 +1,5 @@
-//! What goes into the out-dir: pure renderers for every file, the file set with its modes
-//! ([`files`]), and [`publish`], which hands that set to the atomic writer (`outdir`).
+//! What goes into the out-dir: pure renderers for every file, and the file set with its
+//! modes ([`files`]), which the atomic writer (`outdir`) publishes.
 //!
 //! Escaping rules, each proved by a unit test and, against the real consumers, by the
 //! integration tests:
@@ -19,7 +19,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::ExposeSecret;
 
 use crate::modes::{SslMode, UrlScheme};
-use crate::outdir::{WriteError, Writer};
+use crate::outdir::File;
 use crate::secret::Target;
 
 pub const PGPASS: &str = "pgpass";
@@ -200,14 +200,6 @@ pub fn profile(i: &Inputs<'_>) -> String {
     out
 }
 
-/// One file of the set, rendered.
-#[derive(Debug)]
-pub struct File {
-    pub name: &'static str,
-    pub contents: Vec<u8>,
-    pub mode: u32,
-}
-
 /// The files in publishing order (the CA first: the others refer to it), with their
 /// modes. `application.profile` holds the password in `DATABASE_URL`, hence 0600; pgpass
 /// is 0600 because libpq ignores it otherwise.
@@ -244,16 +236,6 @@ pub fn files(i: &Inputs<'_>, ca: Option<&[u8]>) -> Vec<File> {
         });
     }
     out
-}
-
-/// Writes the files as one set: all or none replaced (see [`Writer::write_all`]); returns
-/// the names that changed.
-pub fn publish(writer: &Writer, files: &[File]) -> Result<Vec<&'static str>, WriteError> {
-    writer.write_all(
-        files
-            .iter()
-            .map(|f| (f.name, f.contents.as_slice(), f.mode)),
-    )
 }
 
 #[cfg(test)]

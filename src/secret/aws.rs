@@ -251,37 +251,43 @@ where
     if e.decryption_failed() {
         return AwsError::Decryption { secret_id, message };
     }
-    let transient = e.internal()
-        || matches!(
-            code.as_str(),
-            "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "ServiceUnavailable"
-                | "InternalFailure"
-        );
-    if transient {
+    if e.internal() || TRANSIENT_CODES.contains(&code.as_str()) {
         return AwsError::Unavailable {
             secret_id,
             source: Box::new(err),
         };
     }
-    match code.as_str() {
-        "AccessDeniedException"
-        | "UnrecognizedClientException"
-        | "InvalidSignatureException"
-        | "ExpiredTokenException"
-        | "InvalidClientTokenId" => AwsError::AccessDenied {
+    if DENIED_CODES.contains(&code.as_str()) {
+        AwsError::AccessDenied {
             secret_id,
             code,
             message,
-        },
-        _ => AwsError::Rejected {
+        }
+    } else {
+        AwsError::Rejected {
             secret_id,
             code,
             message,
-        },
+        }
     }
 }
+
+/// Error codes worth another try (as the Secrets Manager agent's classifier has them).
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalFailure",
+];
+
+/// Error codes that mean "these credentials may not do this" (exit 77, with the IAM hint).
+const DENIED_CODES: &[&str] = &[
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+];
 
 /// True when no credential provider in the chain was even configured (no task role, no
 /// environment variables, no profile, IMDS off): waiting cannot help. A configured provider

@@ -227,8 +227,6 @@ pub struct Resolver {
     source: Source,
     overrides: Overrides,
     client: Option<aws::SecretsManager>,
-    /// The answer for the first `resolve`, read earlier ([`Resolver::with_first`]).
-    first: Option<Resolved>,
 }
 
 impl Resolver {
@@ -237,15 +235,7 @@ impl Resolver {
             source,
             overrides,
             client: None,
-            first: None,
         }
-    }
-
-    /// Answers the first [`Resolver::resolve`] with `first`, already read from this
-    /// source (at start-up, see `sidecar`), instead of reading it again.
-    pub fn with_first(mut self, first: Option<Resolved>) -> Self {
-        self.first = first;
-        self
     }
 
     /// Whether the source can change while the process runs (env and libpq cannot).
@@ -264,9 +254,6 @@ impl Resolver {
     }
 
     pub async fn resolve(&mut self) -> Result<Resolved, SecretError> {
-        if let Some(first) = self.first.take() {
-            return Ok(first);
-        }
         let Source::SecretsManager { secret_id } = &self.source else {
             return resolve_local(&self.source, &self.overrides);
         };
@@ -328,7 +315,7 @@ pub enum Check {
 
 /// Reads the secret from a local source (everything but Secrets Manager, which needs a
 /// client: see [`aws::SecretsManager`]).
-pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved, SecretError> {
+fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved, SecretError> {
     let origin = source.to_string();
     let creds = match source {
         Source::Env { name } => {
@@ -422,7 +409,7 @@ pub fn libpq_from(get: impl Fn(&str) -> Option<String>) -> Result<Credentials, S
     })
 }
 
-/// Merges flags over the secret and validates the result.
+/// Merges flags over the secret and validates the result, the same way for every source.
 ///
 /// The database defaults to the user name, as libpq's does, when neither the secret nor
 /// `--database` names one.
@@ -445,10 +432,7 @@ pub fn build_target(
             }
         }
     };
-    let host = overrides
-        .host
-        .clone()
-        .or(creds.host)
+    let host = (overrides.host.clone().or(creds.host))
         .filter(|h| !h.is_empty())
         .ok_or(missing(
             "host",
@@ -456,36 +440,15 @@ pub fn build_target(
             "set it in the secret or pass --host",
         ))?;
     let port = overrides.port.or(creds.port).unwrap_or(5432);
-    let user = overrides
-        .user
-        .clone()
-        .or(creds.username)
+    let user = (overrides.user.clone().or(creds.username))
         .filter(|u| !u.is_empty())
         .ok_or(missing(
             "username",
             "PGUSER",
             "the secret must carry \"username\", or pass --user",
         ))?;
-    let password = match creds.password {
-        Some(p) => p,
-        // IAM authentication signs a token into it before any login.
-        None if !overrides.password_required => SecretString::from(String::new()),
-        None if libpq => {
-            return Err(SecretError::LibpqMissing { var: "PGPASSWORD" });
-        }
-        None => {
-            return Err(SecretError::Malformed {
-                origin: origin.to_string(),
-                reason:
-                    "field \"password\" is missing (or pass --iam-auth to log in with IAM tokens)"
-                        .into(),
-            });
-        }
-    };
-    let database = overrides
-        .database
-        .clone()
-        .or(creds.dbname)
+    let password = password(creds.password, overrides, libpq, origin)?;
+    let database = (overrides.database.clone().or(creds.dbname))
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
     check_identifier("database name", &database)?;
@@ -507,6 +470,39 @@ pub fn build_target(
         password,
         database,
     })
+}
+
+/// The password, required unless IAM authentication signs one, and one that pgpass (one
+/// line) and the wire protocol (C strings) can carry: no newline, carriage return or NUL,
+/// whichever source it came from.
+fn password(
+    given: Option<SecretString>,
+    overrides: &Overrides,
+    libpq: bool,
+    origin: &str,
+) -> Result<SecretString, SecretError> {
+    let field = if libpq {
+        "PGPASSWORD"
+    } else {
+        "field \"password\""
+    };
+    match given {
+        Some(p) if p.expose_secret().contains(['\n', '\r', '\0']) => Err(SecretError::Malformed {
+            origin: origin.to_string(),
+            reason: format!(
+                "{field} contains a newline or NUL character, which pgpass and the PostgreSQL protocol cannot carry"
+            ),
+        }),
+        Some(p) => Ok(p),
+        // IAM authentication signs a token into it before any login.
+        None if !overrides.password_required => Ok(SecretString::from(String::new())),
+        None if libpq => Err(SecretError::LibpqMissing { var: "PGPASSWORD" }),
+        None => Err(SecretError::Malformed {
+            origin: origin.to_string(),
+            reason: "field \"password\" is missing (or pass --iam-auth to log in with IAM tokens)"
+                .into(),
+        }),
+    }
 }
 
 /// Rejects names PostgreSQL would truncate.
@@ -537,6 +533,33 @@ mod tests {
             password: Some(SecretString::from("pw")),
             dbname: db.map(Into::into),
         }
+    }
+
+    #[test]
+    fn newline_in_password_is_rejected() {
+        let creds =
+            parse::parse_secret_json(r#"{"host":"h","username":"u","password":"a\nb"}"#, "t")
+                .expect("parsed");
+        let err = build_target(creds, &Overrides::default(), &src()).expect_err("newline");
+        assert!(err.to_string().contains("newline"), "{err}");
+    }
+
+    #[test]
+    fn pgpassword_with_a_newline_is_refused_like_the_json_one() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("h".to_string()),
+            "PGUSER" => Some("u".to_string()),
+            "PGPASSWORD" => Some("line1\nh:5432:*:u:other".to_string()),
+            _ => None,
+        };
+        let creds = libpq_from(env).expect("read");
+        let err = build_target(creds, &Overrides::default(), &Source::Libpq).expect_err("newline");
+        assert_eq!(err.class(), ErrorClass::SecretMalformed);
+        assert!(
+            err.to_string().contains("PGPASSWORD contains a newline"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("other"), "{err}");
     }
 
     #[test]

@@ -44,7 +44,6 @@ struct Shared {
 
 pub struct Front {
     pub port: u16,
-    upstream: u16,
     shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
 }
@@ -80,12 +79,7 @@ impl Front {
                 });
             }
         });
-        Front {
-            port,
-            upstream,
-            shared,
-            stop,
-        }
+        Front { port, shared, stop }
     }
 
     /// Runs `hook` once, when a client first sends bytes containing `needle` (e.g. the
@@ -101,10 +95,6 @@ impl Front {
 
     pub fn connections(&self) -> usize {
         self.shared.lock().expect("front lock").met.len()
-    }
-
-    pub fn upstream(&self) -> u16 {
-        self.upstream
     }
 }
 

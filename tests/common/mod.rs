@@ -8,7 +8,6 @@
 //!   PATH. A missing moto is a test failure with instructions, never a skip.
 //! - Every server gets a watchdog shell that stops it when the test process exits, so a
 //!   panicking test binary leaves nothing running.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod front;
 
@@ -28,12 +27,14 @@ pub fn pg_bin(name: &str) -> PathBuf {
     PathBuf::from(dir).join(name)
 }
 
+/// Whether the tests run as root (CI does): the one root check of the harness.
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        == Some("0")
 }
 
 /// Runs a PostgreSQL server program as the user that may run it.
@@ -281,11 +282,6 @@ impl Pg {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
-    }
-
-    /// Directory for files the server must read (TLS keys): owned by the server's user.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Runs SQL as the superuser over the Unix socket; returns trimmed unaligned output.
@@ -596,12 +592,18 @@ pub fn mode(path: &Path) -> u32 {
         & 0o7777
 }
 
-/// Names in a directory (to prove no temporary or partial file is left).
+/// Names in a directory, sorted (to prove no temporary or partial file is left). A
+/// version directory of the credential files (`..v.` and six random characters) is
+/// listed as `..v.XXXXXX`.
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .map(|n| match n.strip_prefix("..v.") {
+                    Some(r) if r.len() == 6 => "..v.XXXXXX".to_string(),
+                    _ => n,
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -788,14 +790,5 @@ pub fn spawn_run_with_file(secret: &Path, out: &Path, interval: &str) -> std::pr
 
 /// Fails unless the tests run as root (CI does), naming what needs it.
 pub fn require_root(why: &str) {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .expect("status")
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
-    assert_eq!(
-        uid.as_deref(),
-        Some("0"),
-        "this test needs root (CI runs as root): {why}"
-    );
+    assert!(is_root(), "this test needs root (CI runs as root): {why}");
 }

@@ -21,6 +21,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+mod check;
+
+pub use check::{RefreshCheck, RefreshError};
+
 use crate::class::ErrorClass;
 use crate::report::{chain, millis};
 use crate::signal::{Signal, Wake, Wakes};
@@ -278,19 +282,7 @@ where
             Action::IgnoreRefresh => tracing::info!(
                 "SIGHUP ignored: credentials from this source cannot change while the task runs"
             ),
-            Action::Sleep(Next::Interval) => {
-                self.backoff = None;
-                let pause = next_interval(
-                    self.timing.interval,
-                    self.timing.token_expires_at,
-                    SystemTime::now(),
-                );
-                self.next_at = pause.map(|d| Instant::now() + d);
-            }
-            Action::Sleep(Next::Backoff) => {
-                let delay = self.backoff.get_or_insert_with(&self.timing.backoff).next();
-                self.next_at = delay.or(self.timing.interval).map(|d| Instant::now() + d);
-            }
+            Action::Sleep(next) => self.arm(next),
             Action::RecordUnchanged => {
                 self.state.record_check(false);
                 self.state.save_or_warn();
@@ -309,37 +301,60 @@ where
             Action::RecordPublished {
                 version,
                 token_expires_at,
-            } => {
-                self.timing.token_expires_at = token_expires_at;
-                self.state.record_check(false);
-                self.state.set_token_expiry(token_expires_at);
-                if let Err(e) = self.state.mark_ready(self.state.status.attempt, version) {
-                    tracing::warn!(error = %chain(&e), "could not update status.json or the ready marker");
-                }
-                tracing::info!(
-                    generation = self.state.status.generation,
-                    "new credentials validated and published"
-                );
-            }
+            } => self.record_published(version, token_expires_at),
             Action::RecordFailure {
                 attempt,
                 class,
                 message,
-            } => {
-                tracing::warn!(
-                    attempt,
-                    delay_ms = self.next_at.map(|at| millis(at - Instant::now())),
-                    error_class = %class,
-                    error = %message,
-                    "refresh failed; the files in place are kept"
-                );
-                self.state.record_check(true);
-                self.state
-                    .record_failure(Phase::Degraded, attempt, class, &message);
-            }
+            } => self.record_failure(attempt, class, &message),
             // Handled by the loop itself.
             Action::Check | Action::Stop => {}
         }
+    }
+
+    /// Sets when the next timer goes off.
+    fn arm(&mut self, next: Next) {
+        let pause = match next {
+            Next::Interval => {
+                self.backoff = None;
+                next_interval(
+                    self.timing.interval,
+                    self.timing.token_expires_at,
+                    SystemTime::now(),
+                )
+            }
+            Next::Backoff => {
+                let delay = self.backoff.get_or_insert_with(&self.timing.backoff).next();
+                delay.or(self.timing.interval)
+            }
+        };
+        self.next_at = pause.map(|d| Instant::now() + d);
+    }
+
+    fn record_published(&mut self, version: Option<String>, token_expires_at: Option<SystemTime>) {
+        self.timing.token_expires_at = token_expires_at;
+        self.state.record_check(false);
+        self.state.set_token_expiry(token_expires_at);
+        if let Err(e) = self.state.mark_ready(self.state.status.attempt, version) {
+            tracing::warn!(error = %chain(&e), "could not update status.json or the ready marker");
+        }
+        tracing::info!(
+            generation = self.state.status.generation,
+            "new credentials validated and published"
+        );
+    }
+
+    fn record_failure(&mut self, attempt: u32, class: ErrorClass, message: &str) {
+        tracing::warn!(
+            attempt,
+            delay_ms = self.next_at.map(|at| millis(at - Instant::now())),
+            error_class = %class,
+            error = %message,
+            "refresh failed; the files in place are kept"
+        );
+        self.state.record_check(true);
+        self.state
+            .record_failure(Phase::Degraded, attempt, class, message);
     }
 }
 
@@ -541,7 +556,7 @@ mod tests {
             calls,
             wake: tx,
         };
-        let policy = crate::db::wait::Policy::default();
+        let policy = crate::db::pace::Policy::default();
         let timing = Timing {
             interval: Some(INTERVAL),
             check_timeout: Duration::from_secs(40),

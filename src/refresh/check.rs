@@ -1,0 +1,143 @@
+//! The real refresh check of `run`: look at the source (DescribeSecret, or the file
+//! re-read), validate new credentials with one real login (creating a database the new
+//! secret names), then publish them. With IAM, each check also signs a new token; when
+//! the login itself (host, port, user, database) did not change, the token is published
+//! without a login, so the refresh never keeps Aurora Serverless v2 from pausing.
+
+use crate::class::ErrorClass;
+use crate::config::Config;
+use crate::db::connect::DbError;
+use crate::db::establish::validate;
+use crate::iam::{IamError, Signer};
+use crate::outdir::{WriteError, Writer};
+use crate::render::Reveal;
+use crate::report::chain;
+use crate::secret::{Check, Resolved, Resolver, SecretError};
+
+use super::{Checked, Checker};
+
+/// Why a refresh check failed; the files in place are kept.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("signing a new IAM token")]
+    Iam(#[from] IamError),
+    #[error("validating the new credentials")]
+    Validate(#[from] DbError),
+    #[error("publishing the new files")]
+    Publish(#[from] WriteError),
+}
+
+impl RefreshError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RefreshError::Secret(e) => e.class(),
+            RefreshError::Iam(e) => e.class(),
+            RefreshError::Validate(e) => e.class,
+            RefreshError::Publish(_) => ErrorClass::OutDir,
+        }
+    }
+}
+
+/// The real check: the source (DescribeSecret, or the file re-read), a one-shot
+/// validation with a real login (creating a database the new secret names), then publish.
+/// With IAM, each check also signs a new token; when the login itself (host, port, user,
+/// database) did not change, the token is published without a login.
+pub struct RefreshCheck<'a> {
+    config: &'a Config,
+    writer: Writer,
+    resolver: Resolver,
+    signer: Option<Signer>,
+    /// What the files in the out-dir say now.
+    published: Resolved,
+}
+
+impl<'a> RefreshCheck<'a> {
+    /// A checker that starts from what the init flow published.
+    pub fn new(
+        config: &'a Config,
+        writer: Writer,
+        resolver: Resolver,
+        signer: Option<Signer>,
+        published: Resolved,
+    ) -> Self {
+        Self {
+            config,
+            writer,
+            resolver,
+            signer,
+            published,
+        }
+    }
+
+    async fn try_check(&mut self) -> Result<Checked, RefreshError> {
+        let changed = match self.resolver.check(&self.published).await? {
+            Check::Unchanged | Check::CannotChange => None,
+            Check::Changed(c) => Some(c),
+        };
+        let Some(signer) = self.signer.as_mut() else {
+            return match changed {
+                None => Ok(Checked::Unchanged),
+                Some(c) => self.validate_and_publish(c).await,
+            };
+        };
+        match changed {
+            Some(c) if !c.target.same_place(&self.published.target) => {
+                let signed = signer.sign(c).await?;
+                self.validate_and_publish(signed).await
+            }
+            // Same place (the secret file re-read, or a new version saying the same):
+            // only the token is new.
+            maybe => {
+                let base = maybe.unwrap_or_else(|| self.published.clone());
+                let renewed = signer.sign(base).await?;
+                let set = self.config.files(&renewed.target, Reveal::Password);
+                self.writer.publish(&set)?;
+                let expires_at = renewed
+                    .token_expires_at
+                    .unwrap_or_else(std::time::SystemTime::now);
+                self.published = renewed;
+                Ok(Checked::Renewed { expires_at })
+            }
+        }
+    }
+
+    async fn validate_and_publish(&mut self, candidate: Resolved) -> Result<Checked, RefreshError> {
+        tracing::info!(
+            old_version = self.published.version.as_deref(),
+            new_version = candidate.version.as_deref(),
+            "new credentials found; validating them before publishing"
+        );
+        let config = self.config;
+        let created = validate(&candidate.target, &config.tls, &config.provisioning).await?;
+        let set = config.files(&candidate.target, Reveal::Password);
+        let changed = self.writer.publish(&set)?;
+        tracing::info!(
+            old_version = self.published.version.as_deref(),
+            new_version = candidate.version.as_deref(),
+            database = %candidate.target.database,
+            created,
+            changed = ?changed,
+            "new credentials validated"
+        );
+        let published = Checked::Published {
+            version: candidate.version.clone(),
+            token_expires_at: candidate.token_expires_at,
+        };
+        self.published = candidate;
+        Ok(published)
+    }
+}
+
+impl Checker for RefreshCheck<'_> {
+    async fn check(&mut self) -> Checked {
+        match self.try_check().await {
+            Ok(checked) => checked,
+            Err(e) => Checked::Failed {
+                class: e.class(),
+                message: chain(&e),
+            },
+        }
+    }
+}

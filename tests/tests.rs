@@ -1,0 +1,17 @@
+//! The integration tests, one binary (as ripgrep does): one link instead of one per
+//! area, and one harness (`common`) shared by every area. Each area is a module named
+//! for what it proves; `cargo test --test tests AREA::` runs one.
+
+mod common;
+
+mod atomicity;
+mod bad_input;
+mod faults;
+mod iam;
+mod layering;
+mod once;
+mod outage;
+mod outdir;
+mod privileges;
+mod run;
+mod tls;
