@@ -45,17 +45,23 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_cluster DIR PORT: initdb (scram-sha-256 over TCP, trust on the socket) and start.
+# pg_opts DIR PORT [EXTRA]: the server options of every throwaway cluster the scripts start
+# (TCP on 127.0.0.1:PORT, the socket in DIR/sock, no fsync), plus EXTRA.
+pg_opts() {
+  echo "-c listen_addresses=127.0.0.1 -c port=$2 -c unix_socket_directories=$1/sock -c fsync=off${3:+ $3}"
+}
+
+# start_cluster DIR PORT [EXTRA]: initdb (scram-sha-256 over TCP, trust on the socket) and
+# start with pg_opts.
 start_cluster() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 extra=${3:-}
   mkdir -p "$dir/sock"
   echo "superpass" >"$dir/pwfile"
   [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
   as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --no-sync --pwfile="$dir/pwfile" >"$dir/initdb.log"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir/sock -c fsync=off" \
-    start >/dev/null
+    -o "$(pg_opts "$dir" "$port" "$extra")" start >/dev/null
 }
 
 stop_cluster() {

@@ -3,37 +3,11 @@ import argparse
 import datetime
 import json
 import re
-import subprocess
-
-p = argparse.ArgumentParser()
-p.add_argument("--figures", required=True)
-p.add_argument("--log", required=True)
-p.add_argument("--supply-chain", required=True)
-p.add_argument("--seconds", type=int, required=True)
-p.add_argument("--commit", required=True)
-a = p.parse_args()
-
-fig = {}
-with open(a.figures) as f:
-    for line in f:
-        d = json.loads(line)
-        fig[d["figure"]] = d["value"]
-
-log = open(a.log).read()
-passed = sum(int(n) for n in re.findall(r"test result: ok\. (\d+) passed", log))
-failed = sum(int(n) for n in re.findall(r"(\d+) failed", log))
-supply = open(a.supply_chain).read()
 
 CMD = "scripts/reliability"
 
-
-def get(name):
-    if name not in fig:
-        raise SystemExit(f"reliability.py: no figure {name!r}: did its test run?")
-    return fig[name]
-
-
-faults = [
+# (what, figure, test module and name, outcome asserted)
+FAULTS = [
     ("57P03 starting up, answered 3 times before the login goes through", "fault_sqlstate_57P03", "faults transient_sqlstates_are_retried_until_the_login_works", "retried: 3 failed + 1 good connection, exactly"),
     ("53300 too many connections, 3 times", "fault_sqlstate_53300", "faults transient_sqlstates_are_retried_until_the_login_works", "retried: 4 connections"),
     ("08006 connection failure, 3 times", "fault_sqlstate_08006", "faults transient_sqlstates_are_retried_until_the_login_works", "retried: 4 connections"),
@@ -58,100 +32,131 @@ faults = [
     ("pgpass owned by uid 31337, mode 0644 (without and with --owner)", "fault_foreign_pgpass", "outdir a_foreign_pgpass_is_replaced_with_the_right_owner", "replaced: 0600, owned by the sidecar or --owner"),
 ]
 
-now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-out = []
-w = out.append
-w("# Reliability")
-w("")
-w(f"Produced by `{CMD}` on {now}, commit {a.commit}: {passed} tests passed, {failed} failed, in {a.seconds} s "
-  "(2 cores, PostgreSQL 15, moto). Every figure below was counted by the test that produced it while it ran "
-  "(`AURORA_SIDECAR_FIGURES`), not typed in. The same tests run in `scripts/test`, so CI runs them on every change.")
-w("")
-w("## Summary")
-w("")
-w("| what | figure |")
-w("|---|---|")
-w(f"| faults injected and survived as documented | {sum(get(k) for _, k, _, _ in faults)} in {len(faults)} scenarios |")
-w(f"| bad inputs tried (each: its exit code, the field named, no file, no password in the output) | {get('bad_inputs')} |")
-w(f"| SIGKILLs at random moments of a render | {get('kill_iterations')}, torn files {get('kill_torn_files')} |")
-props = {k: v for k, v in fig.items() if k.startswith("property_")}
-fuzz = {k: v for k, v in fig.items() if k.startswith("fuzz_")}
-w(f"| property-test cases run | {sum(props.values())} |")
-w(f"| parser fuzz executions (bounded proptest, no panic, no password echoed) | {sum(fuzz.values())} |")
-ok = "advisories ok" in supply and "bans ok" in supply and "licenses ok" in supply and "sources ok" in supply
-w(f"| cargo deny (advisories, bans, licenses, sources) against the offline RustSec copy | {'passed' if ok else 'FAILED'} |")
-w("")
-w("## Faults")
-w("")
-w("The Aurora resume simulator is `tests/common/front.rs`: a TCP front for a real PostgreSQL that, per connection, "
-  "holds, drops, cuts the TLS handshake, or answers the startup message with a FATAL `ErrorResponse` carrying a chosen "
-  "SQLSTATE, and can run a hook (a SIGKILL of the server) when a client's bytes contain a needle. "
-  "Secrets Manager faults go through `HttpFront` (status codes with AWS error types) or stop moto itself. "
-  "Out-dir faults are real tmpfs mounts. Connection counts are asserted exactly.")
-w("")
-w("| fault | injected | outcome (asserted) | test |")
-w("|---|---|---|---|")
-for what, key, test, outcome in faults:
-    w(f"| {what} | {get(key)} | {outcome} | `cargo test --test {test.split()[0]} {test.split()[1]}` |")
-w("")
-w("## Kills mid-render")
-w("")
-w(f"`cargo test --test atomicity` — {get('kill_iterations')} runs of `once` over one out-dir whose secret alternates "
-  "between two logins (so every run replaces every credential file), each SIGKILLed after a random delay aimed at "
-  "the second half of a run (seeded, so the schedule repeats). After each kill every file present must be byte for byte "
-  "one of the two complete renderings, `status.json` must parse, and `ready` may exist only with one login's full set.")
-w("")
-w("| what | count |")
-w("|---|---|")
-w(f"| kills | {get('kill_iterations')} |")
-w(f"| kills that caught files being written (temporaries present, or new files without the marker) | {get('kill_mid_render')} |")
-w(f"| kills before `ready` | {get('kill_before_ready')} |")
-w(f"| kills before the run removed the previous marker (the previous run's full set and marker stay) | {get('kill_before_start')} |")
-w(f"| temporary files left by kills, all swept by the next run | {get('kill_temporaries_swept')} |")
-w(f"| kills between the renames of one set (mixed logins, no marker) | {get('kill_between_renames')} |")
-w(f"| torn or unparseable files | {get('kill_torn_files')} |")
-w("")
-w("A set is published all-or-none as far as a full disk goes (every temporary file written and fsynced before the "
-  "first rename); a SIGKILL between two renames can still leave files of two logins side by side, each complete, "
-  "with no `ready` — the next run re-renders and only then writes the marker.")
-w("")
-w("## Bad input")
-w("")
-w(f"`cargo test --test bad_input` — {get('bad_inputs')} cases in one table: malformed JSON, wrong types, missing and "
-  "empty fields, ports 0/70000/\"abc\"/5432.5/-1/true, NUL and newlines in each field, 64-byte names, unknown "
-  "engine, duplicated fields, a secret over Secrets Manager's 64 KiB limit (env and file), a file that is not UTF-8, "
-  "unreadable files, an unset variable, conflicting sources and bad flag values. Each asserts the documented exit "
-  "code, a message naming the field or flag (and the source), no credential file and no `ready`, and that the "
-  "password (a canary) appears in neither stdout nor stderr. A separate case creates a database named "
-  "`it's \"x\"; DROP DATABASE postgres; --` verbatim and checks that `postgres` still exists.")
-w("")
-w("## Properties and fuzzing")
-w("")
-w("`cargo test --lib` (proptest; counts recorded only when a property ran all its cases):")
-w("")
-w("| property | cases |")
-w("|---|---|")
-for k, v in sorted(props.items()) + sorted(fuzz.items()):
-    w(f"| `{k}` | {v} |")
-w("")
-w("## IAM authentication")
-w("")
-w("`cargo test --test iam` — the PAM rig (a TLS cluster whose IAM user is checked by a botocore verifier through "
-  "`pam_exec`, as Aurora checks tokens through PAM); see the README's IAM section.")
-w("")
-w("| what | count |")
-w("|---|---|")
-for k, v in sorted((k, v) for k, v in fig.items() if k.startswith("iam_")):
-    w(f"| `{k}` | {v} |")
-w("")
-w("## Supply chain")
-w("")
-w("`scripts/supply-chain`: `cargo deny check` with `deny.toml` (licenses, bans — `ring`, `openssl`, `native-tls`, "
-  "`backoff`, `instant` banned, one TLS stack, one crypto provider —, sources crates.io only, advisories from "
-  "`../shared/advisory-db`), plus a self-test that a ban on the provider in use is refused. This run's verdicts:")
-w("")
-w("```")
-for line in [l for l in supply.splitlines() if re.search(r"^==>|\bok\b|passed|failed", l)]:
-    w(line)
-w("```")
-print("\n".join(out))
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--figures", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("--supply-chain", required=True)
+    p.add_argument("--seconds", type=int, required=True)
+    p.add_argument("--commit", required=True)
+    a = p.parse_args()
+
+    fig = {}
+    with open(a.figures) as f:
+        for line in f:
+            d = json.loads(line)
+            fig[d["figure"]] = d["value"]
+
+    log = open(a.log).read()
+    passed = sum(int(n) for n in re.findall(r"test result: ok\. (\d+) passed", log))
+    failed = sum(int(n) for n in re.findall(r"(\d+) failed", log))
+    supply = open(a.supply_chain).read()
+
+    def get(name):
+        if name not in fig:
+            raise SystemExit(f"reliability.py: no figure {name!r}: did its test run?")
+        return fig[name]
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    out = []
+    w = out.append
+    w("# Reliability")
+    w("")
+    w(f"Produced by `{CMD}` on {now}, commit {a.commit}: {passed} tests passed, {failed} failed, in {a.seconds} s "
+      "(2 cores, PostgreSQL 15, moto). Every figure below was counted by the test that produced it while it ran "
+      "(`AURORA_SIDECAR_FIGURES`), not typed in. The same tests run in `scripts/test`, so CI runs them on every change.")
+    w("")
+    w("## Summary")
+    w("")
+    w("| what | figure |")
+    w("|---|---|")
+    w(f"| faults injected and survived as documented | {sum(get(k) for _, k, _, _ in FAULTS)} in {len(FAULTS)} scenarios |")
+    w(f"| bad inputs tried (each: its exit code, the field named, no file, no password in the output) | {get('bad_inputs')} |")
+    w(f"| SIGKILLs at random moments of a render | {get('kill_iterations')}, torn files {get('kill_torn_files')} |")
+    props = {k: v for k, v in fig.items() if k.startswith("property_")}
+    fuzz = {k: v for k, v in fig.items() if k.startswith("fuzz_")}
+    w(f"| property-test cases run | {sum(props.values())} |")
+    w(f"| parser fuzz executions (bounded proptest, no panic, no password echoed) | {sum(fuzz.values())} |")
+    ok = "advisories ok" in supply and "bans ok" in supply and "licenses ok" in supply and "sources ok" in supply
+    w(f"| cargo deny (advisories, bans, licenses, sources) against the offline RustSec copy | {'passed' if ok else 'FAILED'} |")
+    w("")
+    w("## Faults")
+    w("")
+    w("The Aurora resume simulator is `tests/common/front.rs`: a TCP front for a real PostgreSQL that, per connection, "
+      "holds, drops, cuts the TLS handshake, or answers the startup message with a FATAL `ErrorResponse` carrying a chosen "
+      "SQLSTATE, and can run a hook (a SIGKILL of the server) when a client's bytes contain a needle. "
+      "Secrets Manager faults go through `HttpFront` (status codes with AWS error types) or stop moto itself. "
+      "Out-dir faults are real tmpfs mounts. Connection counts are asserted exactly.")
+    w("")
+    w("| fault | injected | outcome (asserted) | test |")
+    w("|---|---|---|---|")
+    for what, key, test, outcome in FAULTS:
+        w(f"| {what} | {get(key)} | {outcome} | `cargo test --test tests {test.split()[0]}::{test.split()[1]}` |")
+    w("")
+    w("## Kills mid-render")
+    w("")
+    w(f"`cargo test --test tests atomicity::` — {get('kill_iterations')} runs of `once` over one out-dir whose secret alternates "
+      "between two logins (so every run replaces every credential file), each SIGKILLed after a random delay aimed at "
+      "the second half of a run (seeded, so the schedule repeats). After each kill every file present must be byte for byte "
+      "one of the two complete renderings, `status.json` must parse, and `ready` may exist only with one login's full set.")
+    w("")
+    w("| what | count |")
+    w("|---|---|")
+    w(f"| kills | {get('kill_iterations')} |")
+    w(f"| kills that caught files being written (temporaries present, or new files without the marker) | {get('kill_mid_render')} |")
+    w(f"| kills before `ready` | {get('kill_before_ready')} |")
+    w(f"| kills before the run removed the previous marker (the previous run's full set and marker stay) | {get('kill_before_start')} |")
+    w(f"| temporary files left by kills, all swept by the next run | {get('kill_temporaries_swept')} |")
+    w(f"| kills that left files of two logins side by side | {get('kill_mixed_sets')} |")
+    w(f"| torn or unparseable files | {get('kill_torn_files')} |")
+    w("")
+    w("The credential files are published as one version: written into a fresh hidden directory, fsynced, and made "
+      "current by one `rename` of the `..data` symlink (the kubelet's scheme), so no kill can leave files of two "
+      "logins side by side; the test asserts 0.")
+    w("")
+    w("## Bad input")
+    w("")
+    w(f"`cargo test --test tests bad_input::` — {get('bad_inputs')} cases in one table: malformed JSON, wrong types, missing and "
+      "empty fields, ports 0/70000/\"abc\"/5432.5/-1/true, NUL and newlines in each field, 64-byte names, unknown "
+      "engine, duplicated fields, a secret over Secrets Manager's 64 KiB limit (env and file), a file that is not UTF-8, "
+      "unreadable files, an unset variable, conflicting sources and bad flag values. Each asserts the documented exit "
+      "code, a message naming the field or flag (and the source), no credential file and no `ready`, and that the "
+      "password (a canary) appears in neither stdout nor stderr. A separate case creates a database named "
+      "`it's \"x\"; DROP DATABASE postgres; --` verbatim and checks that `postgres` still exists.")
+    w("")
+    w("## Properties and fuzzing")
+    w("")
+    w("`cargo test --lib` (proptest; counts recorded only when a property ran all its cases):")
+    w("")
+    w("| property | cases |")
+    w("|---|---|")
+    for k, v in sorted(props.items()) + sorted(fuzz.items()):
+        w(f"| `{k}` | {v} |")
+    w("")
+    w("## IAM authentication")
+    w("")
+    w("`cargo test --test tests iam::` — the PAM rig (a TLS cluster whose IAM user is checked by a botocore verifier through "
+      "`pam_exec`, as Aurora checks tokens through PAM); see the README's IAM section.")
+    w("")
+    w("| what | count |")
+    w("|---|---|")
+    for k, v in sorted((k, v) for k, v in fig.items() if k.startswith("iam_")):
+        w(f"| `{k}` | {v} |")
+    w("")
+    w("## Supply chain")
+    w("")
+    w("`scripts/supply-chain`: `cargo deny check` with `deny.toml` (licenses, bans — `ring`, `openssl`, `native-tls`, "
+      "`backoff`, `instant` banned, one TLS stack, one crypto provider —, sources crates.io only, advisories from "
+      "`../shared/advisory-db`), plus a self-test that a ban on the provider in use is refused. This run's verdicts:")
+    w("")
+    w("```")
+    for line in [l for l in supply.splitlines() if re.search(r"^==>|\bok\b|passed|failed", l)]:
+        w(line)
+    w("```")
+    print("\n".join(out))
+
+
+
+if __name__ == "__main__":
+    main()
