@@ -71,6 +71,12 @@ pub struct ExecArgs {
     #[command(flatten)]
     pub prepare: PrepareArgs,
 
+    /// Keep the variable the secret came from (`--secret-env`'s, or PGPASSWORD) in CMD's
+    /// environment. By default it is removed: CMD gets DATABASE_URL, PGPASSFILE and
+    /// PGSERVICEFILE instead.
+    #[arg(long, env = "AURORA_SIDECAR_KEEP_SECRET_ENV")]
+    pub keep_secret_env: bool,
+
     /// The command to run once the database is ready, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
@@ -189,9 +195,21 @@ pub struct PrepareArgs {
     #[arg(long, value_enum, default_value_t = UrlSchemeArg::Ecto, env = "AURORA_SIDECAR_URL_SCHEME")]
     pub url_scheme: UrlSchemeArg,
 
-    /// TLS mode, with libpq's meaning [default: prefer; verify-full with --iam-auth].
+    /// TLS mode, with libpq's meaning [default: prefer; verify-full with --iam-auth, and
+    /// for an RDS/Aurora host when the image's RDS CA bundle is present].
     #[arg(long, value_enum, env = "AURORA_SIDECAR_SSLMODE")]
     pub sslmode: Option<SslModeArg>,
+
+    /// SCRAM channel binding, with libpq's meaning [default: require under verify-full
+    /// with a password, prefer otherwise].
+    #[arg(long, value_enum, env = "AURORA_SIDECAR_CHANNEL_BINDING")]
+    pub channel_binding: Option<ChannelBindingArg>,
+
+    /// Answer a server that asks for the password in clear text or as MD5 over a
+    /// connection without TLS (refused by default: that is what a man in the middle who
+    /// strips TLS asks for). Only for a trusted local network.
+    #[arg(long, env = "AURORA_SIDECAR_ALLOW_INSECURE_AUTH")]
+    pub allow_insecure_auth: bool,
 
     /// IAM database authentication: the password is a 15-minute token signed with the task
     /// role's credentials (rds-db:connect), renewed at each --refresh-interval without
@@ -208,6 +226,14 @@ pub struct PrepareArgs {
     /// CA bundle (PEM) to verify the server with; copied to the out-dir as rds-ca.pem.
     #[arg(long, env = "AURORA_SIDECAR_SSLROOTCERT")]
     pub sslrootcert: Option<PathBuf>,
+}
+
+/// `--channel-binding`: libpq's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelBindingArg {
+    Disable,
+    Prefer,
+    Require,
 }
 
 /// `--sslmode`: libpq's names.

@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::PrepareArgs;
+use tokio_postgres::config::ChannelBinding;
+
+use crate::cli::{ChannelBindingArg, PrepareArgs};
 use crate::db::pace::Policy;
 use crate::db::provision::Provisioning;
-use crate::db::tls::{Tls, TlsConfigError};
+use crate::db::tls::{Tls, TlsChoice, TlsConfigError, is_rds_host};
 use crate::modes::{SslMode, UrlScheme};
 use crate::outdir::{File, Owner};
 use crate::render::{self, Inputs, Reveal};
@@ -67,10 +69,13 @@ pub struct Config {
     pub owner: Option<Owner>,
     pub service_name: String,
     pub url_scheme: UrlScheme,
+    /// `--sslmode`, or its default for a host that is not an RDS endpoint.
     pub sslmode: SslMode,
     pub ca: Option<CaBundle>,
-    /// The connector every login uses, built from `sslmode` and `ca`.
-    pub tls: Tls,
+    /// The connectors logins use: built from `sslmode` and `ca`, and for an RDS endpoint
+    /// when `--sslmode` was not given, verify-full against `rds_ca` (the image's bundle).
+    pub tls: TlsChoice,
+    pub rds_ca: Option<CaBundle>,
     /// `--iam-auth`: the region to sign for when known up front (`None`: from the host).
     pub iam: Option<Iam>,
 }
@@ -92,8 +97,8 @@ impl Config {
             reveal,
             service_name: &self.service_name,
             url_scheme: self.url_scheme,
-            sslmode: self.sslmode,
-            has_ca: self.ca.is_some(),
+            sslmode: self.tls.for_host(&target.host).mode,
+            has_ca: self.ca_for(&target.host).is_some(),
             app_dir: &self.app_dir,
             iam: self.iam.is_some(),
         }
@@ -101,8 +106,16 @@ impl Config {
 
     /// The file set for `target`.
     pub fn files(&self, target: &Target, reveal: Reveal) -> Vec<File> {
-        let ca = self.ca.as_ref().map(|c| c.pem.as_slice());
+        let ca = self.ca_for(&target.host).map(|c| c.pem.as_slice());
         render::files(&self.inputs(target, reveal), ca)
+    }
+
+    /// The CA bundle logins to `host` verify with (and the app gets a copy of).
+    fn ca_for(&self, host: &str) -> Option<&CaBundle> {
+        match &self.tls.rds {
+            Some(_) if is_rds_host(host) => self.rds_ca.as_ref(),
+            _ => self.ca.as_ref(),
+        }
     }
 
     /// Validates `args`; `env` is the process environment (a parameter for tests).
@@ -130,7 +143,16 @@ impl Config {
             return Err(ConfigError::IamNeedsTls(sslmode));
         }
         let ca = read_ca(args.sslrootcert.as_deref(), sslmode)?;
-        let tls = Tls::new(sslmode, ca.as_ref().map(|c| (c.path.as_path(), &c.pem[..])))?;
+        let tls = connector(args, sslmode, iam.is_some(), ca.as_ref())?;
+        // No --sslmode, no IAM (which defaults to verify-full anyway): an RDS endpoint is
+        // verified against the image's bundle. Whether the host is one is known per login.
+        let rds_ca = (args.sslmode.is_none() && iam.is_none())
+            .then(|| read_ca(None, SslMode::VerifyFull).ok().flatten())
+            .flatten();
+        let rds = rds_ca
+            .as_ref()
+            .map(|c| connector(args, SslMode::VerifyFull, false, Some(c)))
+            .transpose()?;
 
         Ok(Self {
             source,
@@ -159,7 +181,8 @@ impl Config {
             url_scheme: args.url_scheme.into(),
             sslmode,
             ca,
-            tls,
+            tls: TlsChoice { given: tls, rds },
+            rds_ca,
             iam,
         })
     }
@@ -212,6 +235,27 @@ fn check_names(args: &PrepareArgs) -> Result<(), ConfigError> {
         return Err(ConfigError::ServiceName(args.service_name.clone()));
     }
     Ok(())
+}
+
+/// The connector for `mode`: channel binding as `--channel-binding` says, or required under
+/// verify-full with a password (a TLS-terminating man in the middle cannot relay a bound
+/// SCRAM exchange; IAM tokens are clear-text passwords, which cannot be bound).
+fn connector(
+    args: &PrepareArgs,
+    mode: SslMode,
+    iam: bool,
+    ca: Option<&CaBundle>,
+) -> Result<Tls, ConfigError> {
+    let mut tls = Tls::new(mode, ca.map(|c| (c.path.as_path(), &c.pem[..])))?;
+    tls.channel_binding = match args.channel_binding {
+        Some(ChannelBindingArg::Disable) => ChannelBinding::Disable,
+        Some(ChannelBindingArg::Prefer) => ChannelBinding::Prefer,
+        Some(ChannelBindingArg::Require) => ChannelBinding::Require,
+        None if mode == SslMode::VerifyFull && !iam => ChannelBinding::Require,
+        None => ChannelBinding::Prefer,
+    };
+    tls.allow_insecure_auth = args.allow_insecure_auth;
+    Ok(tls)
 }
 
 /// `--sslrootcert`, or for verify-* the bundle the image carries; read once, here, so a

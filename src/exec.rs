@@ -42,18 +42,19 @@ pub fn find_program(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf
 }
 
 /// Replaces this process with `path`, `arg0` as its name, `vars` added to the
-/// environment. Only returns on failure.
+/// environment and `remove` taken out of it. Only returns on failure.
 pub fn replace_process(
     path: &Path,
     arg0: &OsStr,
     args: &[OsString],
     vars: Vec<(&'static str, String)>,
+    remove: Option<&str>,
 ) -> io::Error {
-    std::process::Command::new(path)
-        .arg0(arg0)
-        .args(args)
-        .envs(vars)
-        .exec()
+    let mut command = std::process::Command::new(path);
+    if let Some(name) = remove {
+        command.env_remove(name);
+    }
+    command.arg0(arg0).args(args).envs(vars).exec()
 }
 
 #[cfg(test)]

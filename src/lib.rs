@@ -81,6 +81,19 @@ fn log_filter(rust_log: Option<&str>) -> Targets {
     })
 }
 
+/// Crates that print credentials at trace level, whatever `RUST_LOG` asks for: aws-sigv4
+/// logs what it signs (the access key id, the session token of a presigned IAM token),
+/// and the AWS SDK's HTTP stack the headers that carry them.
+const CREDENTIAL_PRINTERS: &[&str] = &["aws_", "hyper", "h2"];
+
+/// Whether an event may be logged at all: not at trace level from [`CREDENTIAL_PRINTERS`].
+fn below_credentials(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() != Level::TRACE
+        || !CREDENTIAL_PRINTERS
+            .iter()
+            .any(|c| meta.target().starts_with(c))
+}
+
 /// Logs go to stderr: stdout belongs to `render` and `health`.
 pub fn init_tracing(format: LogFormat) {
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
@@ -93,7 +106,9 @@ pub fn init_tracing(format: LogFormat) {
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(terminal)
         .with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::filter::filter_fn(below_credentials));
     if json {
         registry
             .with(layer.json().flatten_event(true).with_current_span(false))
@@ -164,7 +179,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Exec(args) => {
             let mut signals = install_signals(false)?;
             let config = Config::from_args(&args.prepare, env)?;
-            match sidecar::exec(&config, &args.command, &mut signals).await? {}
+            match sidecar::exec(&config, &args.command, args.keep_secret_env, &mut signals).await? {}
         }
     }
 }

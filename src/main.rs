@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         }
     };
     aurora_sidecar::init_tracing(cli.log_format);
+    if let Err(e) = aurora_sidecar::privileges::no_dumps() {
+        tracing::warn!(error = %e, "could not mark the process non-dumpable");
+    }
     // --drop-to first, while this is the only thread; then one thread for the runtime:
     // the sidecar lives for weeks beside the app and does little, and a multi-threaded
     // runtime would only add idle threads and memory.

@@ -19,6 +19,15 @@ use rustix::thread::{
     set_thread_res_gid, set_thread_res_uid,
 };
 
+/// Marks the process non-dumpable (`PR_SET_DUMPABLE` 0): no core dump holds the secret,
+/// and `/proc/<pid>/environ` (where `DB_SECRET` arrives) and `mem` are closed to other
+/// processes of the same uid. `exec`'s child is dumpable again: the kernel resets the
+/// flag at execve.
+pub fn no_dumps() -> std::io::Result<()> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(std::io::Error::from)
+}
+
 /// The user to become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunAs {

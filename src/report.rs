@@ -1,4 +1,5 @@
-//! Formatting an error for a person: the whole `source()` chain on one line. A leaf.
+//! Formatting an error for a person: the whole `source()` chain on one line, with control
+//! characters escaped (server text must not forge log lines or drive a terminal). A leaf.
 
 /// An error and its `source()` chain, outermost first: the one walk that classifiers
 /// (TLS failures, how far a login got, missing AWS credentials) and [`chain`] share.
@@ -15,7 +16,8 @@ pub fn millis(d: std::time::Duration) -> u64 {
 
 /// Formats an error with its whole `source()` chain on one line, the way `anyhow`'s `{:#}`
 /// does, so the log line, stderr and `status.json` carry the root cause (e.g. "connection
-/// refused").
+/// refused"). The chain holds text from the network (a server's error message), so it
+/// goes through [`printable`].
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     for e in causes(err).skip(1) {
@@ -26,7 +28,25 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
             out.push_str(&s);
         }
     }
-    out
+    printable(&out)
+}
+
+/// `text` with every control character escaped (`\n`, `\u{1b}`, …): one line, no terminal
+/// escape sequence, whatever a server or a file put in it. fd does the same before it
+/// prints an error.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -43,5 +63,20 @@ mod tests {
             chain(&Outer(io)),
             "connecting to db:5432: connection refused"
         );
+    }
+
+    #[test]
+    fn server_text_cannot_forge_a_line_or_an_escape_sequence() {
+        let forged =
+            "bad\n2026-12-01T00:00:00Z  INFO aurora_sidecar::sidecar: ready\x1b[2J\r\u{9b}";
+        let shown = printable(forged);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "bad\\n2026-12-01T00:00:00Z  INFO aurora_sidecar::sidecar: ready\\u{1b}[2J\\r\\u{9b}"
+        );
+        let io = std::io::Error::other(forged);
+        assert!(!chain(&io).contains('\n'));
+        assert_eq!(printable("plain: ü"), "plain: ü");
     }
 }

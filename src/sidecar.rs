@@ -16,11 +16,11 @@ use crate::db::wait::{Event, LoginAttempt, drive};
 use crate::error::Error;
 use crate::exec::{find_program, replace_process};
 use crate::iam::Signer;
-use crate::outdir::Writer;
+use crate::outdir::{Ahead, Writer};
 use crate::refresh::{self, RefreshCheck, Timing};
 use crate::render::{self, Reveal};
 use crate::report::{chain, millis};
-use crate::secret::{Resolved, Resolver};
+use crate::secret::{Resolved, Resolver, Source, resolve_local};
 use crate::signal::Wakes;
 use crate::state::{Auth, Phase, State};
 
@@ -36,6 +36,7 @@ fn log_start(command: &str, config: &Config) {
         create = config.provisioning.create,
         out_dir = %config.out_dir.display(),
         sslmode = %config.sslmode,
+        rds_hosts_verify_full = config.tls.rds.is_some(),
         sslrootcert = config.sslrootcert().map(|p| p.display().to_string()),
         wait_timeout_s = config.policy.deadline.map(|d| d.as_secs()),
         attempt_timeout_s = config.policy.attempt_timeout.as_secs(),
@@ -57,7 +58,7 @@ struct Prepared {
 /// before ready is `Error::Interrupted`, with phase `stopping` recorded.
 async fn prepare(
     config: &Config,
-    state: &mut State,
+    (state, ahead): &mut (State, Option<Ahead>),
     wakes: &mut impl Wakes,
 ) -> Result<Prepared, Error> {
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
@@ -95,7 +96,8 @@ async fn prepare(
     // The files, status.json and the marker as one set: one directory fsync on the path
     // every task start waits for, and nothing replaced if any of them cannot be written.
     let set = config.files(target, Reveal::Password);
-    let changed = state.publish_ready(attempts, ready.resolved.version.clone(), &set)?;
+    let changed =
+        state.publish_ready(attempts, ready.resolved.version.clone(), &set, ahead.take())?;
     tracing::info!(
         attempts,
         database = %target.database,
@@ -112,17 +114,26 @@ async fn prepare(
     })
 }
 
-/// Logs the start and does the start-up writes (a stale marker removed, `starting`).
-fn start(command: &str, config: &Config) -> Result<State, Error> {
+/// Logs the start, does the start-up writes (a stale marker removed, `starting`) and,
+/// for a source read without the network and a password, starts writing its files
+/// ahead while the first login runs ([`Ahead`]).
+fn start(command: &str, config: &Config) -> Result<(State, Option<Ahead>), Error> {
     log_start(command, config);
     let writer = Writer::new(&config.out_dir, config.owner)?;
-    Ok(State::start(writer)?)
+    let state = State::start(writer)?;
+    let local = config.iam.is_none() && !matches!(config.source, Source::SecretsManager { .. });
+    // A source that cannot be read now is the wait's to report, with its retries.
+    let ahead = local
+        .then(|| resolve_local(&config.source, &config.overrides).ok())
+        .flatten()
+        .and_then(|r| Ahead::start(state.writer(), config.files(&r.target, Reveal::Password)));
+    Ok((state, ahead))
 }
 
 /// `once`: steps 1–5, then exit.
 pub async fn once(config: &Config, wakes: &mut impl Wakes) -> Result<(), Error> {
-    let mut state = start("once", config)?;
-    prepare(config, &mut state, wakes).await.map(|_| ())
+    let mut started = start("once", config)?;
+    prepare(config, &mut started, wakes).await.map(|_| ())
 }
 
 /// `run`: steps 1–6. Returns (exit 0) on SIGTERM/SIGINT in every phase, files in place.
@@ -134,8 +145,8 @@ pub async fn run(
     if config.iam.is_some() && refresh_interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
         return Err(ConfigError::IamRenewalTooSlow(refresh_interval.unwrap_or_default()).into());
     }
-    let mut state = start("run", config)?;
-    let prepared = match prepare(config, &mut state, wakes).await {
+    let mut started = start("run", config)?;
+    let prepared = match prepare(config, &mut started, wakes).await {
         Err(Error::Interrupted(_)) => return Ok(()),
         other => other?,
     };
@@ -147,6 +158,7 @@ pub async fn run(
             "credentials from this source cannot change while the task runs; rotation needs a new task, so no refresh checks are made"
         );
     }
+    let (mut state, _) = started;
     let timing = Timing {
         interval: refresh_interval,
         check_timeout: config.policy.attempt_timeout,
@@ -165,10 +177,12 @@ pub async fn run(
 }
 
 /// `exec`: steps 1–5, then replace this process with `command`, its environment carrying
-/// `DATABASE_URL` and the libpq variables. Only returns on failure.
+/// `DATABASE_URL` and the libpq variables, and no longer the variable the secret came
+/// from unless `keep_secret_env`. Only returns on failure.
 pub async fn exec(
     config: &Config,
     command: &[OsString],
+    keep_secret_env: bool,
     wakes: &mut impl Wakes,
 ) -> Result<Infallible, Error> {
     let Some((program, args)) = command.split_first() else {
@@ -182,13 +196,16 @@ pub async fn exec(
     // database came up.
     let path = find_program(program, std::env::var_os("PATH").as_deref())
         .map_err(|e| exec_error(program, e))?;
-    let mut state = start("exec", config)?;
-    let prepared = prepare(config, &mut state, wakes).await?;
+    let mut started = start("exec", config)?;
+    let prepared = prepare(config, &mut started, wakes).await?;
     let vars = render::environment(&config.inputs(&prepared.published.target, Reveal::Password));
-    tracing::info!(program = %path.display(), "exec");
+    let remove = (!keep_secret_env)
+        .then(|| config.source.secret_variable())
+        .flatten();
+    tracing::info!(program = %path.display(), removed = remove, "exec");
     Err(exec_error(
         program,
-        replace_process(&path, program, args, vars),
+        replace_process(&path, program, args, vars, remove),
     ))
 }
 

@@ -14,11 +14,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::class::ErrorClass;
-use crate::outdir::{File, WriteError, Writer};
-use crate::report::chain;
+use crate::outdir::{Ahead, File, WriteError, Writer, read_regular};
+use crate::report::{chain, printable};
 
 pub const STATUS_FILE: &str = "status.json";
 pub const READY_FILE: &str = "ready";
+/// More than any status this sidecar writes (about 600 bytes); `health` reads no further.
+const MAX_STATUS_BYTES: u64 = 65_536;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,8 +94,8 @@ pub struct State {
 }
 
 impl State {
-    /// The start-up writes: remove a stale `ready`, sweep what a killed run left, publish
-    /// phase `starting` (whose directory fsync also makes the removal durable).
+    /// The start-up writes: remove a stale `ready`, sweep what a killed run left, replace
+    /// `status.json` with phase `starting`.
     pub fn start(writer: Writer) -> Result<Self, WriteError> {
         let now = rfc3339(SystemTime::now());
         let mut state = Self {
@@ -145,9 +147,11 @@ impl State {
         }
     }
 
+    /// Replaces `status.json` with the status as it is now. Not fsynced: it describes the
+    /// running process (`Writer::replace` says why that is safe).
     pub fn save(&mut self) -> Result<(), WriteError> {
         let file = self.status_file();
-        self.writer.write(&file).map(|_| ())
+        self.writer.replace(&file).map(|_| ())
     }
 
     /// Records a failed attempt (phase waiting/provisioning) or a failed refresh (phase
@@ -181,7 +185,8 @@ impl State {
         attempt: u32,
         secret_version: Option<String>,
     ) -> Result<(), WriteError> {
-        self.publish_ready(attempt, secret_version, &[]).map(|_| ())
+        self.publish_ready(attempt, secret_version, &[], None)
+            .map(|_| ())
     }
 
     /// Publishes `files`, then `status.json`, then the marker, as one set (nothing
@@ -193,6 +198,7 @@ impl State {
         attempt: u32,
         secret_version: Option<String>,
         files: &[File],
+        ahead: Option<Ahead>,
     ) -> Result<Vec<&'static str>, WriteError> {
         let now = rfc3339(SystemTime::now());
         self.status = Status {
@@ -206,7 +212,8 @@ impl State {
             ..self.status.clone()
         };
         let status = self.status_file();
-        self.writer.publish_with_marker(files, &status, READY_FILE)
+        self.writer
+            .publish_with_marker(files, &status, READY_FILE, ahead)
     }
 
     /// Records the expiry of the token now published (IAM), never the token.
@@ -250,9 +257,11 @@ pub struct Health {
 /// Healthy when this run published its files: `ready` exists and `status.json` says
 /// `ready` or `degraded` (old files still in place are the best available).
 pub fn health(out_dir: &Path) -> Health {
-    let status = std::fs::read(out_dir.join(STATUS_FILE))
+    // Bounded, no symlink followed, no FIFO waited on: anyone who can write the volume
+    // could plant one, and `health` often runs as root.
+    let status = read_regular(&out_dir.join(STATUS_FILE), MAX_STATUS_BYTES)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Status>(&b).ok());
+        .and_then(|(_, b)| serde_json::from_slice::<Status>(&b).ok());
     let Some(s) = status else {
         return Health {
             healthy: false,
@@ -262,7 +271,7 @@ pub fn health(out_dir: &Path) -> Health {
             ),
         };
     };
-    let marker = out_dir.join(READY_FILE).is_file();
+    let marker = std::fs::symlink_metadata(out_dir.join(READY_FILE)).is_ok_and(|m| m.is_file());
     let healthy = marker && matches!(s.phase, Phase::Ready | Phase::Degraded);
     let mut line = format!(
         "{} attempt={} generation={}",
@@ -270,11 +279,12 @@ pub fn health(out_dir: &Path) -> Health {
         s.attempt,
         s.generation
     );
+    // The file's text is shown escaped: it may hold a server's words, or anyone's.
     if let Some(v) = &s.secret_version {
-        line.push_str(&format!(" secret_version={v}"));
+        line.push_str(&format!(" secret_version={}", printable(v)));
     }
     if let (Some(class), Some(msg)) = (&s.last_error_class, &s.last_error) {
-        line.push_str(&format!(" last_error=[{class}] {msg}"));
+        line.push_str(&format!(" last_error=[{class}] {}", printable(msg)));
     }
     if matches!(s.phase, Phase::Ready | Phase::Degraded) && !marker {
         line.push_str(&format!(" ({READY_FILE} marker missing)"));
@@ -385,6 +395,7 @@ mod tests {
                 2,
                 None,
                 &[file("same", b"kept", 0o644), file("new", b"fresh", 0o600)],
+                None,
             )
             .expect("published");
         assert_eq!(

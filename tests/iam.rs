@@ -443,6 +443,47 @@ fn the_token_never_reaches_a_trace_log() {
     assert!(!logs.contains(SECRET_KEY), "the secret key is in the logs");
 }
 
+/// The AWS SDK's signing and HTTP crates print what they sign at trace level (the access
+/// key id, a session token); they are capped below it whatever RUST_LOG says. `render`
+/// signs a token (shown on stdout, where it belongs) without a database.
+#[test]
+fn the_session_token_and_key_id_never_reach_a_trace_log() {
+    const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE-session-token-canary";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = iam_sidecar("render", &dir.path().join("out"))
+        .arg("--show-secrets")
+        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("runs");
+    assert_exit(&o, 0);
+    let token = stdout(&o);
+    assert!(
+        token.contains("X-Amz-Security-Token=") && token.contains(ACCESS_KEY),
+        "the token was signed with the session credentials: {token}"
+    );
+    let logs = stderr(&o);
+    // RUST_LOG=trace was in force: the capped crates still speak below trace.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains("aws_config::")),
+        "{logs}"
+    );
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains(" TRACE ") && l.contains("aws_sigv4")),
+        "aws-sigv4 traced what it signed"
+    );
+    for (what, canary) in [
+        ("session token", SESSION_TOKEN),
+        ("access key id", ACCESS_KEY),
+        ("secret key", SECRET_KEY),
+    ] {
+        assert!(!logs.contains(canary), "the {what} is in the logs");
+    }
+}
+
 /// botocore's `generate_db_auth_token`, at a fixed time, says the same as ours.
 #[test]
 fn tokens_match_botocores_generate_db_auth_token() {
@@ -590,22 +631,30 @@ fn iam_configuration_errors_exit_78_at_once() {
 #[test]
 fn a_password_for_a_pam_user_is_refused_with_advice() {
     let (_serial, r) = rig();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let before = r.log().len();
-    let o = sidecar()
-        .args(["once", "--wait-timeout", "60s", "--sslmode", "verify-full"])
-        .arg("--sslrootcert")
-        .arg(&r.ca)
-        .arg("--out-dir")
-        .arg(dir.path())
-        .env("AURORA_SIDECAR_LOG_FORMAT", "text")
-        .env(
-            "DB_SECRET",
-            secret_json("127.0.0.1", r.pg.port, IAM_USER, "a-password", IAM_DB),
-        )
-        .output()
-        .expect("runs");
-    assert_exit(&o, 77);
-    assert!(stderr(&o).contains("--iam-auth"), "{}", stderr(&o));
-    assert_eq!(r.log().len() - before, 1, "one login, not retried");
+    // verify-full requires SCRAM channel binding by default, so the clear-text password
+    // PAM asks for is not even sent; with binding only preferred it is, and PAM refuses it.
+    for (extra, code, logins) in [
+        (&[][..], 78, 0),
+        (&["--channel-binding", "prefer"][..], 77, 1),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = r.log().len();
+        let o = sidecar()
+            .args(["once", "--wait-timeout", "60s", "--sslmode", "verify-full"])
+            .args(extra)
+            .arg("--sslrootcert")
+            .arg(&r.ca)
+            .arg("--out-dir")
+            .arg(dir.path())
+            .env("AURORA_SIDECAR_LOG_FORMAT", "text")
+            .env(
+                "DB_SECRET",
+                secret_json("127.0.0.1", r.pg.port, IAM_USER, "a-password", IAM_DB),
+            )
+            .output()
+            .expect("runs");
+        assert_exit(&o, code);
+        assert!(stderr(&o).contains("--iam-auth"), "{}", stderr(&o));
+        assert_eq!(r.log().len() - before, logins, "{extra:?}: not retried");
+    }
 }

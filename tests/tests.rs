@@ -14,4 +14,5 @@ mod outage;
 mod outdir;
 mod privileges;
 mod run;
+mod security;
 mod tls;

@@ -25,7 +25,11 @@ fn tls() -> &'static TlsEnv {
         let (cert, key) = pki.server("server", "test-ca", "DNS:localhost,IP:127.0.0.1");
         let pg = Pg::start(PgOptions {
             tls: Some((cert, key)),
-            hba_replace: Some(vec!["hostssl all all 127.0.0.0/8 scram-sha-256".into()]),
+            hba_replace: Some(vec![
+                // A role with an MD5 verifier, for the channel-binding test.
+                "hostssl all md5_app 127.0.0.0/8 md5".into(),
+                "hostssl all all 127.0.0.0/8 scram-sha-256".into(),
+            ]),
             listen: Some("127.0.0.1,127.0.0.2".into()),
             ..PgOptions::default()
         });
@@ -101,6 +105,61 @@ fn every_mode_connects_where_libpq_would_and_psql_uses_tls_through_the_rendered_
         assert_exit(&q, 0);
         assert_eq!(stdout(&q).trim(), "t", "{host} {args:?}");
     }
+}
+
+/// SCRAM channel binding is really used: a login that requires it works against the TLS
+/// cluster (the TLS layer hands tokio-postgres the server certificate's hash), and
+/// verify-full requires it by default, so a role the server checks with MD5 (which cannot
+/// be bound) is refused there, at once and with the way out.
+#[test]
+fn channel_binding_is_used_and_required_under_verify_full() {
+    let e = tls();
+    let ca = e.ca.to_str().expect("utf-8 path").to_string();
+    for args in [
+        &["--sslmode", "require", "--channel-binding", "require"][..],
+        &["--sslmode", "verify-full", "--sslrootcert", &ca][..],
+    ] {
+        let out = tempfile::tempdir().expect("tempdir");
+        assert_exit(&once_tls(out.path(), "localhost", args), 0);
+    }
+    // An MD5 verifier: PostgreSQL then runs MD5 for this role, whatever pg_hba says.
+    e.pg.sql(
+        "postgres",
+        "SET password_encryption = 'md5'; CREATE ROLE md5_app LOGIN PASSWORD 'md5-pass'",
+    );
+    e.pg.sql("postgres", "CREATE DATABASE md5_db OWNER md5_app");
+    let md5 = |args: &[&str]| {
+        let out = tempfile::tempdir().expect("tempdir");
+        once(
+            out.path(),
+            "localhost",
+            e.pg.port,
+            "md5_app",
+            "md5-pass",
+            "md5_db",
+            args,
+        )
+    };
+    let started = Instant::now();
+    let o = md5(&["--sslmode", "verify-full", "--sslrootcert", &ca]);
+    assert_exit(&o, 78);
+    assert!(started.elapsed() < Duration::from_secs(10), "not retried");
+    assert!(
+        stderr(&o).contains("--channel-binding prefer"),
+        "{}",
+        stderr(&o)
+    );
+    assert_exit(
+        &md5(&[
+            "--sslmode",
+            "verify-full",
+            "--sslrootcert",
+            &ca,
+            "--channel-binding",
+            "prefer",
+        ]),
+        0,
+    );
 }
 
 #[test]

@@ -12,10 +12,13 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use tokio_postgres::tls::MakeTlsConnect;
+
+use super::guard::{Guarded, InsecureAuth};
 use super::tls::{Tls, wire_mode};
 use crate::class::ErrorClass;
 use crate::modes::SslMode;
-use crate::report::causes;
+use crate::report::{causes, chain};
 use crate::secret::Target;
 
 /// Shown in `pg_stat_activity.application_name`, so operators can tell our logins apart.
@@ -27,6 +30,20 @@ pub struct Session {
 }
 
 impl Session {
+    /// Runs the connection's I/O on a task of its own until the client is dropped.
+    fn spawn<S, T>(client: Client, connection: tokio_postgres::Connection<S, T>) -> Self
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let connection = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %chain(&e), "connection closed with an error");
+            }
+        });
+        Self { client, connection }
+    }
+
     /// Drops the client (which sends Terminate) and waits briefly for the socket to close.
     pub async fn close(self) {
         drop(self.client);
@@ -36,7 +53,8 @@ impl Session {
     }
 }
 
-/// Logs in to `database` on the target's server.
+/// Logs in to `database` on the target's server, over the guarded socket (`guard`: no
+/// password in clear text without TLS).
 pub async fn login(
     target: &Target,
     database: &str,
@@ -50,14 +68,18 @@ pub async fn login(
         .password(target.password.expose_secret())
         .dbname(database)
         .application_name(APPLICATION_NAME)
-        .ssl_mode(wire_mode(tls.mode));
-    let (client, connection) = config.connect(tls.connector()).await?;
-    let connection = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "connection closed with an error");
-        }
-    });
-    Ok(Session { client, connection })
+        .ssl_mode(wire_mode(tls.mode))
+        .channel_binding(tls.channel_binding);
+    // A Unix socket path is local: no network in between, nobody to strip TLS.
+    if target.host.starts_with('/') {
+        let (client, connection) = config.connect(tls.connector()).await?;
+        return Ok(Session::spawn(client, connection));
+    }
+    let socket = Guarded::new(&target.host, target.port, tls.allow_insecure_auth);
+    let Ok(connect) =
+        MakeTlsConnect::<Guarded>::make_tls_connect(&mut tls.connector(), &target.host);
+    let (client, connection) = config.connect_raw(socket, connect).await?;
+    Ok(Session::spawn(client, connection))
 }
 
 /// Which step of the job a database error came from; it changes what some SQLSTATEs
@@ -112,6 +134,15 @@ impl DbError {
         sslmode: SslMode,
     ) -> Self {
         let class = classify(&source, sslmode);
+        // The guard's own message says what happened and what to do.
+        let guarded = causes(&source).any(|e| io_inner::<InsecureAuth>(e).is_some());
+        let hint = if guarded {
+            None
+        } else if unbound(&source) {
+            Some(UNBOUND_HINT)
+        } else {
+            hint(class, stage)
+        };
         Self {
             class,
             stage,
@@ -121,7 +152,7 @@ impl DbError {
             database: database.to_string(),
             user: target.user.clone(),
             sslmode,
-            hint: hint(class, stage),
+            hint,
             source,
         }
     }
@@ -247,8 +278,23 @@ pub fn classify_sqlstate(code: &SqlState, message: &str, mode: SslMode) -> Error
     }
 }
 
+/// Required channel binding that the server did not do (an MD5 or clear-text password,
+/// or a proxy that terminates TLS): tokio-postgres says so only in words.
+fn unbound(err: &tokio_postgres::Error) -> bool {
+    causes(err).any(|e| e.to_string() == "server did not use channel binding")
+}
+
+const UNBOUND_HINT: &str = "the server asked for a password without SCRAM channel binding, which verify-full requires, and it was not sent: the role's password is stored as MD5 (reset it with password_encryption = scram-sha-256), the user was granted rds_iam (then only IAM tokens work: pass --iam-auth), or something between here and the server terminates TLS; --channel-binding prefer accepts the server without binding";
+
 fn tls_class(err: &tokio_postgres::Error) -> Option<ErrorClass> {
+    if unbound(err) {
+        return Some(ErrorClass::Config);
+    }
     for e in causes(err) {
+        // A password asked for in clear text without TLS: only TLS (or SCRAM) fixes it.
+        if io_inner::<InsecureAuth>(e).is_some() {
+            return Some(ErrorClass::TlsRequired);
+        }
         if let Some(r) = rustls_error(e) {
             return Some(match r {
                 rustls::Error::InvalidCertificate(_)
@@ -269,12 +315,17 @@ fn tls_class(err: &tokio_postgres::Error) -> Option<ErrorClass> {
 /// rustls errors arrive wrapped in `io::Error`, whose `source()` skips the wrapped error
 /// itself, so it has to be unwrapped by hand.
 fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(r) = e.downcast_ref::<rustls::Error>() {
-        return Some(r);
-    }
+    e.downcast_ref::<rustls::Error>()
+        .or_else(|| io_inner::<rustls::Error>(e))
+}
+
+/// The error of type `E` an `io::Error` wraps, if `e` is one that does.
+fn io_inner<'a, E: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
     e.downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|inner| inner.downcast_ref::<E>())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Talking to PostgreSQL: TLS (`tls`), one login and what its failure means (`connect`),
 //! creating the app database (`provision`), one pass of login-or-create (`establish`),
-//! the retry pacing (`pace`) and the wait loop (`wait`). Imports between these files go
-//! one way: wait → establish → provision → connect → tls, and wait → pace → connect
+//! the retry pacing (`pace`) and the wait loop (`wait`); every login's socket is guarded
+//! (`guard`: no password in clear text without TLS). Imports between these files go
+//! one way: wait → establish → provision → connect → {tls, guard}, and wait → pace → connect
 //! (`tests/layering.rs` fails on a loop).
 //!
 //! A `doctor` command will reuse `connect` and `establish` step by step (TCP, TLS,
@@ -9,6 +10,7 @@
 
 pub mod connect;
 pub mod establish;
+pub mod guard;
 pub mod pace;
 pub mod provision;
 pub mod tls;

@@ -25,6 +25,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio_postgres::config::ChannelBinding;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::modes::SslMode;
@@ -54,11 +55,18 @@ pub enum TlsConfigError {
     Rustls(#[source] rustls::Error),
 }
 
-/// The connector for one run: mode plus a rustls config shared by every attempt.
+/// The connector for one run: mode plus a rustls config shared by every attempt, and how
+/// the password may travel.
 #[derive(Clone)]
 pub struct Tls {
     pub mode: SslMode,
     connector: MakeRustlsConnect,
+    /// SCRAM channel binding: `Require` under verify-full with a password, so a
+    /// TLS-terminating man in the middle cannot relay the exchange.
+    pub channel_binding: ChannelBinding,
+    /// `--allow-insecure-auth`: a clear-text or MD5 password request is answered even
+    /// without TLS (`db::guard`).
+    pub allow_insecure_auth: bool,
 }
 
 impl fmt::Debug for Tls {
@@ -99,12 +107,38 @@ impl Tls {
         Ok(Self {
             mode,
             connector: MakeRustlsConnect::new(config),
+            channel_binding: ChannelBinding::Prefer,
+            allow_insecure_auth: false,
         })
     }
 
     pub fn connector(&self) -> MakeRustlsConnect {
         self.connector.clone()
     }
+}
+
+/// The TLS of a run, per server: `--sslmode`'s for every host, or, when the mode was left
+/// to its default and the image's RDS bundle is there, verify-full against that bundle
+/// for an RDS/Aurora endpoint (`rds`), the default elsewhere.
+#[derive(Debug, Clone)]
+pub struct TlsChoice {
+    pub given: Tls,
+    pub rds: Option<Tls>,
+}
+
+impl TlsChoice {
+    pub fn for_host(&self, host: &str) -> &Tls {
+        match &self.rds {
+            Some(rds) if is_rds_host(host) => rds,
+            _ => &self.given,
+        }
+    }
+}
+
+/// An RDS or Aurora endpoint (`*.rds.amazonaws.com`, and `.com.cn` in China).
+pub fn is_rds_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host.ends_with(".rds.amazonaws.com") || host.ends_with(".rds.amazonaws.com.cn")
 }
 
 fn load_roots(path: &Path, pem: &[u8]) -> Result<RootCertStore, TlsConfigError> {
@@ -209,5 +243,30 @@ impl ServerCertVerifier for EncryptOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rds_and_aurora_endpoints_are_recognised() {
+        for host in [
+            "app.cluster-c9abcdefghij.eu-west-1.rds.amazonaws.com",
+            "app.cluster-ro-c9abcdefghij.us-east-1.rds.amazonaws.com.",
+            "db.c9abcdefghij.cn-north-1.rds.amazonaws.com.cn",
+            "DB.X.EU-CENTRAL-1.RDS.AMAZONAWS.COM",
+        ] {
+            assert!(is_rds_host(host), "{host}");
+        }
+        for host in [
+            "127.0.0.1",
+            "postgres",
+            "rds.amazonaws.com.evil.example",
+            "myrds.amazonaws.com",
+        ] {
+            assert!(!is_rds_host(host), "{host}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use super::connect::{Contact, DbError, Stage};
 use super::establish::establish;
 use super::pace::{Pace, Policy, pacer};
 use super::provision::Provisioning;
-use super::tls::Tls;
+use super::tls::TlsChoice;
 use crate::class::ErrorClass;
 use crate::iam::{self, IamError, Signer};
 use crate::secret::{Resolved, Resolver, SecretError};
@@ -226,7 +226,7 @@ pub struct LoginAttempt<'a> {
     resolver: &'a mut Resolver,
     /// `--iam-auth`: signs the password of every resolved target.
     signer: Option<&'a mut Signer>,
-    tls: &'a Tls,
+    tls: &'a TlsChoice,
     provisioning: &'a Provisioning,
     policy: &'a Policy,
     /// The secret kept between attempts unless a rejected password says to re-read it.
@@ -240,7 +240,7 @@ pub struct LoginAttempt<'a> {
 impl<'a> LoginAttempt<'a> {
     pub fn new(
         resolver: &'a mut Resolver,
-        tls: &'a Tls,
+        tls: &'a TlsChoice,
         provisioning: &'a Provisioning,
         policy: &'a Policy,
     ) -> Self {
@@ -374,7 +374,8 @@ impl Attempt for LoginAttempt<'_> {
     async fn attempt(&mut self, _n: u32, elapsed: Duration) -> Result<Ready, Failure> {
         let resolved = self.resolved().await?;
         let provision = self.provision_next.then_some(self.provisioning);
-        match establish(&resolved.target, self.tls, provision).await {
+        let tls = self.tls.for_host(&resolved.target.host);
+        match establish(&resolved.target, tls, provision).await {
             Ok(created) => Ok(Ready { resolved, created }),
             Err(e) => Err(self.db_failure(e, elapsed)),
         }

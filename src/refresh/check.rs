@@ -110,7 +110,12 @@ impl<'a> RefreshCheck<'a> {
             "new credentials found; validating them before publishing"
         );
         let config = self.config;
-        let created = validate(&candidate.target, &config.tls, &config.provisioning).await?;
+        let created = validate(
+            &candidate.target,
+            config.tls.for_host(&candidate.target.host),
+            &config.provisioning,
+        )
+        .await?;
         let set = config.files(&candidate.target, Reveal::Password);
         let changed = self.writer.publish(&set)?;
         tracing::info!(

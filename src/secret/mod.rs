@@ -41,6 +41,18 @@ pub enum Source {
     Libpq,
 }
 
+impl Source {
+    /// The environment variable that holds the secret (or its password) for this source:
+    /// what `exec` keeps from its child.
+    pub fn secret_variable(&self) -> Option<&str> {
+        match self {
+            Source::Env { name } => Some(name),
+            Source::Libpq => Some("PGPASSWORD"),
+            Source::SecretsManager { .. } | Source::File { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -315,7 +327,7 @@ pub enum Check {
 
 /// Reads the secret from a local source (everything but Secrets Manager, which needs a
 /// client: see [`aws::SecretsManager`]).
-fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved, SecretError> {
+pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved, SecretError> {
     let origin = source.to_string();
     let creds = match source {
         Source::Env { name } => {

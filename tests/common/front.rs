@@ -29,6 +29,10 @@ pub enum Act {
     CutTls,
     /// Answer the startup message with a FATAL ErrorResponse carrying this SQLSTATE.
     Fatal(&'static str, &'static str),
+    /// A downgrading man in the middle: decline TLS, then ask for the password with this
+    /// authentication request (3 clear text, 5 MD5). What the client sends back within a
+    /// second is recorded ([`Front::answers`]: `got p …` or `nothing`).
+    AskPassword(u32),
 }
 
 type Hook = Box<dyn FnMut() + Send>;
@@ -37,6 +41,8 @@ struct Shared {
     script: VecDeque<Act>,
     /// What each connection met, in order.
     met: Vec<String>,
+    /// What clients sent back to [`Act::AskPassword`], in order.
+    answers: Vec<String>,
     /// `(needle, hook)`: when a client's bytes contain the needle, the hook runs once,
     /// before those bytes are forwarded.
     hook: Option<(Vec<u8>, Hook)>,
@@ -57,6 +63,7 @@ impl Front {
         let shared = Arc::new(Mutex::new(Shared {
             script: script.into(),
             met: Vec::new(),
+            answers: Vec::new(),
             hook: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -96,6 +103,11 @@ impl Front {
     pub fn connections(&self) -> usize {
         self.shared.lock().expect("front lock").met.len()
     }
+
+    /// What clients sent back to [`Act::AskPassword`].
+    pub fn answers(&self) -> Vec<String> {
+        self.shared.lock().expect("front lock").answers.clone()
+    }
 }
 
 impl Drop for Front {
@@ -113,6 +125,7 @@ fn label(act: &Act) -> String {
         Act::Drop => "drop".into(),
         Act::CutTls => "cut-tls".into(),
         Act::Fatal(code, _) => format!("fatal {code}"),
+        Act::AskPassword(code) => format!("ask-password {code}"),
     }
 }
 
@@ -142,17 +155,43 @@ fn serve(
             client.shutdown(Shutdown::Both)
         }
         Act::Fatal(sqlstate, message) => {
-            let (mut code, _) = read_startup(&mut client)?;
-            // Decline TLS/GSS so the startup message arrives in the clear, as a server
-            // without TLS would.
-            while code == SSL_REQUEST || code == GSSENC_REQUEST {
-                client.write_all(b"N")?;
-                code = read_startup(&mut client)?.0;
-            }
+            decline_tls(&mut client)?;
             client.write_all(&error_response(sqlstate, message))?;
             client.shutdown(Shutdown::Both)
         }
+        Act::AskPassword(auth) => {
+            decline_tls(&mut client)?;
+            let mut request = vec![b'R'];
+            // MD5 carries a 4-byte salt after the code.
+            let len: u32 = if auth == 5 { 12 } else { 8 };
+            request.extend_from_slice(&len.to_be_bytes());
+            request.extend_from_slice(&auth.to_be_bytes());
+            if auth == 5 {
+                request.extend_from_slice(b"salt");
+            }
+            client.write_all(&request)?;
+            client.set_read_timeout(Some(Duration::from_secs(1)))?;
+            let mut answer = Vec::new();
+            let _ = client.read_to_end(&mut answer);
+            let seen = match answer.first() {
+                Some(t) => format!("got {} ({} bytes)", *t as char, answer.len()),
+                None => "nothing".into(),
+            };
+            shared.lock().expect("front lock").answers.push(seen);
+            client.shutdown(Shutdown::Both)
+        }
     }
+}
+
+/// Declines TLS/GSS so the startup message arrives in the clear, as a server without TLS
+/// would (or an attacker who strips it), and reads that startup message.
+fn decline_tls(client: &mut TcpStream) -> io::Result<()> {
+    let (mut code, _) = read_startup(client)?;
+    while code == SSL_REQUEST || code == GSSENC_REQUEST {
+        client.write_all(b"N")?;
+        code = read_startup(client)?.0;
+    }
+    Ok(())
 }
 
 /// Reads one untyped startup-phase message; returns its code (protocol version or request

@@ -10,14 +10,15 @@
 //!   side by side, even when the process is killed between two steps; the previous
 //!   version's directory is removed after the swap;
 //! - **a single file** (`status.json`, and `ready`, a second hard link to it) is replaced
-//!   on its own: a temporary file in the out-dir, renamed over the name.
+//!   on its own: a temporary file in the out-dir, renamed over the name. It describes the
+//!   running sidecar and is not fsynced: after a crash it may be stale or empty, which
+//!   `health` reads as "not ready" (the safe side), and the next start publishes again.
 //!
 //! Invariants, for every file:
 //! - a temporary file is created with its final mode and owner set *before* any byte is
 //!   written: pgpass is 0600 from birth;
-//! - data is fsynced, then renamed (or its directory swapped in), then the out-dir is
-//!   fsynced, so after a crash a reader sees the old version or the new one, never a torn
-//!   file;
+//! - a version of the set is fsynced, then swapped in, then the out-dir is fsynced, so
+//!   after a crash the app sees the old version or the new one, never a torn file;
 //! - a set whose every file already has the right bytes, mode and owner is not written
 //!   again (no mtime churn, no inotify noise for apps that watch the directory);
 //! - a failed write leaves nothing behind (tempfile removes its files and directories on
@@ -25,9 +26,13 @@
 //! - a symlink planted at any name is replaced, never followed.
 
 use std::fs::{self, File as FsFile, Permissions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+mod ahead;
+
+pub use ahead::Ahead;
 
 /// `--owner UID[:GID]`: who owns the rendered files (the app's user, so libpq accepts a
 /// 0600 pgpass).
@@ -118,38 +123,45 @@ impl Writer {
         move |source| WriteError { op, path, source }
     }
 
-    /// Writes a single file atomically (not part of the set). Returns whether it changed.
-    pub fn write(&self, file: &File) -> Result<bool, WriteError> {
+    /// Replaces a single file (not part of the set) atomically, but without making it
+    /// durable: no fsync, of the file or the directory. For what describes the running
+    /// process (`status.json`): after a crash it is stale or empty at worst, which reads as
+    /// "not ready", and the next start replaces it. Returns whether the file changed.
+    pub fn replace(&self, file: &File) -> Result<bool, WriteError> {
         if self.is_current(&self.dir, file) {
             return Ok(false);
         }
-        let (staged, _) = self.stage_file(file, None)?;
-        self.commit(vec![staged]).map(|()| true)
+        let (staged, _) = self.stage_file(file, None, false)?;
+        self.commit(vec![staged], false).map(|()| true)
     }
 
     /// Publishes `set` as the current version (see the module doc). Returns the names
     /// whose bytes, mode or owner changed; nothing is written when none did.
     pub fn publish(&self, set: &[File]) -> Result<Vec<&'static str>, WriteError> {
-        self.publish_then(set, None)
+        self.publish_then(set, None, None)
     }
 
     /// [`Writer::publish`], then `last` under its own name and as `alias`, a second hard
-    /// link to the same file (one write, one fsync), renamed after the set: `state`
-    /// publishes `status.json` and the `ready` marker this way, so the marker appears
-    /// only once everything else is in place. One out-dir fsync for all of it.
+    /// link to the same file (one write), renamed after the set: `state` publishes
+    /// `status.json` and the `ready` marker this way, so the marker appears only once
+    /// everything else is in place. One out-dir fsync for all of it; `last` itself is not
+    /// fsynced ([`Writer::replace`] says why). A version written [`ahead`] for this very
+    /// set is swapped in as it is.
     pub fn publish_with_marker(
         &self,
         set: &[File],
         last: &File,
         alias: &str,
+        ahead: Option<Ahead>,
     ) -> Result<Vec<&'static str>, WriteError> {
-        self.publish_then(set, Some((last, alias)))
+        self.publish_then(set, Some((last, alias)), ahead)
     }
 
     fn publish_then(
         &self,
         set: &[File],
         last: Option<(&File, &str)>,
+        ahead: Option<Ahead>,
     ) -> Result<Vec<&'static str>, WriteError> {
         let current = self.current_version();
         let changed: Vec<&'static str> = set
@@ -159,24 +171,31 @@ impl Writer {
             .collect();
         let mut renames = Vec::new();
         let mut version = None;
+        // Written ahead for exactly this set, or dropped (and removed) before writing anew.
+        let ahead = ahead.and_then(|a| a.take(set));
         if !changed.is_empty() {
-            let (dir, link) = self.stage_version(set)?;
+            let dir = match ahead {
+                Some(dir) => dir,
+                None => self.write_version(set)?,
+            };
+            renames.push(self.stage_symlink(DATA_LINK, Path::new(&dir_name(dir.path())))?);
             version = Some(dir);
-            renames.push(link);
         }
         for f in set {
             if !self.links_into_data(f.name) {
                 renames.push(self.stage_symlink(f.name, &Path::new(DATA_LINK).join(f.name))?);
             }
         }
+        // Only a new version or new links need the out-dir fsynced.
+        let durable = !renames.is_empty();
         if let Some((file, alias)) = last {
-            let (first, second) = self.stage_file(file, Some(alias))?;
+            // Not fsynced: see `Writer::replace` (a status lost in a crash reads as "not
+            // ready", which is safe, and the next start publishes again).
+            let (first, second) = self.stage_file(file, Some(alias), false)?;
             renames.push(first);
             renames.extend(second);
         }
-        if !renames.is_empty() {
-            self.commit(renames)?;
-        }
+        self.commit(renames, durable)?;
         if let Some(dir) = version {
             // Current now: kept. The previous version and any link to a name this set no
             // longer has are removed; whatever a failure here leaves, the next start
@@ -190,9 +209,8 @@ impl Writer {
         Ok(changed)
     }
 
-    /// A new version directory holding `set`, written and fsynced, and a temporary
-    /// `..data` symlink to it, waiting for its rename.
-    fn stage_version(&self, set: &[File]) -> Result<(tempfile::TempDir, Staged), WriteError> {
+    /// A new version directory holding `set`, every file and the directory fsynced.
+    fn write_version(&self, set: &[File]) -> Result<tempfile::TempDir, WriteError> {
         let dir = tempfile::Builder::new()
             .prefix(VERSION_PREFIX)
             .suffix("")
@@ -210,18 +228,17 @@ impl Writer {
                 .mode(f.mode)
                 .open(path.join(f.name))
                 .map_err(self.error("create", f.name))?;
-            self.fill(&mut file, f)?;
+            self.fill(&mut file, f, true)?;
         }
         FsFile::open(&path)
             .and_then(|d| d.sync_all())
             .map_err(self.error("fsync", &name))?;
-        let link = self.stage_symlink(DATA_LINK, Path::new(&name))?;
-        Ok((dir, link))
+        Ok(dir)
     }
 
     /// Mode (exactly: the umask may have narrowed it at creation), owner, then the bytes,
-    /// then fsync.
-    fn fill(&self, file: &mut FsFile, f: &File) -> Result<(), WriteError> {
+    /// then (when `durable`) fsync.
+    fn fill(&self, file: &mut FsFile, f: &File, durable: bool) -> Result<(), WriteError> {
         file.set_permissions(Permissions::from_mode(f.mode))
             .map_err(self.error("set the mode of", f.name))?;
         if let Some(o) = self.owner {
@@ -230,14 +247,19 @@ impl Writer {
         }
         file.write_all(&f.contents)
             .map_err(self.error("write", f.name))?;
-        file.sync_all().map_err(self.error("fsync", f.name))
+        if durable {
+            file.sync_all().map_err(self.error("fsync", f.name))?;
+        }
+        Ok(())
     }
 
-    /// The temporary file for a single file, and with `alias` a second link to it.
+    /// The temporary file for a single file (fsynced when `durable`), and with `alias` a
+    /// second link to it.
     fn stage_file(
         &self,
         f: &File,
         alias: Option<&str>,
+        durable: bool,
     ) -> Result<(Staged, Option<Staged>), WriteError> {
         // O_CREAT|O_EXCL on a random name: a symlink planted at a temporary name is never
         // followed, and rename replaces a planted symlink at the final name itself.
@@ -252,7 +274,7 @@ impl Writer {
         let second = alias
             .map(|a| self.stage_name(a, |link| fs::hard_link(tmp.path(), link)))
             .transpose()?;
-        self.fill(tmp.as_file_mut(), f)?;
+        self.fill(tmp.as_file_mut(), f, durable)?;
         let first = Staged {
             tmp: tmp.into_temp_path(),
             path: self.dir.join(f.name),
@@ -284,8 +306,9 @@ impl Writer {
         })
     }
 
-    /// Renames staged names into place in order, then fsyncs the out-dir once.
-    fn commit(&self, staged: Vec<Staged>) -> Result<(), WriteError> {
+    /// Renames staged names into place in order, then, when `durable`, fsyncs the out-dir
+    /// once.
+    fn commit(&self, staged: Vec<Staged>, durable: bool) -> Result<(), WriteError> {
         for Staged { tmp, path } in staged {
             tmp.persist(&path).map_err(|e| WriteError {
                 op: "rename into place",
@@ -293,7 +316,7 @@ impl Writer {
                 source: e.error,
             })?;
         }
-        self.sync_dir()
+        if durable { self.sync_dir() } else { Ok(()) }
     }
 
     /// The current version's directory: where `..data` points, when that is one of ours
@@ -360,8 +383,8 @@ impl Writer {
         Ok(removed)
     }
 
-    /// Removes `name` if present. Not fsynced on its own: the caller's next write fsyncs
-    /// the directory, which makes the removal durable with it.
+    /// Removes `name` if present. Not fsynced: a crash can only bring back what the next
+    /// start removes again (the stale `ready`), and the next publish fsyncs the directory.
     pub fn remove(&self, name: &str) -> Result<(), WriteError> {
         match fs::remove_file(self.dir.join(name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(self.error("remove", name)(e)),
@@ -378,23 +401,40 @@ impl Writer {
     /// Whether `dir/NAME` is a regular file (not followed if a symlink) with exactly these
     /// bytes, mode and owner.
     fn is_current(&self, dir: &Path, f: &File) -> bool {
-        let path = dir.join(f.name);
-        let Ok(meta) = fs::symlink_metadata(&path) else {
+        let Ok((meta, existing)) = read_regular(&dir.join(f.name), f.contents.len() as u64) else {
             return false;
         };
-        if !meta.file_type().is_file()
-            || meta.mode() & 0o7777 != f.mode
-            || meta.len() != f.contents.len() as u64
-        {
-            return false;
-        }
-        if let Some(o) = self.owner
-            && (meta.uid() != o.uid || o.gid.is_some_and(|g| g != meta.gid()))
-        {
-            return false;
-        }
-        fs::read(&path).is_ok_and(|existing| existing == f.contents)
+        let owner_ok = self
+            .owner
+            .is_none_or(|o| meta.uid() == o.uid && o.gid.is_none_or(|g| g == meta.gid()));
+        meta.mode() & 0o7777 == f.mode && owner_ok && existing == f.contents
     }
+}
+
+/// Reads the regular file at `path`, of at most `max` bytes, without following a symlink
+/// at that name or blocking on a FIFO (`O_NOFOLLOW | O_NONBLOCK`; `fstat` of what was
+/// opened says what it is). A symlink, FIFO, device, directory or larger file is an error:
+/// whoever else can write the out-dir cannot make a reader hang or fill its memory.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<(fs::Metadata, Vec<u8>)> {
+    use rustix::fs::OFlags;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(io::Error::other(format!("larger than {max} bytes")));
+    }
+    let mut bytes = Vec::new();
+    // Bounded again while reading: the file may grow after the fstat.
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok((meta, bytes))
 }
 
 fn dir_name(path: &Path) -> String {
@@ -450,7 +490,10 @@ mod tests {
             w.publish(&set).expect("publish"),
             ["pgpass", "pg_service.conf"]
         );
-        assert!(w.write(&file("status.json", b"{}", 0o644)).expect("write"));
+        assert!(
+            w.replace(&file("status.json", b"{}", 0o644))
+                .expect("write")
+        );
         assert_eq!(mode_of(&dir.path().join("pgpass")), 0o600);
         assert_eq!(mode_of(&dir.path().join("pg_service.conf")), 0o644);
         assert_eq!(mode_of(&dir.path().join("status.json")), 0o644);
@@ -499,8 +542,8 @@ mod tests {
         assert_eq!(mode_of(&p), 0o600);
         // A single file likewise.
         let single = file("s", b"x", 0o644);
-        assert!(w.write(&single).expect("write"));
-        assert!(!w.write(&single).expect("write"));
+        assert!(w.replace(&single).expect("write"));
+        assert!(!w.replace(&single).expect("write"));
     }
 
     #[test]
@@ -585,6 +628,81 @@ mod tests {
     }
 
     #[test]
+    fn read_regular_refuses_what_is_not_a_small_regular_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = |n: &str| dir.path().join(n);
+        fs::write(p("small"), "{}").expect("small");
+        assert_eq!(read_regular(&p("small"), 2).expect("read").1, b"{}");
+        assert!(read_regular(&p("small"), 1).is_err(), "over the bound");
+        std::os::unix::fs::symlink("/dev/zero", p("zero")).expect("symlink");
+        std::os::unix::fs::symlink(p("small"), p("link")).expect("symlink");
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(p("fifo"))
+            .status()
+            .expect("mkfifo runs");
+        assert!(fifo.success());
+        let started = std::time::Instant::now();
+        for name in ["zero", "link", "fifo", "missing"] {
+            assert!(read_regular(&p(name), 65_536).is_err(), "{name}");
+        }
+        assert!(read_regular(dir.path(), 65_536).is_err(), "a directory");
+        assert!(started.elapsed() < Duration::from_secs(1), "nothing blocks");
+    }
+
+    #[test]
+    fn a_version_written_ahead_is_swapped_in_only_for_the_same_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        let set = |p: &[u8]| {
+            vec![
+                file("pgpass", p, 0o600),
+                file("pg_service.conf", b"[app]", 0o644),
+            ]
+        };
+        let versions = || -> Vec<String> {
+            listing(dir.path())
+                .into_iter()
+                .filter(|n| is_version(n))
+                .collect()
+        };
+        // The same set: the directory written ahead is the one made current.
+        let ahead = Ahead::start(&w, set(b"one")).expect("a thread");
+        let started = std::time::Instant::now();
+        while versions().is_empty() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let written_ahead = versions();
+        let status = file("status", b"{}", 0o644);
+        let changed = w
+            .publish_with_marker(&set(b"one"), &status, "marker", Some(ahead))
+            .expect("publish");
+        assert_eq!(changed, ["pgpass", "pg_service.conf"]);
+        assert_eq!(versions(), written_ahead);
+        assert_eq!(
+            fs::read_link(dir.path().join(DATA_LINK)).expect("..data"),
+            Path::new(&written_ahead[0])
+        );
+        // Another set than the one written ahead: that one is removed, the new one written.
+        let ahead = Ahead::start(&w, set(b"stale")).expect("a thread");
+        w.publish_with_marker(&set(b"two"), &status, "marker", Some(ahead))
+            .expect("publish");
+        assert_eq!(versions().len(), 1, "{:?}", listing(dir.path()));
+        assert_eq!(fs::read(dir.path().join("pgpass")).expect("pgpass"), b"two");
+        // The set already current: nothing is written ahead, nothing changes.
+        let current = fs::read_link(dir.path().join(DATA_LINK)).expect("..data");
+        let ahead = Ahead::start(&w, set(b"two")).expect("a thread");
+        let changed = w
+            .publish_with_marker(&set(b"two"), &status, "marker", Some(ahead))
+            .expect("publish");
+        assert!(changed.is_empty());
+        assert_eq!(
+            fs::read_link(dir.path().join(DATA_LINK)).expect("..data"),
+            current
+        );
+        assert_eq!(versions().len(), 1);
+    }
+
+    #[test]
     fn unwritable_out_dir_reports_the_path() {
         let err =
             Writer::new(Path::new("/proc/aurora-sidecar-test"), None).expect_err("not creatable");
@@ -607,6 +725,7 @@ mod tests {
                 &[file("a", b"1", 0o600)],
                 &file("status", b"{}", 0o644),
                 "marker",
+                None,
             )
             .expect("write");
         assert_eq!(changed, ["a"]);
@@ -619,7 +738,7 @@ mod tests {
         assert_eq!(mode_of(&dir.path().join("marker")), 0o644);
         assert_eq!(fs::read(&victim).expect("victim"), b"keep");
         // Replacing the first name leaves the alias with what it had.
-        w.write(&file("status", b"{\"later\":1}", 0o644))
+        w.replace(&file("status", b"{\"later\":1}", 0o644))
             .expect("rewrite");
         assert_eq!(fs::read(dir.path().join("marker")).expect("marker"), b"{}");
         assert_eq!(
@@ -688,7 +807,7 @@ mod tests {
     fn remove_is_idempotent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let w = Writer::new(dir.path(), None).expect("writer");
-        w.write(&file("ready", b"1\n", 0o644)).expect("write");
+        w.replace(&file("ready", b"1\n", 0o644)).expect("write");
         w.remove("ready").expect("remove");
         w.remove("ready").expect("remove again");
         assert!(!dir.path().join("ready").exists());
