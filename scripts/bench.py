@@ -67,8 +67,8 @@ def sql(q, db="postgres"):
                            "-X", "-qtAc", q], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def secret(db=DB, port=PORT):
-    return json.dumps({"engine": "postgres", "host": "127.0.0.1", "port": port, "username": USER,
+def secret(db=DB, port=None):
+    return json.dumps({"engine": "postgres", "host": "127.0.0.1", "port": port or PORT, "username": USER,
                        "password": PASSWORD, "dbname": db})
 
 
@@ -457,7 +457,7 @@ def write():
         f.write(f"Produced by `scripts/bench` on {time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, "
                 f"{os.cpu_count()} cores, {rustc}, PostgreSQL 15 on loopback. Everything below comes from this one "
                 "run, side by side; the machine is shared and noisy, so read medians, percentiles and ratios.\n\n")
-        f.write("## Targets (issue 9)\n\n| target | measured | |\n|---|---|---|\n")
+        f.write("## Targets\n\n| target | measured | |\n|---|---|---|\n")
         for what, measured, verdict in targets:
             f.write(f"| {what} | {measured} | {verdict} |\n")
         f.write("\n")
@@ -488,15 +488,17 @@ def main():
     a.add_argument("--trials", type=int, default=20)
     a.add_argument("--pqconnect", help="a program making one libpq login (scripts/bench_pqconnect.c)")
     a.add_argument("--outages", default="2,30,120")
+    a.add_argument("--only", help="comma-separated sections (sizes,cold,wake,slow,concurrent,soak), "
+                                  "for a quick look; write such a run to another --out")
     ARGS = a.parse_args()
     WORK, PORT, PG_BIN = ARGS.work, int(ARGS.port), ARGS.pg_bin
-    sizes()
-    cold_start()
-    for o in (int(x) for x in ARGS.outages.split(",")):
-        wake(o)
-    slow_wake()
-    concurrent()
-    soak()
+    only = set(ARGS.only.split(",")) if ARGS.only else None
+    sections = [("sizes", sizes), ("cold", cold_start),
+                ("wake", lambda: [wake(int(o)) for o in ARGS.outages.split(",")]),
+                ("slow", slow_wake), ("concurrent", concurrent), ("soak", soak)]
+    for name, run in sections:
+        if only is None or name in only:
+            run()
     write()
 
 
