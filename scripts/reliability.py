@@ -33,6 +33,40 @@ FAULTS = [
 ]
 
 
+# (case, outcome asserted, test): each proven by the test named, which failed before the
+# change that made it hold.
+SECURITY = [
+    ("a server declines TLS and asks for the password in clear text (sslmode prefer and disable)",
+     "nothing sent; 78 tls_required at once, saying what happened; sent only with --allow-insecure-auth",
+     "security::a_downgrading_server_never_gets_a_clear_text_or_md5_password"),
+    ("the same, asking for MD5", "nothing sent; 78; sent only with --allow-insecure-auth",
+     "security::a_downgrading_server_never_gets_a_clear_text_or_md5_password"),
+    ("SCRAM channel binding against the TLS cluster",
+     "a login requiring it succeeds; verify-full requires it: an MD5 role is refused (78, the way out named), "
+     "--channel-binding prefer lets it in",
+     "tls::channel_binding_is_used_and_required_under_verify_full"),
+    ("a user granted rds_iam given a password under verify-full",
+     "not sent (binding required), 78 naming --iam-auth; with binding only preferred, PAM refuses it: 77",
+     "iam::a_password_for_a_pam_user_is_refused_with_advice"),
+    ("an RDS/Aurora host without --sslmode", "verify-full against the image's bundle; other hosts prefer",
+     "db::tls::tests::an_rds_host_gets_the_rds_connector_and_any_other_host_the_given_one"),
+    ("status.json a symlink to /dev/zero, a FIFO, a 100 MB file", "health: not ready, within a second",
+     "security::health_answers_at_once_for_a_planted_symlink_fifo_or_huge_file"),
+    ("a directory planted at a temporary name", "swept; the start succeeds",
+     "security::a_directory_planted_at_a_temporary_name_does_not_stop_the_start"),
+    ("a server message with a newline and an escape sequence", "escaped in logs, errors and health; no forged line",
+     "security::server_text_cannot_forge_a_log_line_or_an_escape_sequence"),
+    ("RUST_LOG=trace with IAM and a session token", "no session token, access key id or secret key in the logs",
+     "iam::the_session_token_and_key_id_never_reach_a_trace_log"),
+    ("another process of the same uid reads /proc/PID/environ", "refused (non-dumpable); an ordinary process's is readable",
+     "security::another_process_of_the_same_uid_cannot_read_the_environment"),
+    ("exec's child environment", "no DB_SECRET / PGPASSWORD unless --keep-secret-env",
+     "security::the_exec_child_does_not_inherit_the_secret_variable"),
+    ("PGPASSWORD with a newline", "65, naming PGPASSWORD, as the JSON source does",
+     "secret::tests::pgpassword_with_a_newline_is_refused_like_the_json_one"),
+]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--figures", required=True)
@@ -114,6 +148,17 @@ def main():
     w("The credential files are published as one version: written into a fresh hidden directory, fsynced, and made "
       "current by one `rename` of the `..data` symlink (the kubelet's scheme), so no kill can leave files of two "
       "logins side by side; the test asserts 0.")
+    w("")
+    w("## Security")
+    w("")
+    w("Tried as an attacker would (small fake servers on loopback, planted files, another uid); each case is a "
+      "test that failed on the code before the change that made it hold.")
+    w("")
+    w("| case | outcome (asserted) | test | this run |")
+    w("|---|---|---|---|")
+    for case, outcome, test in SECURITY:
+        ok = re.search(rf"^test {re.escape(test)} \.\.\. ok$", log, re.M)
+        w(f"| {case} | {outcome} | `{test}` | {'passed' if ok else '**not run**'} |")
     w("")
     w("## Bad input")
     w("")

@@ -251,6 +251,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_rds_host_gets_the_rds_connector_and_any_other_host_the_given_one() {
+        let choice = TlsChoice {
+            given: Tls::new(SslMode::Prefer, None).expect("prefer"),
+            rds: Some(Tls::new(SslMode::Require, None).expect("stands in for verify-full")),
+        };
+        let host = "app.cluster-c9abcdefghij.eu-west-1.rds.amazonaws.com";
+        assert_eq!(choice.for_host(host).mode, SslMode::Require);
+        assert_eq!(choice.for_host("postgres").mode, SslMode::Prefer);
+        let given_only = TlsChoice {
+            rds: None,
+            ..choice
+        };
+        assert_eq!(given_only.for_host(host).mode, SslMode::Prefer);
+    }
+
+    #[test]
     fn rds_and_aurora_endpoints_are_recognised() {
         for host in [
             "app.cluster-c9abcdefghij.eu-west-1.rds.amazonaws.com",
