@@ -144,16 +144,7 @@ impl Config {
         }
         let ca = read_ca(args.sslrootcert.as_deref(), sslmode)?;
         let tls = connector(args, sslmode, iam.is_some(), ca.as_ref())?;
-        // No --sslmode, no IAM (which defaults to verify-full anyway): an RDS endpoint is
-        // verified against the image's bundle. Whether the host is one is known per login.
-        let rds_ca = (args.sslmode.is_none() && iam.is_none())
-            .then(|| read_ca(None, SslMode::VerifyFull).ok().flatten())
-            .flatten();
-        let rds = rds_ca
-            .as_ref()
-            .map(|c| connector(args, SslMode::VerifyFull, false, Some(c)))
-            .transpose()?;
-
+        let (rds, rds_ca) = rds_default(args, iam.is_some())?.unzip();
         Ok(Self {
             source,
             overrides: Overrides {
@@ -235,6 +226,20 @@ fn check_names(args: &PrepareArgs) -> Result<(), ConfigError> {
         return Err(ConfigError::ServiceName(args.service_name.clone()));
     }
     Ok(())
+}
+
+/// No --sslmode, no IAM (which defaults to verify-full anyway), and the image's bundle
+/// present: an RDS endpoint is verified against that bundle. Whether a host is one is
+/// known per login (`TlsChoice::for_host`).
+fn rds_default(args: &PrepareArgs, iam: bool) -> Result<Option<(Tls, CaBundle)>, ConfigError> {
+    if args.sslmode.is_some() || iam {
+        return Ok(None);
+    }
+    let Ok(Some(bundle)) = read_ca(None, SslMode::VerifyFull) else {
+        return Ok(None);
+    };
+    let tls = connector(args, SslMode::VerifyFull, false, Some(&bundle))?;
+    Ok(Some((tls, bundle)))
 }
 
 /// The connector for `mode`: channel binding as `--channel-binding` says, or required under
