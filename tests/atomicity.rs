@@ -86,6 +86,7 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
     let (mut killed_before_ready, mut temps_seen, mut mixed_sets, mut killed_before_start) =
         (0, 0, 0, 0);
     let mut mid_render = 0;
+    let mut versions_seen = 0;
     let mut rng = fastrand::Rng::with_seed(0x5eed_a70f);
     for i in 0..ITERATIONS {
         if i > 0 && i % RECALIBRATE == 0 {
@@ -146,14 +147,15 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
             "iteration {i}: {temps} temporary files pile up"
         );
         let versions = names.iter().filter(|n| n.starts_with("..v.")).count();
+        versions_seen += versions.saturating_sub(1);
         assert!(
             versions <= 2,
             "iteration {i}: {versions} version directories pile up"
         );
         temps_seen += temps;
-        // Caught writing: temporaries present, or some of this run's files in place
-        // without its marker.
-        if temps > 0 || (owners.contains(&which) && !out.join("ready").exists()) {
+        // Caught writing: temporaries or a second version directory present, or some of
+        // this run's files in place without its marker.
+        if temps > 0 || versions > 1 || (owners.contains(&which) && !out.join("ready").exists()) {
             mid_render += 1;
         }
     }
@@ -180,11 +182,12 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
         "only {mid_render} of {ITERATIONS} kills caught the files being written: the kills missed the render"
     );
     eprintln!(
-        "{ITERATIONS} kills, {mid_render} while writing files, {killed_before_ready} before ready ({killed_before_start} before the run removed the previous marker), {temps_seen} temporary files left by kills and swept, {mixed_sets} mixed sets, 0 torn files"
+        "{ITERATIONS} kills, {mid_render} while writing files, {killed_before_ready} before ready ({killed_before_start} before the run removed the previous marker), {temps_seen} temporary files and {versions_seen} version directories left by kills and swept, {mixed_sets} mixed sets, 0 torn files"
     );
     figure("kill_iterations", ITERATIONS);
     figure("kill_before_ready", killed_before_ready);
     figure("kill_temporaries_swept", temps_seen);
+    figure("kill_versions_swept", versions_seen);
     figure("kill_mixed_sets", mixed_sets);
     figure("kill_before_start", killed_before_start);
     figure("kill_mid_render", mid_render);
