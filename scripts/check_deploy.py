@@ -34,7 +34,25 @@ def health_budget(start_period, interval, retries):
 
 
 def check_task_definition(path, shape):
-    td = json.load(open(path))
+    return check_task_definition_dict(json.load(open(path)), path, shape)
+
+
+def register_shape():
+    ecs = botocore.session.get_session().get_service_model("ecs")
+    return ecs.operation_model("RegisterTaskDefinition").input_shape
+
+
+def task_definition_failures(td, label):
+    """The checks below for one task definition given as a dict (a synthesized or
+    transformed one); the failures, none when it passes."""
+    before = len(failures)
+    check_task_definition_dict(td, label, register_shape())
+    found = failures[before:]
+    del failures[before:]
+    return found
+
+
+def check_task_definition_dict(td, path, shape):
     report = ParamValidator().validate(td, shape)
     check(not report.has_errors(), f"{path}: {report.generate_report()}")
     containers = {c["name"]: c for c in td["containerDefinitions"]}
@@ -162,8 +180,7 @@ def check_addon(path):
 
 
 def main():
-    ecs = botocore.session.get_session().get_service_model("ecs")
-    shape = ecs.operation_model("RegisterTaskDefinition").input_shape
+    shape = register_shape()
     for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json",
                  "deploy/ecs/task-definition.iam.json"):
         check_task_definition(path, shape)
@@ -182,4 +199,5 @@ def main():
           f"{botocore.__version__}), ECS dependency and health-check rules hold, Copilot manifest and addon as documented")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""aurora-sidecar for AWS CDK v2 (Python): one construct that adds the sidecar to any
+Fargate (or EC2) task definition.
+
+    AuroraSidecar(self, "Db", task_definition=task_def, app_container=app,
+                  image=ecs.ContainerImage.from_registry("…/aurora-sidecar:0.1.0"),
+                  cluster=db, secret=db.secret)
+
+adds, in one call: the sidecar container (`run`, essential, or `once`, not essential),
+the shared volume (read-write for the sidecar, read-only for the app), the app's
+`dependsOn` (HEALTHY, or SUCCESS for `once`), the exec-form `health` check with a start
+period that covers an Aurora resume, `--drop-to`/`--owner` for the app's uid,
+`--sslmode verify-full` with the bundled RDS CA, the credentials and their IAM, and the
+network path from the service to the cluster.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+from aws_cdk import ArnFormat, Duration, Stack, Token
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+SIDECAR = "aurora-sidecar"
+OUT_DIR = "/run/aurora-sidecar"
+HEALTH_COMMAND = ["CMD", "/usr/local/bin/aurora-sidecar", "health"]
+# The sidecar drops from root to this uid at once (--drop-to), keeping CAP_CHOWN only to
+# hand pgpass to the app's uid (--owner).
+SIDECAR_UID = "65532:65532"
+
+
+@dataclass(frozen=True)
+class IamAuth:
+    """IAM database authentication: no password anywhere. `user` logs in with tokens
+    (it must be granted rds_iam in the database)."""
+
+    user: str
+
+
+class AuroraSidecar(Construct):
+    """Adds aurora-sidecar to `task_definition` beside `app_container`.
+
+    Credentials, one of:
+    - `secret`: a Secrets Manager secret. With `inject_secret=True` (the default) it is
+      injected into the sidecar only, as DB_SECRET, through the execution role: neither the
+      app container nor the task role can read it. With `inject_secret=False` the sidecar
+      reads it itself (`--secret-id`: a rotated secret is picked up while the task runs)
+      and the task role gets GetSecretValue and DescribeSecret on that one secret (and
+      kms:Decrypt when it has its own key).
+    - `iam_auth`: IAM tokens for `iam_auth.user`; the task role gets rds-db:connect on
+      exactly that user's dbuser ARN, built from the cluster's resource id.
+
+    `cluster` (the Aurora cluster) gives the host and port (the RDS-managed master secret
+    carries only username and password) and, with `service_security_group`, the ingress
+    rule from the service to the cluster's port.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        task_definition: ecs.TaskDefinition,
+        app_container: ecs.ContainerDefinition,
+        image: ecs.ContainerImage,
+        cluster: rds.DatabaseCluster,
+        secret: Optional[secretsmanager.ISecret] = None,
+        inject_secret: bool = True,
+        iam_auth: Optional[IamAuth] = None,
+        database: Optional[str] = None,
+        mode: str = "run",
+        app_uid: str = "1000:1000",
+        service_security_group: Optional[ec2.ISecurityGroup] = None,
+        log_group: Optional[logs.ILogGroup] = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if (secret is None) == (iam_auth is None):
+            raise ValueError("AuroraSidecar: give exactly one of secret and iam_auth")
+        if mode not in ("run", "once"):
+            raise ValueError("AuroraSidecar: mode is 'run' or 'once'")
+
+        task_definition.add_volume(name=SIDECAR)
+        command = [mode, f"--drop-to={SIDECAR_UID}", f"--owner={app_uid}", "--sslmode=verify-full"]
+        environment = {
+            "AURORA_SIDECAR_HOST": cluster.cluster_endpoint.hostname,
+            "AURORA_SIDECAR_PORT": Token.as_string(cluster.cluster_endpoint.port),
+        }
+        if database:
+            environment["AURORA_SIDECAR_DATABASE"] = database
+        secrets = None
+        if iam_auth is not None:
+            command.append("--iam-auth")
+            environment["AURORA_SIDECAR_USER"] = iam_auth.user
+            stack = Stack.of(self)
+            task_definition.add_to_task_role_policy(iam.PolicyStatement(
+                actions=["rds-db:connect"],
+                resources=[stack.format_arn(
+                    service="rds-db",
+                    resource="dbuser",
+                    resource_name=f"{cluster.cluster_resource_identifier}/{iam_auth.user}",
+                    # arn:aws:rds-db:REGION:ACCOUNT:dbuser:RESOURCE_ID/USER
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )],
+            ))
+        elif inject_secret:
+            secrets = {"DB_SECRET": ecs.Secret.from_secrets_manager(secret)}
+        else:
+            environment["AURORA_SIDECAR_SECRET_ID"] = secret.secret_arn
+            secret.grant_read(task_definition.task_role)
+
+        self.container = task_definition.add_container(
+            SIDECAR,
+            container_name=SIDECAR,
+            image=image,
+            # `run` stays up and re-renders on rotation; `once` exits 0 when ready.
+            essential=mode == "run",
+            user="0",
+            command=command,
+            environment=environment,
+            secrets=secrets,
+            health_check=ecs.HealthCheck(
+                command=HEALTH_COMMAND,
+                # Start period + interval x retries: five minutes, an Aurora resume from
+                # 0 ACU (15-30 s) with room to spare, within ECS's limits.
+                interval=Duration.seconds(10),
+                timeout=Duration.seconds(5),
+                retries=10,
+                start_period=Duration.seconds(300),
+            ),
+            stop_timeout=Duration.seconds(10),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=SIDECAR, log_group=log_group),
+        )
+        self.container.add_mount_points(
+            ecs.MountPoint(source_volume=SIDECAR, container_path=OUT_DIR, read_only=False))
+        app_container.add_mount_points(
+            ecs.MountPoint(source_volume=SIDECAR, container_path=OUT_DIR, read_only=True))
+        condition = (ecs.ContainerDependencyCondition.HEALTHY if mode == "run"
+                     else ecs.ContainerDependencyCondition.SUCCESS)
+        app_container.add_container_dependencies(
+            ecs.ContainerDependency(container=self.container, condition=condition))
+        for name, value in (("PGSERVICEFILE", f"{OUT_DIR}/pg_service.conf"),
+                            ("PGPASSFILE", f"{OUT_DIR}/pgpass"), ("PGSERVICE", "app")):
+            app_container.add_environment(name, value)
+
+        if service_security_group is not None:
+            cluster.connections.allow_default_port_from(
+                service_security_group, "aurora-sidecar: the service's tasks reach the cluster")
+
