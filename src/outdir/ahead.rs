@@ -3,9 +3,9 @@
 //! and fsynced (four or five fsyncs, a millisecond or more on a disk); written beside the
 //! login, which mostly waits for the server, they cost the start nothing. The publish
 //! swaps the version in as it is when the login proved the same credentials, and writes
-//! anew otherwise. Only for a source read without the network (env, file, libpq) and a
-//! password (an IAM token is signed per attempt); what it buys is measured in
-//! docs/BENCHMARKS.md (the fresh out-dir row).
+//! anew otherwise. Only when the out-dir has no version yet, and only for a source read
+//! without the network (env, file, libpq) and a password (an IAM token is signed per
+//! attempt); what it buys is measured in docs/BENCHMARKS.md (the fresh out-dir row).
 
 use std::thread::JoinHandle;
 
@@ -18,21 +18,18 @@ pub struct Ahead {
 }
 
 impl Ahead {
-    /// Starts writing `set` as a new version, unless the current version already holds
-    /// it. `None` when no thread can be had: the publish then writes it, as it would.
+    /// Starts writing `set` as a new version when the out-dir has none yet (a task's
+    /// first start); a later start usually finds its files unchanged and writes nothing.
+    /// `None` then, or when no thread can be had: the publish writes what it must.
     pub fn start(writer: &Writer, set: Vec<File>) -> Option<Self> {
+        if writer.current_version().is_some() {
+            return None;
+        }
         let (writer, copy) = (writer.clone(), set.clone());
         let writing = std::thread::Builder::new()
             .name("version-ahead".into())
-            .spawn(move || {
-                let current = writer.current_version();
-                let unchanged =
-                    current.is_some_and(|v| copy.iter().all(|f| writer.is_current(&v, f)));
-                // A failure is the publish's to report, when it writes the set itself.
-                (!unchanged)
-                    .then(|| writer.write_version(&copy).ok())
-                    .flatten()
-            })
+            // A failure is the publish's to report, when it writes the set itself.
+            .spawn(move || writer.write_version(&copy).ok())
             .ok()?;
         Some(Self { set, writing })
     }
