@@ -457,6 +457,10 @@ def write():
         f.write(f"Produced by `scripts/bench` on {time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, "
                 f"{os.cpu_count()} cores, {rustc}, PostgreSQL 15 on loopback. Everything below comes from this one "
                 "run, side by side; the machine is shared and noisy, so read medians, percentiles and ratios.\n\n")
+        if ARGS.baseline_bin:
+            f.write(f"The baseline of the A/B rows: `--baseline-bin {ARGS.baseline_bin}` "
+                    f"({os.path.getsize(ARGS.baseline_bin):,} bytes), an image binary built by "
+                    "`scripts/build-static` from the commit compared against.\n\n")
         f.write("## Targets\n\n| target | measured | |\n|---|---|---|\n")
         for what, measured, verdict in targets:
             f.write(f"| {what} | {measured} | {verdict} |\n")
