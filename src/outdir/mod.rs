@@ -195,12 +195,19 @@ impl Writer {
             renames.push(first);
             renames.extend(second);
         }
-        self.commit(renames, durable)?;
-        if let Some(dir) = version {
-            // Current now: kept. The previous version and any link to a name this set no
-            // longer has are removed; whatever a failure here leaves, the next start
-            // sweeps.
-            let _ = dir.keep();
+        // Kept from here on: once `..data` is renamed to it, it must outlive any later
+        // failure (a status rename, the directory fsync).
+        let version = version.map(tempfile::TempDir::keep);
+        if let Err(e) = self.commit(renames, durable) {
+            // A version that did not become current goes; one that did stays.
+            if let Some(v) = version.filter(|v| self.current_version().as_ref() != Some(v)) {
+                let _ = fs::remove_dir_all(v);
+            }
+            return Err(e);
+        }
+        if version.is_some() {
+            // The previous version and any link to a name this set no longer has are
+            // removed; whatever a failure here leaves, the next start sweeps.
             if let Some(old) = current {
                 let _ = fs::remove_dir_all(old);
             }
@@ -701,6 +708,37 @@ mod tests {
         // Once a version exists, nothing is written ahead: a later start usually finds
         // its files unchanged, and one that does not writes them at the publish.
         assert!(Ahead::start(&w, set(b"three")).is_none());
+    }
+
+    #[test]
+    fn a_failure_after_the_swap_keeps_the_version_it_made_current() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Writer::new(dir.path(), None).expect("writer");
+        // A directory at the marker's name: the version and status.json are renamed into
+        // place, then renaming the marker fails.
+        fs::create_dir(dir.path().join("marker")).expect("plant");
+        fs::write(dir.path().join("marker/keep"), "x").expect("plant");
+        let err = w
+            .publish_with_marker(
+                &[file("pgpass", b"h:1:*:u:p\n", 0o600)],
+                &file("status", b"{}", 0o644),
+                "marker",
+                None,
+            )
+            .expect_err("the marker cannot replace a directory");
+        assert!(err.to_string().contains("marker"), "{err}");
+        assert_eq!(
+            fs::read(dir.path().join("pgpass")).expect("the current version is intact"),
+            b"h:1:*:u:p\n"
+        );
+        // A set that never became current is removed.
+        let w2_dir = tempfile::tempdir().expect("tempdir");
+        let w2 = Writer::new(w2_dir.path(), None).expect("writer");
+        fs::create_dir(w2_dir.path().join(DATA_LINK)).expect("a directory at ..data");
+        fs::write(w2_dir.path().join("..data/x"), "x").expect("plant");
+        w2.publish(&[file("pgpass", b"p", 0o600)])
+            .expect_err("..data cannot replace a directory");
+        assert_eq!(names(w2_dir.path()), ["..data"], "no version left behind");
     }
 
     #[test]
