@@ -119,6 +119,21 @@ pub struct PrepareArgs {
     #[arg(long, group = "source", env = "AURORA_SIDECAR_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
 
+    /// Admin (master) credentials in Secrets Manager, used only to set the app's own role
+    /// up when its login fails (role, password or rds_iam grant, database ownership);
+    /// never rendered.
+    #[arg(long, group = "admin", env = "AURORA_SIDECAR_ADMIN_SECRET_ID")]
+    pub admin_secret_id: Option<String>,
+
+    /// Environment variable holding the admin secret JSON (`username`, `password`,
+    /// optional `host`/`port`).
+    #[arg(long, group = "admin", env = "AURORA_SIDECAR_ADMIN_SECRET_ENV")]
+    pub admin_secret_env: Option<String>,
+
+    /// File holding the admin secret JSON.
+    #[arg(long, group = "admin", env = "AURORA_SIDECAR_ADMIN_SECRET_FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+
     /// Host, overriding the secret's (needed for the RDS-managed master secret).
     #[arg(long, env = "AURORA_SIDECAR_HOST")]
     pub host: Option<String>,

@@ -78,6 +78,8 @@ pub struct Config {
     pub rds_ca: Option<CaBundle>,
     /// `--iam-auth`: the region to sign for when known up front (`None`: from the host).
     pub iam: Option<Iam>,
+    /// `--admin-secret-*`: where the admin credentials are, when given.
+    pub admin: Option<Source>,
 }
 
 /// IAM database authentication settings.
@@ -175,6 +177,7 @@ impl Config {
             tls: TlsChoice { given: tls, rds },
             rds_ca,
             iam,
+            admin: admin_source(args),
         })
     }
 
@@ -201,6 +204,21 @@ fn source(args: &PrepareArgs, env: impl Fn(&str) -> Option<String>) -> Source {
         }
     } else {
         Source::Libpq
+    }
+}
+
+/// `--admin-secret-*` (clap allows one at most).
+fn admin_source(args: &PrepareArgs) -> Option<Source> {
+    if let Some(id) = &args.admin_secret_id {
+        Some(Source::SecretsManager {
+            secret_id: id.clone(),
+        })
+    } else if let Some(name) = &args.admin_secret_env {
+        Some(Source::Env { name: name.clone() })
+    } else {
+        args.admin_secret_file
+            .as_ref()
+            .map(|path| Source::File { path: path.clone() })
     }
 }
 

@@ -48,10 +48,10 @@ pub fn replace_process(
     arg0: &OsStr,
     args: &[OsString],
     vars: Vec<(&'static str, String)>,
-    remove: Option<&str>,
+    remove: &[&str],
 ) -> io::Error {
     let mut command = std::process::Command::new(path);
-    if let Some(name) = remove {
+    for name in remove {
         command.env_remove(name);
     }
     command.arg0(arg0).args(args).envs(vars).exec()

@@ -86,12 +86,17 @@ fn log_filter(rust_log: Option<&str>) -> Targets {
 /// and the AWS SDK's HTTP stack the headers that carry them.
 const CREDENTIAL_PRINTERS: &[&str] = &["aws_", "hyper", "h2"];
 
-/// Whether an event may be logged at all: not at trace level from [`CREDENTIAL_PRINTERS`].
+/// tokio-postgres logs every statement it sends at debug level, and the bootstrap sends
+/// the app role's SCRAM verifier in one.
+const STATEMENT_PRINTERS: &[&str] = &["tokio_postgres"];
+
+/// Whether an event may be logged at all: not at trace level from [`CREDENTIAL_PRINTERS`],
+/// not at debug or trace from [`STATEMENT_PRINTERS`].
 fn below_credentials(meta: &tracing::Metadata<'_>) -> bool {
-    *meta.level() != Level::TRACE
-        || !CREDENTIAL_PRINTERS
-            .iter()
-            .any(|c| meta.target().starts_with(c))
+    let from = |crates: &[&str]| crates.iter().any(|c| meta.target().starts_with(c));
+    let level = *meta.level();
+    !(level == Level::TRACE && from(CREDENTIAL_PRINTERS)
+        || level >= Level::DEBUG && from(STATEMENT_PRINTERS))
 }
 
 /// Logs go to stderr: stdout belongs to `render` and `health`.

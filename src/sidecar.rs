@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::class::ErrorClass;
 use crate::config::{Config, ConfigError, MAX_IAM_RENEWAL};
+use crate::db::provision::quote_ident;
 use crate::db::wait::{Event, LoginAttempt, drive};
 use crate::error::Error;
 use crate::exec::{find_program, replace_process};
@@ -20,7 +21,7 @@ use crate::outdir::{Ahead, Writer};
 use crate::refresh::{self, RefreshCheck, Timing};
 use crate::render::{self, Reveal};
 use crate::report::{chain, millis};
-use crate::secret::{Resolved, Resolver, Source, resolve_local};
+use crate::secret::{Overrides, Resolved, Resolver, Source, Target, resolve_local};
 use crate::signal::Wakes;
 use crate::state::{Auth, Phase, State};
 
@@ -63,6 +64,10 @@ async fn prepare(
 ) -> Result<Prepared, Error> {
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
     let mut signer = config.iam.as_ref().map(|i| Signer::new(i.region.clone()));
+    let mut admin = config
+        .admin
+        .clone()
+        .map(|s| Resolver::new(s, Overrides::default()));
     // Written with the first failure (the observer always writes the first ones): in the
     // common case the first login works and `starting` goes straight to `ready`.
     state.status.phase = Phase::Waiting;
@@ -76,6 +81,9 @@ async fn prepare(
         );
         if let Some(signer) = signer.as_mut() {
             job = job.with_iam(signer);
+        }
+        if let Some(admin) = admin.as_mut() {
+            job = job.with_admin(admin);
         }
         let wait = drive(&config.policy, &mut job, |e| observer.observe(state, e));
         tokio::select! {
@@ -93,6 +101,8 @@ async fn prepare(
         state.status.auth = Auth::Iam;
         state.set_token_expiry(ready.resolved.token_expires_at);
     }
+    state.status.role = Some(target.user.clone());
+    state.status.bootstrapped = ready.bootstrapped;
     // The files, status.json and the marker as one set: one directory fsync on the path
     // every task start waits for, and nothing replaced if any of them cannot be written.
     let set = config.files(target, Reveal::Password);
@@ -199,13 +209,19 @@ pub async fn exec(
     let mut started = start("exec", config)?;
     let prepared = prepare(config, &mut started, wakes).await?;
     let vars = render::environment(&config.inputs(&prepared.published.target, Reveal::Password));
-    let remove = (!keep_secret_env)
-        .then(|| config.source.secret_variable())
-        .flatten();
-    tracing::info!(program = %path.display(), removed = remove, "exec");
+    // The admin secret never reaches the child; the app's own one unless asked to.
+    let mut remove: Vec<&str> = config
+        .admin
+        .iter()
+        .filter_map(|a| a.secret_variable())
+        .collect();
+    if !keep_secret_env {
+        remove.extend(config.source.secret_variable());
+    }
+    tracing::info!(program = %path.display(), removed = ?remove, "exec");
     Err(exec_error(
         program,
-        replace_process(&path, program, args, vars, remove),
+        replace_process(&path, program, args, vars, &remove),
     ))
 }
 
@@ -244,7 +260,38 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
         out.push_str(&String::from_utf8_lossy(&f.contents));
         out.push('\n');
     }
+    if let Some(admin) = &config.admin {
+        out.push_str(&bootstrap_plan(config, &resolved.target, admin));
+    }
     Ok(out)
+}
+
+/// What the bootstrap would do with the admin credentials, for `render` (which touches no
+/// database: whether the role or the database exist is not known here).
+fn bootstrap_plan(config: &Config, app: &Target, admin: &Source) -> String {
+    let role = quote_ident(&app.user);
+    let credentials = if config.iam.is_some() {
+        format!("GRANT rds_iam TO {role}")
+    } else {
+        format!(
+            "ALTER ROLE {role} WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:…' (a verifier computed here; the password is not sent)"
+        )
+    };
+    let database = quote_ident(&app.database);
+    let create = if config.provisioning.create {
+        format!("CREATE DATABASE {database} OWNER {role} when it is missing; ")
+    } else {
+        String::new()
+    };
+    format!(
+        "==> bootstrap plan (with the admin credentials from {admin}, only when the app's login fails) <==\n\
+         log in to {maintenance} as the admin user, which needs CREATEROLE\n\
+         CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION when it is missing\n\
+         {credentials}\n\
+         GRANT {role} TO CURRENT_USER\n\
+         {create}ALTER DATABASE {database} OWNER TO {role} when the admin user owns it\n",
+        maintenance = quote_ident(&config.provisioning.maintenance_database),
+    )
 }
 
 /// Logs failed attempts and records them in `status.json`, sparingly: a refusing server

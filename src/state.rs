@@ -76,6 +76,12 @@ pub struct Status {
     /// With IAM: tokens signed and published after the first.
     #[serde(default)]
     pub token_renewals: u64,
+    /// The role the published files log in as.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Whether this run set that role up with the admin credentials (never a password).
+    #[serde(default)]
+    pub bootstrapped: bool,
 }
 
 /// How the published credentials authenticate.
@@ -117,6 +123,8 @@ impl State {
                 auth: Auth::Password,
                 token_expires_at: None,
                 token_renewals: 0,
+                role: None,
+                bootstrapped: false,
             },
         };
         state.writer.remove(READY_FILE)?;

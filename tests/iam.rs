@@ -24,6 +24,9 @@ const SECRET_KEY: &str = "iam-test-secret-key/with+specials";
 const REGION: &str = "eu-west-1";
 const IAM_USER: &str = "iam_app";
 const IAM_DB: &str = "iam_app_db";
+/// A role the bootstrap creates and grants rds_iam (`the_bootstrap_grants_rds_iam…`).
+const BOOT_USER: &str = "iam_boot";
+const BOOT_ADMIN_PW: &str = "iam-admin-pw";
 
 /// The test venv's `bin/` (MOTO_SERVER as scripts/test sets it, else scripts/test's
 /// default place), where botocore is installed with moto.
@@ -119,14 +122,20 @@ fn shared_rig() -> &'static Rig {
         let service = format!("aurora-sidecar-test-{}", std::process::id());
         let pg = Pg::start(PgOptions {
             tls: Some((cert, key)),
-            hba_prepend: vec![format!(
-                "hostssl all {IAM_USER} 127.0.0.1/32 pam pamservice={service}"
-            )],
+            hba_prepend: [IAM_USER, BOOT_USER]
+                .map(|user| format!("hostssl all {user} 127.0.0.1/32 pam pamservice={service}"))
+                .to_vec(),
             settings: vec!["log_connections=on".into()],
             ..PgOptions::default()
         });
         pg.sql("postgres", &format!("CREATE ROLE {IAM_USER} LOGIN CREATEDB"));
         pg.sql("postgres", &format!("CREATE DATABASE {IAM_DB} OWNER {IAM_USER}"));
+        // What RDS has, and its master user's privileges, for the bootstrap.
+        pg.sql("postgres", "CREATE ROLE rds_iam NOLOGIN");
+        pg.sql(
+            "postgres",
+            &format!("CREATE ROLE iam_admin LOGIN CREATEROLE CREATEDB PASSWORD '{BOOT_ADMIN_PW}'"),
+        );
 
         // The verifier and its files: readable by the server's user, the log writable.
         let dir = tempfile::Builder::new()
@@ -184,11 +193,15 @@ fn shared_rig() -> &'static Rig {
 
 /// The sidecar with the rig's flags and static credentials (no secret, no password).
 fn iam_sidecar(command: &str, out: &Path) -> Command {
+    iam_sidecar_as(command, out, IAM_USER, IAM_DB)
+}
+
+fn iam_sidecar_as(command: &str, out: &Path, user: &str, database: &str) -> Command {
     let r = shared_rig();
     let mut c = sidecar();
     c.args([command, "--iam-auth", "--host", "127.0.0.1"])
         .args(["--port", &r.pg.port.to_string()])
-        .args(["--user", IAM_USER, "--database", IAM_DB, "--region", REGION])
+        .args(["--user", user, "--database", database, "--region", REGION])
         .arg("--sslrootcert")
         .arg(&r.ca)
         .arg("--out-dir")
@@ -482,6 +495,36 @@ fn the_session_token_and_key_id_never_reach_a_trace_log() {
     ] {
         assert!(!logs.contains(canary), "the {what} is in the logs");
     }
+}
+
+/// Least privilege with IAM: the app role does not exist; the sidecar creates it with the
+/// admin credentials, grants it rds_iam (a stand-in role here, as RDS has), and the role
+/// then logs in with tokens through PAM.
+#[test]
+fn the_bootstrap_grants_rds_iam_and_the_role_logs_in_with_tokens() {
+    let (_serial, r) = rig();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let o = iam_sidecar_as("once", &out, BOOT_USER, "iam_boot_db")
+        .args(["--admin-secret-env", "ADMIN_SECRET"])
+        .env(
+            "ADMIN_SECRET",
+            serde_json::json!({"username": "iam_admin", "password": BOOT_ADMIN_PW}).to_string(),
+        )
+        .output()
+        .expect("runs");
+    assert_exit(&o, 0);
+    let granted = r.pg.sql(
+        "postgres",
+        &format!("SELECT pg_has_role('{BOOT_USER}', 'rds_iam', 'member')"),
+    );
+    assert_eq!(granted, "t");
+    let q = psql_app(&out);
+    assert_exit(&q, 0);
+    assert_eq!(stdout(&q).trim(), format!("{BOOT_USER} true"));
+    assert!(!stderr(&o).contains(BOOT_ADMIN_PW));
+    assert_eq!(status(&out)["bootstrapped"], true);
+    figure("iam_bootstrap_rds_iam_granted", 1);
 }
 
 /// botocore's `generate_db_auth_token`, at a fixed time, says the same as ours.

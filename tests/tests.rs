@@ -6,6 +6,7 @@ mod common;
 
 mod atomicity;
 mod bad_input;
+mod bootstrap;
 mod faults;
 mod iam;
 mod layering;

@@ -90,6 +90,8 @@ pub enum Stage {
     Login,
     /// Creating the app database through the maintenance database.
     Provision,
+    /// Setting the app role up with the admin credentials (`bootstrap`).
+    Bootstrap,
 }
 
 /// Whether the server took part in a failed attempt: what a retry would cost it.
@@ -169,6 +171,7 @@ impl std::fmt::Display for DbError {
         let action = match self.stage {
             Stage::Login => "logging in to",
             Stage::Provision => "creating the database via",
+            Stage::Bootstrap => "setting the app role up via",
         };
         let authority = if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -273,6 +276,9 @@ pub fn classify_sqlstate(code: &SqlState, message: &str, mode: SslMode) -> Error
         // 08xxx connection exceptions, 55006 object in use (template busy during a
         // concurrent CREATE DATABASE).
         "57P03" | "57P01" | "57P02" | "55006" => ErrorClass::Transient,
+        // Two sessions changing one catalog row at once (concurrent ALTER ROLE or ALTER
+        // DATABASE OWNER from tasks starting together): the loser may simply try again.
+        "XX000" if message == "tuple concurrently updated" => ErrorClass::Transient,
         _ if c.starts_with("08") || c.starts_with("53") => ErrorClass::Transient,
         _ => ErrorClass::Other,
     }

@@ -8,6 +8,7 @@
 //! A `doctor` command will reuse `connect` and `establish` step by step (TCP, TLS,
 //! authentication, database) and report each step's class instead of retrying.
 
+pub mod bootstrap;
 pub mod connect;
 pub mod establish;
 pub mod guard;

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::bootstrap::{BootstrapError, DatabaseOwner, bootstrap};
 use super::connect::{Contact, DbError, Stage};
 use super::establish::establish;
 use super::pace::{Pace, Policy, pacer};
@@ -19,7 +20,7 @@ use super::provision::Provisioning;
 use super::tls::TlsChoice;
 use crate::class::ErrorClass;
 use crate::iam::{self, IamError, Signer};
-use crate::secret::{Resolved, Resolver, SecretError};
+use crate::secret::{Resolved, Resolver, SecretError, Target};
 
 /// A cached IAM token this close to its expiry is replaced before the next attempt.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -53,6 +54,8 @@ pub enum AttemptError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Iam(#[from] IamError),
+    #[error(transparent)]
+    Bootstrap(BootstrapError),
     /// Boxed: the error travels through every `Result` of the wait loop.
     #[error(transparent)]
     Db(Box<DbError>),
@@ -79,6 +82,7 @@ impl AttemptError {
         match self {
             AttemptError::Secret(e) => e.class(),
             AttemptError::Iam(e) => e.class(),
+            AttemptError::Bootstrap(e) => e.class(),
             AttemptError::Db(e) => e.class,
             AttemptError::Timeout(_) => ErrorClass::Timeout,
             AttemptError::PasswordRejectedRepeatedly { .. } => ErrorClass::PasswordRejected,
@@ -91,7 +95,11 @@ impl AttemptError {
             AttemptError::Db(e) | AttemptError::PasswordRejectedRepeatedly { last: e, .. } => {
                 Some(&e.host)
             }
-            AttemptError::Secret(_) | AttemptError::Iam(_) | AttemptError::Timeout(_) => None,
+            AttemptError::Bootstrap(BootstrapError::Db(e)) => Some(&e.host),
+            AttemptError::Secret(_)
+            | AttemptError::Iam(_)
+            | AttemptError::Bootstrap(_)
+            | AttemptError::Timeout(_) => None,
         }
     }
 }
@@ -197,6 +205,8 @@ pub(crate) async fn drive<A: Attempt>(
 pub struct Ready {
     pub resolved: Resolved,
     pub created: bool,
+    /// The app role was set up with the admin credentials during this wait.
+    pub bootstrapped: bool,
 }
 
 /// What a failed database step means for the wait, from its class, stage and contact
@@ -235,6 +245,12 @@ pub struct LoginAttempt<'a> {
     provision_next: bool,
     password_rejections: u32,
     token_rejections: u32,
+    /// `--admin-secret-*`: sets the app role up when its login fails in a way that can fix.
+    admin: Option<&'a mut Resolver>,
+    /// The next attempt runs the bootstrap first (once per wait, unless it failed for a
+    /// passing reason).
+    bootstrap_next: bool,
+    bootstrapped: bool,
 }
 
 impl<'a> LoginAttempt<'a> {
@@ -254,7 +270,17 @@ impl<'a> LoginAttempt<'a> {
             provision_next: false,
             password_rejections: 0,
             token_rejections: 0,
+            admin: None,
+            bootstrap_next: false,
+            bootstrapped: false,
         }
+    }
+
+    /// Sets the app role up with the admin credentials `admin` resolves when the app's
+    /// login fails because of the role, its credentials or the database.
+    pub fn with_admin(mut self, admin: &'a mut Resolver) -> Self {
+        self.admin = Some(admin);
+        self
     }
 
     /// Logs in with IAM tokens signed by `signer` instead of the secret's password.
@@ -296,6 +322,20 @@ impl<'a> LoginAttempt<'a> {
     }
 
     fn db_failure(&mut self, err: DbError, elapsed: Duration) -> Failure {
+        let fixable = matches!(
+            err.class,
+            ErrorClass::PasswordRejected
+                | ErrorClass::AuthorizationRejected
+                | ErrorClass::TokenRejected
+                | ErrorClass::MissingDatabase
+        );
+        if self.admin.is_some() && !self.bootstrapped && err.stage == Stage::Login && fixable {
+            self.bootstrap_next = true;
+            return Failure {
+                verdict: Verdict::RetryNow,
+                error: err.into(),
+            };
+        }
         let verdict = verdict(
             err.class,
             err.stage,
@@ -368,15 +408,80 @@ impl<'a> LoginAttempt<'a> {
     }
 }
 
+impl LoginAttempt<'_> {
+    /// Sets `app` up through the admin login (`bootstrap`).
+    async fn bootstrap(&mut self, app: &Target, elapsed: Duration) -> Result<(), Failure> {
+        let Some(admin) = self.admin.as_deref_mut() else {
+            return Ok(());
+        };
+        let admin = admin
+            .admin_target(app, &self.provisioning.maintenance_database)
+            .await
+            .map_err(|e| Failure {
+                verdict: if e.is_retryable() {
+                    Verdict::Retry(Pace::Backoff)
+                } else {
+                    Verdict::Fatal
+                },
+                error: e.into(),
+            })?;
+        let tls = self.tls.for_host(&admin.host);
+        let iam = self.signer.is_some();
+        let done = bootstrap(&admin, app, iam, self.provisioning.create, tls)
+            .await
+            .map_err(|e| self.bootstrap_failure(e, elapsed))?;
+        self.bootstrapped = true;
+        tracing::info!(
+            role = %app.user,
+            admin = %admin.user,
+            role_created = done.role_created,
+            database = ?done.database,
+            "app role set up with the admin credentials"
+        );
+        if let DatabaseOwner::Other(owner) = &done.database {
+            tracing::warn!(
+                database = %app.database,
+                owner = %owner,
+                role = %app.user,
+                "the database belongs to another role; left alone, so the app role may not create tables in its public schema"
+            );
+        }
+        Ok(())
+    }
+
+    /// A bootstrap that failed for a passing reason is tried again; a rejected admin
+    /// password (not a rotation race the app could win) or a refusal of ours is final.
+    fn bootstrap_failure(&mut self, e: BootstrapError, elapsed: Duration) -> Failure {
+        let verdict = match &e {
+            BootstrapError::Db(db) if db.class != ErrorClass::PasswordRejected => {
+                verdict(db.class, db.stage, db.contact, elapsed, self.policy, false)
+            }
+            _ => Verdict::Fatal,
+        };
+        self.bootstrap_next = matches!(verdict, Verdict::Retry(_));
+        Failure {
+            verdict,
+            error: AttemptError::Bootstrap(e),
+        }
+    }
+}
+
 impl Attempt for LoginAttempt<'_> {
     type Output = Ready;
 
     async fn attempt(&mut self, _n: u32, elapsed: Duration) -> Result<Ready, Failure> {
         let resolved = self.resolved().await?;
+        if std::mem::take(&mut self.bootstrap_next) {
+            self.bootstrap(&resolved.target, elapsed).await?;
+        }
         let provision = self.provision_next.then_some(self.provisioning);
         let tls = self.tls.for_host(&resolved.target.host);
         match establish(&resolved.target, tls, provision).await {
-            Ok(created) => Ok(Ready { resolved, created }),
+            Ok(created) => Ok(Ready {
+                resolved,
+                created,
+                bootstrapped: self.bootstrapped,
+            }),
             Err(e) => Err(self.db_failure(e, elapsed)),
         }
     }

@@ -6,13 +6,14 @@
 
 use crate::class::ErrorClass;
 use crate::config::Config;
+use crate::db::bootstrap::{BootstrapError, bootstrap};
 use crate::db::connect::DbError;
 use crate::db::establish::validate;
 use crate::iam::{IamError, Signer};
 use crate::outdir::{WriteError, Writer};
 use crate::render::Reveal;
 use crate::report::chain;
-use crate::secret::{Check, Resolved, Resolver, SecretError};
+use crate::secret::{Check, Overrides, Resolved, Resolver, SecretError, Target};
 
 use super::{Checked, Checker};
 
@@ -27,6 +28,8 @@ pub enum RefreshError {
     Validate(#[from] DbError),
     #[error("publishing the new files")]
     Publish(#[from] WriteError),
+    #[error("setting the new password with the admin credentials")]
+    Bootstrap(#[from] BootstrapError),
 }
 
 impl RefreshError {
@@ -36,6 +39,7 @@ impl RefreshError {
             RefreshError::Iam(e) => e.class(),
             RefreshError::Validate(e) => e.class,
             RefreshError::Publish(_) => ErrorClass::OutDir,
+            RefreshError::Bootstrap(e) => e.class(),
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct RefreshCheck<'a> {
     signer: Option<Signer>,
     /// What the files in the out-dir say now.
     published: Resolved,
+    /// `--admin-secret-*`: sets a rotated password the server does not know yet.
+    admin: Option<Resolver>,
 }
 
 impl<'a> RefreshCheck<'a> {
@@ -68,7 +74,27 @@ impl<'a> RefreshCheck<'a> {
             resolver,
             signer,
             published,
+            admin: config
+                .admin
+                .clone()
+                .map(|s| Resolver::new(s, Overrides::default())),
         }
+    }
+
+    /// The bootstrap, for a rotated app password (`db::bootstrap`: it sets the role's
+    /// verifier, and puts right whatever else is missing).
+    async fn set_password(&mut self, app: &Target) -> Result<(), RefreshError> {
+        let Some(admin) = self.admin.as_mut() else {
+            return Ok(());
+        };
+        let config = self.config;
+        let admin = admin
+            .admin_target(app, &config.provisioning.maintenance_database)
+            .await?;
+        let tls = config.tls.for_host(&admin.host);
+        bootstrap(&admin, app, false, config.provisioning.create, tls).await?;
+        tracing::info!(role = %app.user, "the new password set with the admin credentials");
+        Ok(())
     }
 
     async fn try_check(&mut self) -> Result<Checked, RefreshError> {
@@ -110,12 +136,16 @@ impl<'a> RefreshCheck<'a> {
             "new credentials found; validating them before publishing"
         );
         let config = self.config;
-        let created = validate(
-            &candidate.target,
-            config.tls.for_host(&candidate.target.host),
-            &config.provisioning,
-        )
-        .await?;
+        let tls = config.tls.for_host(&candidate.target.host);
+        let created = match validate(&candidate.target, tls, &config.provisioning).await {
+            // The app's new password is not set on the server yet: with admin credentials,
+            // set its verifier first, then validate it like any other.
+            Err(e) if e.class == ErrorClass::PasswordRejected && self.admin.is_some() => {
+                self.set_password(&candidate.target).await?;
+                validate(&candidate.target, tls, &config.provisioning).await?
+            }
+            other => other?,
+        };
         let set = config.files(&candidate.target, Reveal::Password);
         let changed = self.writer.publish(&set)?;
         tracing::info!(

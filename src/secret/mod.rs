@@ -266,17 +266,60 @@ impl Resolver {
     }
 
     pub async fn resolve(&mut self) -> Result<Resolved, SecretError> {
+        let (creds, version) = self.credentials().await?;
+        Ok(Resolved {
+            target: build_target(creds, &self.overrides, &self.source)?,
+            version,
+            token_expires_at: None,
+        })
+    }
+
+    /// The source's credentials as parsed, and the Secrets Manager version they came from.
+    async fn credentials(&mut self) -> Result<(Credentials, Option<String>), SecretError> {
         let Source::SecretsManager { secret_id } = &self.source else {
-            return resolve_local(&self.source, &self.overrides);
+            return Ok((local_credentials(&self.source)?, None));
         };
         let secret_id = secret_id.clone();
         let value = self.client(&secret_id).await?.current(&secret_id).await?;
+        let creds = parse_secret_json(value.text.expose_secret(), &self.source.to_string())?;
+        Ok((creds, value.version_id))
+    }
+
+    /// The admin (bootstrap) login: `username` and `password` from this source (the
+    /// master secret), host and port from it or else the app's, and `database` (the
+    /// maintenance database).
+    pub async fn admin_target(
+        &mut self,
+        app: &Target,
+        database: &str,
+    ) -> Result<Target, SecretError> {
+        let (creds, _) = self.credentials().await?;
         let origin = self.source.to_string();
-        let creds = parse_secret_json(value.text.expose_secret(), &origin)?;
-        Ok(Resolved {
-            target: build_target(creds, &self.overrides, &self.source)?,
-            version: value.version_id,
-            token_expires_at: None,
+        let missing = |field| SecretError::MissingTarget {
+            origin: origin.clone(),
+            field,
+            hint: "the admin secret is the cluster's master secret: {\"username\", \"password\"}, host and port optional",
+        };
+        let user = creds
+            .username
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| missing("username"))?;
+        let password = password(
+            Some(creds.password.ok_or_else(|| missing("password"))?),
+            &Overrides::default(),
+            false,
+            &origin,
+        )?;
+        check_identifier("admin user name", &user)?;
+        Ok(Target {
+            host: creds
+                .host
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| app.host.clone()),
+            port: creds.port.unwrap_or(app.port),
+            user,
+            password,
+            database: database.to_string(),
         })
     }
 
@@ -328,8 +371,18 @@ pub enum Check {
 /// Reads the secret from a local source (everything but Secrets Manager, which needs a
 /// client: see [`aws::SecretsManager`]).
 pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved, SecretError> {
+    Ok(Resolved {
+        target: build_target(local_credentials(source)?, overrides, source)?,
+        version: None,
+        token_expires_at: None,
+    })
+}
+
+/// The credentials of a local source (everything but Secrets Manager, which needs a
+/// client: see [`aws::SecretsManager`]).
+fn local_credentials(source: &Source) -> Result<Credentials, SecretError> {
     let origin = source.to_string();
-    let creds = match source {
+    match source {
         Source::Env { name } => {
             let raw = std::env::var_os(name)
                 .ok_or_else(|| SecretError::EnvMissing { name: name.clone() })?;
@@ -337,25 +390,18 @@ pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved,
                 .into_string()
                 .map(SecretString::from)
                 .map_err(|_| not_utf8(&origin, None))?;
-            parse_secret_json(text.expose_secret(), &origin)?
+            parse_secret_json(text.expose_secret(), &origin)
         }
         Source::File { path } => {
             let text = read_secret_file(path, &origin)?;
-            parse_secret_json(text.expose_secret(), &origin)?
+            parse_secret_json(text.expose_secret(), &origin)
         }
-        Source::Libpq => libpq_from(|k| std::env::var(k).ok())?,
-        Source::SecretsManager { .. } => {
-            return Err(SecretError::Malformed {
-                origin,
-                reason: "internal: Secrets Manager is not a local source".into(),
-            });
-        }
-    };
-    Ok(Resolved {
-        target: build_target(creds, overrides, source)?,
-        version: None,
-        token_expires_at: None,
-    })
+        Source::Libpq => libpq_from(|k| std::env::var(k).ok()),
+        Source::SecretsManager { .. } => Err(SecretError::Malformed {
+            origin,
+            reason: "internal: Secrets Manager is not a local source".into(),
+        }),
+    }
 }
 
 /// Reads at most one byte more than [`MAX_SECRET_BYTES`] (the parser then refuses it by

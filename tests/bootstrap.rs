@@ -1,0 +1,401 @@
+//! Least privilege: the app logs in as a role of its own, which the sidecar sets up with
+//! the admin (master) credentials only when the app's login fails. The admin here is what
+//! Aurora's master user is: CREATEROLE and CREATEDB, not a superuser. The cluster logs
+//! every statement and connection, so the tests can look for passwords in the server log
+//! and count the admin's logins.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use crate::common::*;
+
+const ADMIN: &str = "boot_admin";
+const ADMIN_PW: &str = "admin-canary-9f2c";
+
+fn pg() -> &'static Pg {
+    static PG: OnceLock<Pg> = OnceLock::new();
+    PG.get_or_init(|| {
+        let pg = Pg::start(PgOptions {
+            settings: vec!["log_statement=all".into(), "log_connections=on".into()],
+            ..PgOptions::default()
+        });
+        pg.sql(
+            "postgres",
+            &format!("CREATE ROLE {ADMIN} LOGIN CREATEROLE CREATEDB PASSWORD '{ADMIN_PW}'"),
+        );
+        pg
+    })
+}
+
+fn admin_json(user: &str, password: Option<&str>) -> String {
+    match password {
+        Some(p) => serde_json::json!({"username": user, "password": p}).to_string(),
+        None => serde_json::json!({"username": user}).to_string(),
+    }
+}
+
+fn once(out: &Path, role: &str, password: &str, admin: &str) -> Command {
+    let mut c = sidecar();
+    c.args([
+        "once",
+        "--wait-timeout",
+        "30s",
+        "--admin-secret-env",
+        "ADMIN_SECRET",
+        "--out-dir",
+    ])
+    .arg(out)
+    .env("AURORA_SIDECAR_LOG_FORMAT", "text")
+    .env("ADMIN_SECRET", admin)
+    .env(
+        "DB_SECRET",
+        secret_json(
+            "127.0.0.1",
+            pg().port,
+            role,
+            password,
+            &format!("{role}_db"),
+        ),
+    );
+    c
+}
+
+fn run(out: &Path, role: &str, password: &str) -> Output {
+    once(out, role, password, &admin_json(ADMIN, Some(ADMIN_PW)))
+        .output()
+        .expect("runs")
+}
+
+/// Lines of the server log saying `user` logged in.
+fn logins(user: &str) -> usize {
+    pg().log()
+        .lines()
+        .filter(|l| l.contains("connection authorized") && l.contains(&format!("user={user} ")))
+        .count()
+}
+
+/// Every file the out-dir holds (the version directory's too), as text.
+fn everything_in(out: &Path) -> String {
+    let mut text = String::new();
+    for entry in walk(out) {
+        text.push_str(&String::from_utf8_lossy(
+            &fs::read(entry).unwrap_or_default(),
+        ));
+    }
+    text
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).expect("read_dir").flatten() {
+        let meta = fs::symlink_metadata(entry.path()).expect("meta");
+        if meta.is_dir() {
+            files.extend(walk(&entry.path()));
+        } else if meta.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files
+}
+
+/// The first start creates the role with exactly the least privileges, sets its password
+/// as a verifier, creates its database owned by it; the app can create tables; no
+/// password where it must not be; the second start logs in without the admin at all.
+#[test]
+fn the_first_start_sets_the_role_up_and_the_second_needs_no_admin() {
+    const APP_PW: &str = "app-canary-77e1:@/";
+    // An admin of its own: its logins are counted while other tests log in as theirs.
+    const OWN_ADMIN: &str = "boot_admin_one";
+    pg().sql(
+        "postgres",
+        &format!("CREATE ROLE {OWN_ADMIN} LOGIN CREATEROLE CREATEDB PASSWORD '{ADMIN_PW}'"),
+    );
+    let start = |out: &Path| {
+        once(
+            out,
+            "app_one",
+            APP_PW,
+            &admin_json(OWN_ADMIN, Some(ADMIN_PW)),
+        )
+        .output()
+        .expect("runs")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let o = start(&out);
+    assert_exit(&o, 0);
+    let attrs = pg().sql(
+        "postgres",
+        "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication FROM pg_roles WHERE rolname = 'app_one'",
+    );
+    assert_eq!(attrs, "t|f|f|f|f");
+    let owner = pg().sql(
+        "postgres",
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app_one_db'",
+    );
+    assert_eq!(owner, "app_one");
+    let q = psql_service(
+        &out,
+        "app",
+        "CREATE TABLE made_by_app (x int); SELECT current_user",
+    );
+    assert_exit(&q, 0);
+    assert_eq!(stdout(&q).trim().lines().last(), Some("app_one"));
+    let s = status(&out);
+    assert_eq!(
+        (s["role"].as_str(), s["bootstrapped"].as_bool()),
+        (Some("app_one"), Some(true))
+    );
+    for (what, text) in [
+        ("the files", everything_in(&out)),
+        ("the output", format!("{}{}", stdout(&o), stderr(&o))),
+    ] {
+        assert!(!text.contains(ADMIN_PW), "the admin password is in {what}");
+    }
+    assert!(
+        !pg().log().contains(APP_PW),
+        "the app password reached the server log"
+    );
+    assert!(
+        pg().log().contains("SCRAM-SHA-256$4096:"),
+        "the verifier did"
+    );
+
+    let before = logins(ADMIN);
+    let again = tempfile::tempdir().expect("tempdir");
+    assert_exit(&run(again.path(), "app_one", APP_PW), 0);
+    assert_eq!(logins(ADMIN), before, "no admin login on the second start");
+    assert_eq!(status(again.path())["bootstrapped"], false);
+    figure(
+        "bootstrap_admin_logins_second_start",
+        logins(ADMIN) - before,
+    );
+}
+
+/// A database the admin owns (a cluster created with DatabaseName) is handed to the role;
+/// one a third role owns is left alone, with a warning.
+#[test]
+fn a_database_of_the_admin_is_handed_over_and_a_third_partys_left_alone() {
+    let pg = pg();
+    pg.sql(
+        "postgres",
+        &format!("CREATE DATABASE app_two_db OWNER {ADMIN}"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_exit(&run(dir.path(), "app_two", "pw-two"), 0);
+    let owner = |db: &str| {
+        pg.sql(
+            "postgres",
+            &format!("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'"),
+        )
+    };
+    assert_eq!(owner("app_two_db"), "app_two");
+
+    pg.sql("postgres", "CREATE ROLE third_party NOLOGIN");
+    pg.sql("postgres", "CREATE DATABASE app_three_db OWNER third_party");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = run(dir.path(), "app_three", "pw-three");
+    assert_exit(&o, 0);
+    assert_eq!(owner("app_three_db"), "third_party");
+    assert!(
+        stderr(&o).contains("belongs to another role"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Twenty tasks starting at once on a fresh role: all ready, one role, one database.
+#[test]
+fn twenty_sidecars_at_once_make_one_role_and_one_database() {
+    let dirs: Vec<_> = (0..20)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            once(
+                d.path(),
+                "app_many",
+                "pw-many",
+                &admin_json(ADMIN, Some(ADMIN_PW)),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().expect("wait");
+        assert_exit(&o, 0);
+    }
+    let pg = pg();
+    assert_eq!(
+        pg.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'app_many'"
+        ),
+        "1"
+    );
+    assert_eq!(
+        pg.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'app_many_db'"
+        ),
+        "1"
+    );
+    figure("bootstrap_concurrent_sidecars", 20);
+}
+
+/// `run`: a rotated app password the server does not know yet is set through the admin,
+/// validated, published; the old one no longer logs in.
+#[test]
+fn a_rotated_password_is_set_through_the_admin_then_published() {
+    let pg = pg();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret.json");
+    let out = dir.path().join("out");
+    let write = |pw: &str| {
+        fs::write(
+            &secret,
+            secret_json("127.0.0.1", pg.port, "app_rot", pw, "app_rot_db"),
+        )
+        .expect("secret")
+    };
+    write("pw-rot-1");
+    let child = sidecar()
+        .args([
+            "run",
+            "--refresh-interval",
+            "300ms",
+            "--wait-timeout",
+            "30s",
+        ])
+        .args(["--admin-secret-env", "ADMIN_SECRET", "--secret-file"])
+        .arg(&secret)
+        .arg("--out-dir")
+        .arg(&out)
+        .env("ADMIN_SECRET", admin_json(ADMIN, Some(ADMIN_PW)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_for("ready", 60, || health(&out).status.success());
+    write("pw-rot-2");
+    wait_for("the rotation published", 60, || {
+        status(&out)["generation"] == 2
+    });
+    assert_exit(&psql_service(&out, "app", "select 1"), 0);
+    let old = Command::new("psql")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PGPASSWORD", "pw-rot-1")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "app_rot",
+            "-d",
+            "app_rot_db",
+        ])
+        .args(["-X", "-w", "-c", "select 1"])
+        .output()
+        .expect("psql");
+    assert!(!old.status.success(), "the old password still logs in");
+    assert_eq!(terminate(child).0, Some(0));
+}
+
+/// Each refusal, with its exit code and no credential file: the app role is the admin
+/// itself, a reserved name, an admin without CREATEROLE, an admin secret without a
+/// password.
+#[test]
+fn the_refusals_and_their_exit_codes() {
+    let pg = pg();
+    pg.sql(
+        "postgres",
+        "CREATE ROLE weak_admin LOGIN CREATEDB PASSWORD 'weak-pw'",
+    );
+    let cases: [(&str, &str, String, i32, &str); 4] = [
+        (
+            ADMIN,
+            "not-the-admin-password",
+            admin_json(ADMIN, Some(ADMIN_PW)),
+            78,
+            "is the admin user itself",
+        ),
+        (
+            "pg_app",
+            "pw",
+            admin_json(ADMIN, Some(ADMIN_PW)),
+            78,
+            "reserved name",
+        ),
+        (
+            "app_weak",
+            "pw",
+            admin_json("weak_admin", Some("weak-pw")),
+            77,
+            "CREATEROLE",
+        ),
+        (
+            "app_nopw",
+            "pw",
+            admin_json(ADMIN, None),
+            78,
+            "password is missing",
+        ),
+    ];
+    for (role, password, admin, code, says) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = once(dir.path(), role, password, &admin)
+            .output()
+            .expect("runs");
+        assert_exit(&o, code);
+        assert!(stderr(&o).contains(says), "{role}: {}", stderr(&o));
+        assert!(
+            !dir.path().join("pgpass").exists(),
+            "{role}: no credential file"
+        );
+        assert!(!stderr(&o).contains(ADMIN_PW));
+    }
+    figure("bootstrap_refusals", 4);
+}
+
+/// `render` shows the plan, touching no database.
+#[test]
+fn render_shows_the_plan_without_a_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = sidecar()
+        .args(["render", "--admin-secret-env", "ADMIN_SECRET", "--out-dir"])
+        .arg(dir.path())
+        .env("ADMIN_SECRET", admin_json(ADMIN, Some(ADMIN_PW)))
+        .env(
+            "DB_SECRET",
+            secret_json("127.0.0.1", pg().port, "app_plan", "pw", "app_plan_db"),
+        )
+        .output()
+        .expect("runs");
+    assert_exit(&o, 0);
+    let plan = stdout(&o);
+    assert!(
+        plan.contains(
+            "CREATE ROLE \"app_plan\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("ALTER DATABASE \"app_plan_db\" OWNER TO \"app_plan\""),
+        "{plan}"
+    );
+    assert!(!plan.contains(ADMIN_PW));
+    // Nothing logged in for it (other tests log in as the admin meanwhile; none as this
+    // role, whose database render names).
+    assert!(
+        !pg().log().contains("app_plan"),
+        "render reached the server"
+    );
+}
