@@ -95,6 +95,15 @@ def check_task_definition_dict(td, path, shape):
                 check("AURORA_SIDECAR_SECRET_ID" in env or c.get("secrets"), f"{path}: sidecar has no secret source")
             if any(a.startswith("--drop-to") for a in cmd):
                 check(c.get("user") in ("0", "0:0", "root"), f"{path}: --drop-to needs user 0")
+            admin = [a.split("=", 1)[1] for a in cmd if a.startswith("--admin-secret-env=")]
+            if admin:
+                # Least privilege: the master secret reaches the sidecar only, injected.
+                injected = {s["name"] for s in c.get("secrets", [])}
+                check(admin[0] in injected, f"{path}: {admin[0]} is not injected into the sidecar")
+                others = [o for o in td["containerDefinitions"] if o is not c]
+                check(all(admin[0] not in {s["name"] for s in o.get("secrets", [])}
+                          | {e["name"] for e in o.get("environment", [])} for o in others),
+                      f"{path}: another container gets {admin[0]}")
         else:
             mounts = c.get("mountPoints", [])
             check(all(m.get("readOnly") for m in mounts), f"{path}: app mounts the volume writable")
@@ -182,7 +191,7 @@ def check_addon(path):
 def main():
     shape = register_shape()
     for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json",
-                 "deploy/ecs/task-definition.iam.json"):
+                 "deploy/ecs/task-definition.iam.json", "deploy/ecs/task-definition.least-privilege.json"):
         check_task_definition(path, shape)
     check_copilot("copilot/api/manifest.yml")
     check_addon("copilot/api/addons/appdb.yml")

@@ -17,7 +17,7 @@
 //! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
 //! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
 //! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
-//! | 3 | [`db`] (TLS, login and classification, provisioning, establish, pacing, the wait loop) | layers 0–2 |
+//! | 3 | [`db`] (TLS, login and classification, provisioning, the app role's bootstrap, establish, pacing, the wait loop) | layers 0–2 |
 //! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once, the file set for a target) | layers 0–3 |
 //! | 5 | [`refresh`] (the refresh state machine and its driver; [`refresh::RefreshCheck`], the real check) | layers 0–4 |
 //! | 6 | [`error`] (the top error and the one exit-code map) | layers 0–5 |
@@ -86,9 +86,13 @@ fn log_filter(rust_log: Option<&str>) -> Targets {
 /// and the AWS SDK's HTTP stack the headers that carry them.
 const CREDENTIAL_PRINTERS: &[&str] = &["aws_", "hyper", "h2"];
 
-/// tokio-postgres logs every statement it sends at debug level, and the bootstrap sends
-/// the app role's SCRAM verifier in one.
-const STATEMENT_PRINTERS: &[&str] = &["tokio_postgres"];
+/// tokio-postgres logs every statement it sends at debug level (these modules), and the
+/// bootstrap sends the app role's SCRAM verifier in one.
+const STATEMENT_PRINTERS: &[&str] = &[
+    "tokio_postgres::simple_query",
+    "tokio_postgres::query",
+    "tokio_postgres::prepare",
+];
 
 /// Whether an event may be logged at all: not at trace level from [`CREDENTIAL_PRINTERS`],
 /// not at debug or trace from [`STATEMENT_PRINTERS`].

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::class::ErrorClass;
 use crate::config::{Config, ConfigError, MAX_IAM_RENEWAL};
 use crate::db::provision::quote_ident;
-use crate::db::wait::{Event, LoginAttempt, drive};
+use crate::db::wait::{Event, LoginAttempt, Ready, drive};
 use crate::error::Error;
 use crate::exec::{find_program, replace_process};
 use crate::iam::Signer;
@@ -96,32 +96,44 @@ async fn prepare(
             state.mark_stopping();
         }
     })?;
-    let target = &ready.resolved.target;
     if signer.is_some() {
         state.status.auth = Auth::Iam;
         state.set_token_expiry(ready.resolved.token_expires_at);
     }
-    state.status.role = Some(target.user.clone());
-    state.status.bootstrapped = ready.bootstrapped;
-    // The files, status.json and the marker as one set: one directory fsync on the path
-    // every task start waits for, and nothing replaced if any of them cannot be written.
-    let set = config.files(target, Reveal::Password);
-    let changed =
-        state.publish_ready(attempts, ready.resolved.version.clone(), &set, ahead.take())?;
-    tracing::info!(
-        attempts,
-        database = %target.database,
-        created = ready.created,
-        changed = ?changed,
-        generation = state.status.generation,
-        secret_version = ready.resolved.version.as_deref(),
-        "ready"
-    );
+    publish(config, state, &ready, attempts, ahead.take())?;
     Ok(Prepared {
         published: ready.resolved,
         resolver,
         signer,
     })
+}
+
+/// Step 4–5 after a login that worked: the files, status.json and the marker as one set
+/// (one directory fsync on the path every task start waits for, and nothing replaced if
+/// any of them cannot be written).
+fn publish(
+    config: &Config,
+    state: &mut State,
+    ready: &Ready,
+    attempts: u32,
+    ahead: Option<Ahead>,
+) -> Result<(), Error> {
+    let target = &ready.resolved.target;
+    state.status.role = Some(target.user.clone());
+    state.status.bootstrapped = ready.bootstrapped;
+    let set = config.files(target, Reveal::Password);
+    let changed = state.publish_ready(attempts, ready.resolved.version.clone(), &set, ahead)?;
+    tracing::info!(
+        attempts,
+        database = %target.database,
+        created = ready.created,
+        bootstrapped = ready.bootstrapped,
+        changed = ?changed,
+        generation = state.status.generation,
+        secret_version = ready.resolved.version.as_deref(),
+        "ready"
+    );
+    Ok(())
 }
 
 /// Logs the start, does the start-up writes (a stale marker removed, `starting`) and,

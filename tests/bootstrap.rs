@@ -399,3 +399,63 @@ fn render_shows_the_plan_without_a_login() {
         "render reached the server"
     );
 }
+
+/// `exec`'s child never sees the admin secret, even when it keeps its own.
+#[test]
+fn the_exec_child_never_gets_the_admin_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = sidecar()
+        .args([
+            "exec",
+            "--keep-secret-env",
+            "--admin-secret-env",
+            "ADMIN_SECRET",
+            "--out-dir",
+        ])
+        .arg(dir.path())
+        .args(["--", "sh", "-c", "env"])
+        .env("ADMIN_SECRET", admin_json(ADMIN, Some(ADMIN_PW)))
+        .env(
+            "DB_SECRET",
+            secret_json("127.0.0.1", pg().port, "app_exec", "pw-exec", "app_exec_db"),
+        )
+        .output()
+        .expect("runs");
+    assert_exit(&o, 0);
+    let env = stdout(&o);
+    assert!(
+        env.lines().any(|l| l.starts_with("DB_SECRET=")),
+        "kept as asked"
+    );
+    assert!(
+        !env.contains("ADMIN_SECRET") && !env.contains(ADMIN_PW),
+        "{env}"
+    );
+}
+
+/// At RUST_LOG=trace the bootstrap's statements (the verifier) stay out of the logs, as
+/// the passwords do.
+#[test]
+fn the_verifier_and_the_passwords_never_reach_a_trace_log() {
+    const APP_PW: &str = "trace-app-pw-41c0";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = once(
+        dir.path(),
+        "app_traced",
+        APP_PW,
+        &admin_json(ADMIN, Some(ADMIN_PW)),
+    )
+    .env("RUST_LOG", "trace")
+    .output()
+    .expect("runs");
+    assert_exit(&o, 0);
+    let logs = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(logs.contains("app role set up"), "{logs}");
+    for (what, needle) in [
+        ("verifier", "SCRAM-SHA-256$"),
+        ("app password", APP_PW),
+        ("admin password", ADMIN_PW),
+    ] {
+        assert!(!logs.contains(needle), "the {what} is in the logs");
+    }
+}

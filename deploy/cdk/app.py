@@ -4,12 +4,15 @@ starts only once aurora-sidecar says the database is usable.
 
     cdk deploy                          # password variant (the RDS-managed master secret)
     cdk deploy -c auth=iam              # IAM variant (tokens, no password anywhere)
+    cdk deploy -c appRole=app           # least privilege: the app logs in as role "app",
+                                        # set up by the sidecar with the master secret
     cdk deploy -c sidecarImage=…/aurora-sidecar:0.1.0 -c appImage=…/my-app:latest
 
 Everything here is least-privilege and passes cdk-nag's AwsSolutions checks (v3: a CDK
 policy-validation plugin, so `cdk synth` fails on a finding); the few acknowledged rules
 carry their reason (deploy/cdk/README.md lists them).
 """
+import json
 import os
 
 import aws_cdk as cdk
@@ -32,7 +35,7 @@ DATABASE = "app"
 
 class AppStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, auth: str, sidecar_image: str,
-                 app_image: str, **kwargs) -> None:
+                 app_image: str, app_role: str = "", **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         vpc = ec2.Vpc(self, "Vpc", max_azs=2, nat_gateways=1)
         vpc.add_flow_log("FlowLogs", destination=ec2.FlowLogDestination.to_cloud_watch_logs(
@@ -85,8 +88,15 @@ class AppStack(Stack):
             logging=ecs.LogDrivers.aws_logs(stream_prefix="app", log_group=log_group),
         )
         service_sg = ec2.SecurityGroup(self, "ServiceSg", vpc=vpc, description="The app tasks")
-        credentials = (dict(iam_auth=IamAuth(user="app")) if auth == "iam"
-                       else dict(secret=master_secret))
+        if auth == "iam":
+            # IAM needs a role other than the master user (RDS grants rds_iam to roles).
+            credentials = dict(iam_auth=IamAuth(user=app_role or "app"))
+        elif app_role:
+            credentials = dict(secret=app_secret(self, app_role))
+        else:
+            credentials = dict(secret=master_secret)
+        if app_role:
+            credentials["admin_secret"] = master_secret
         AuroraSidecar(
             self, "AuroraSidecar",
             task_definition=task,
@@ -110,6 +120,26 @@ class AppStack(Stack):
         suppress(self, db)
 
 
+def app_secret(stack: Stack, role: str) -> secretsmanager.Secret:
+    """The app role's own password: generated, injected into the sidecar only, set on the
+    server by the sidecar (as a SCRAM verifier, through the master secret)."""
+    secret = secretsmanager.Secret(
+        stack, "AppSecret",
+        description=f"The password of the database role {role}; aurora-sidecar sets it on the cluster.",
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            secret_string_template=json.dumps({"username": role}),
+            generate_string_key="password",
+            exclude_characters="\"\\",
+        ),
+    )
+    Validations.of(secret).acknowledge(
+        Acknowledgment(id="AwsSolutions-SMG4", reason="Rotating the app role's password is changing this "
+                       "secret: aurora-sidecar run sets the new verifier through the master secret, validates "
+                       "and publishes it (README, Least privilege); no rotation Lambda is needed for that."),
+    )
+    return secret
+
+
 def suppress(stack: Stack, db: rds.DatabaseCluster) -> None:
     """The cdk-nag findings this example accepts, each with the reason a reviewer gets."""
     Validations.of(db).acknowledge(
@@ -126,11 +156,13 @@ def main() -> None:
     app = cdk.App()
 
     auth = app.node.try_get_context("auth") or "password"
+    app_role = app.node.try_get_context("appRole") or ""
     if auth not in ("password", "iam"):
         raise SystemExit("context auth is 'password' or 'iam'")
     AppStack(
-        app, f"AuroraSidecarExample-{auth}",
+        app, f"AuroraSidecarExample-{auth}{'-' + app_role if app_role else ''}",
         auth=auth,
+        app_role=app_role,
         sidecar_image=app.node.try_get_context("sidecarImage")
         or "123456789012.dkr.ecr.eu-west-1.amazonaws.com/aurora-sidecar:0.1.0",
         app_image=app.node.try_get_context("appImage") or "123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-app:latest",

@@ -32,15 +32,20 @@ SIDECAR_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/aurora-sidecar:0.1
 HEALTH = ["CMD", "/usr/local/bin/aurora-sidecar", "health"]
 
 
-def example(app, auth):
+# (auth, app role): the master secret as the app's, IAM, and both least-privilege variants.
+VARIANTS = (("password", ""), ("iam", ""), ("password", "app"), ("iam", "app"))
+
+
+def example(app, auth, app_role=""):
     # Environment-agnostic, as `cdk synth` without an account is: AZs and ARNs resolve at
     # deploy time.
-    return AppStack(app, f"Example-{auth}", auth=auth, sidecar_image=SIDECAR_IMAGE,
+    return AppStack(app, f"Example-{auth}{app_role}", auth=auth, app_role=app_role,
+                    sidecar_image=SIDECAR_IMAGE,
                     app_image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-app:latest")
 
 
-def synth(auth):
-    stack = example(cdk.App(), auth)
+def synth(auth, app_role=""):
+    stack = example(cdk.App(), auth, app_role)
     return stack, Template.from_stack(stack)
 
 
@@ -80,7 +85,7 @@ def statements(template, role_logical_prefix):
 class Example(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.stacks = {auth: synth(auth) for auth in ("password", "iam")}
+        cls.stacks = {f"{auth}{role}": synth(auth, role) for auth, role in VARIANTS}
 
     def test_the_sidecar_the_volume_and_the_apps_dependency(self):
         for auth, (_, template) in self.stacks.items():
@@ -138,6 +143,33 @@ class Example(unittest.TestCase):
         self.assertTrue(arn.endswith('/app"]]}'), arn)
         self.assertFalse(any("secretsmanager" in json.dumps(s["Action"]) for s in statements(template, "Execution")))
 
+    def test_least_privilege_injects_the_master_secret_into_the_sidecar_only(self):
+        for variant in ("passwordapp", "iamapp"):
+            with self.subTest(variant=variant):
+                _, template = self.stacks[variant]
+                c = containers(template)
+                sidecar = c["aurora-sidecar"]
+                self.assertIn("--admin-secret-env=DB_ADMIN_SECRET", sidecar["Command"])
+                injected = {s["Name"]: json.dumps(s["ValueFrom"]) for s in sidecar["Secrets"]}
+                self.assertIn("MasterUserSecret.SecretArn", injected["DB_ADMIN_SECRET"])
+                self.assertNotIn("Secrets", c["app"])
+                self.assertFalse(any("secretsmanager" in json.dumps(s["Action"])
+                                     for s in statements(template, "TaskTaskRole")))
+                if variant == "passwordapp":
+                    self.assertIn("AppSecret", injected["DB_SECRET"])
+                    secret = only(template, "AWS::SecretsManager::Secret")["Properties"]
+                    template_json = json.loads(secret["GenerateSecretString"]["SecretStringTemplate"])
+                    self.assertEqual(template_json, {"username": "app"})
+                else:
+                    self.assertNotIn("DB_SECRET", injected)
+                    task = statements(template, "TaskTaskRole")
+                    self.assertEqual([s["Action"] for s in task], ["rds-db:connect"])
+                    self.assertTrue(json.dumps(task[0]["Resource"]).endswith('/app"]]}'))
+                # The execution role reads the secrets it injects, and only those.
+                reads = [s for s in statements(template, "TaskExecutionRole")
+                         if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])]
+                self.assertEqual(len(reads), len(injected), reads)
+
     def test_the_cluster_admits_the_service_on_its_port_and_is_hardened(self):
         for auth, (_, template) in self.stacks.items():
             with self.subTest(auth=auth):
@@ -159,10 +191,10 @@ class Example(unittest.TestCase):
     def test_cdk_nag_finds_nothing_unacknowledged(self):
         # cdk-nag 3 is a policy-validation plugin: a finding that is not acknowledged fails
         # the synth itself (as `cdk synth` and `cdk deploy` would), with the report.
-        for auth in ("password", "iam"):
-            with self.subTest(auth=auth), tempfile.TemporaryDirectory() as out:
+        for auth, role in VARIANTS:
+            with self.subTest(auth=auth, role=role), tempfile.TemporaryDirectory() as out:
                 app = cdk.App(outdir=out, context={"@aws-cdk/core:validationReportJson": True})
-                example(app, auth)
+                example(app, auth, role)
                 Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
                 try:
                     app.synth()

@@ -1,8 +1,10 @@
 //! Talking to PostgreSQL: TLS (`tls`), one login and what its failure means (`connect`),
-//! creating the app database (`provision`), one pass of login-or-create (`establish`),
+//! creating the app database (`provision`), setting the app's own role up with the admin
+//! credentials (`bootstrap`), one pass of login-or-create (`establish`),
 //! the retry pacing (`pace`) and the wait loop (`wait`); every login's socket is guarded
 //! (`guard`: no password in clear text without TLS). Imports between these files go
-//! one way: wait → establish → provision → connect → {tls, guard}, and wait → pace → connect
+//! one way: wait → establish → provision → connect → {tls, guard}, wait → bootstrap →
+//! {provision, connect}, and wait → pace → connect
 //! (`tests/layering.rs` fails on a loop).
 //!
 //! A `doctor` command will reuse `connect` and `establish` step by step (TCP, TLS,

@@ -56,6 +56,11 @@ class AuroraSidecar(Construct):
     `cluster` (the Aurora cluster) gives the host and port (the RDS-managed master secret
     carries only username and password) and, with `service_security_group`, the ingress
     rule from the service to the cluster's port.
+
+    Least privilege: with `admin_secret` (the cluster's master secret) the credentials
+    above are the app's own role, and the master secret is injected into the sidecar only
+    (`--admin-secret-env DB_ADMIN_SECRET`, through the execution role), which uses it
+    only to set that role up when its login fails (the first start, or a rotation).
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class AuroraSidecar(Construct):
         secret: Optional[secretsmanager.ISecret] = None,
         inject_secret: bool = True,
         iam_auth: Optional[IamAuth] = None,
+        admin_secret: Optional[secretsmanager.ISecret] = None,
         database: Optional[str] = None,
         mode: str = "run",
         app_uid: str = "1000:1000",
@@ -90,7 +96,10 @@ class AuroraSidecar(Construct):
         }
         if database:
             environment["AURORA_SIDECAR_DATABASE"] = database
-        secrets = None
+        secrets = {}
+        if admin_secret is not None:
+            command.append("--admin-secret-env=DB_ADMIN_SECRET")
+            secrets["DB_ADMIN_SECRET"] = ecs.Secret.from_secrets_manager(admin_secret)
         if iam_auth is not None:
             command.append("--iam-auth")
             environment["AURORA_SIDECAR_USER"] = iam_auth.user
@@ -106,7 +115,7 @@ class AuroraSidecar(Construct):
                 )],
             ))
         elif inject_secret:
-            secrets = {"DB_SECRET": ecs.Secret.from_secrets_manager(secret)}
+            secrets["DB_SECRET"] = ecs.Secret.from_secrets_manager(secret)
         else:
             environment["AURORA_SIDECAR_SECRET_ID"] = secret.secret_arn
             secret.grant_read(task_definition.task_role)
@@ -120,7 +129,7 @@ class AuroraSidecar(Construct):
             user="0",
             command=command,
             environment=environment,
-            secrets=secrets,
+            secrets=secrets or None,
             health_check=ecs.HealthCheck(
                 command=HEALTH_COMMAND,
                 # Start period + interval x retries: five minutes, an Aurora resume from
