@@ -53,6 +53,31 @@ pub enum Command {
     /// Resolve credentials and print the files that would be written, password masked.
     /// No database access, nothing written.
     Render(RenderArgs),
+    /// Walk configuration, credentials, DNS, TCP, TLS, authentication, database, out-dir
+    /// and admin once, no retries, nothing written; say the first broken step and its
+    /// usual fix. Exits 0, or the first failed step's code.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub prepare: PrepareArgs,
+
+    /// Output: text for people, json for tools (one object with a `steps` array).
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text, env = "AURORA_SIDECAR_FORMAT")]
+    pub format: DoctorFormat,
+
+    /// Bound on each step (DNS, TCP, TLS, a login, …).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "AURORA_SIDECAR_STEP_TIMEOUT")]
+    pub step_timeout: std::time::Duration,
+}
+
+/// `doctor --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

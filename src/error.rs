@@ -62,10 +62,17 @@ impl Error {
         }
     }
 
+    /// What to do next, for the failures `doctor` diagnoses step by step (the database or
+    /// the credentials could not be reached or used).
+    pub fn next_step(&self) -> Option<&'static str> {
+        matches!(self, Error::Wait(_) | Error::Secret(_) | Error::Iam(_)).then_some(
+            "run `aurora-sidecar doctor` with the same flags for a step-by-step diagnosis",
+        )
+    }
+
     /// The process exit code: the only place it is decided. Mostly by class; the wait's
     /// deadline, signals and `exec` carry their own.
     pub fn exit_code(&self) -> u8 {
-        use ErrorClass as C;
         match (self, self.class()) {
             // Whatever the last error was, the deadline says "still unavailable".
             (Error::Wait(WaitError::Deadline { .. }), _) => exit::UNAVAILABLE,
@@ -75,32 +82,34 @@ impl Error {
                 exit::NOT_FOUND
             }
             (Error::Exec { .. }, _) => exit::NOT_EXECUTABLE,
-            (_, C::SecretMalformed) => exit::DATA_ERR,
-            (
-                _,
-                C::Transient | C::Timeout | C::SecretUnavailable | C::TokenUnavailable | C::Other,
-            ) => exit::UNAVAILABLE,
-            (
-                _,
-                C::PasswordRejected
-                | C::AuthorizationRejected
-                | C::TokenRejected
-                | C::NoPrivilege
-                | C::SecretDenied,
-            ) => exit::NO_PERM,
-            (
-                _,
-                C::MissingDatabase
-                | C::TlsRequired
-                | C::TlsVerification
-                | C::TlsUnsupported
-                | C::SecretNotFound
-                | C::SecretRejected
-                | C::Config,
-            ) => exit::CONFIG,
-            (_, C::OutDir) => exit::CANT_CREATE,
-            (_, C::Interrupted | C::Exec | C::Internal) => exit::SOFTWARE,
+            (_, class) => exit_code_of(class),
         }
+    }
+}
+
+/// The exit code for a class of failure (sysexits): what `doctor` exits with for its
+/// first failed step, and what every error without a code of its own gets.
+pub fn exit_code_of(class: ErrorClass) -> u8 {
+    use ErrorClass as C;
+    match class {
+        C::SecretMalformed => exit::DATA_ERR,
+        C::Transient | C::Timeout | C::SecretUnavailable | C::TokenUnavailable | C::Other => {
+            exit::UNAVAILABLE
+        }
+        C::PasswordRejected
+        | C::AuthorizationRejected
+        | C::TokenRejected
+        | C::NoPrivilege
+        | C::SecretDenied => exit::NO_PERM,
+        C::MissingDatabase
+        | C::TlsRequired
+        | C::TlsVerification
+        | C::TlsUnsupported
+        | C::SecretNotFound
+        | C::SecretRejected
+        | C::Config => exit::CONFIG,
+        C::OutDir => exit::CANT_CREATE,
+        C::Interrupted | C::Exec | C::Internal => exit::SOFTWARE,
     }
 }
 

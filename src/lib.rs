@@ -21,7 +21,7 @@
 //! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once, the file set for a target) | layers 0–3 |
 //! | 5 | [`refresh`] (the refresh state machine and its driver; [`refresh::RefreshCheck`], the real check) | layers 0–4 |
 //! | 6 | [`error`] (the top error and the one exit-code map) | layers 0–5 |
-//! | 7 | [`sidecar`] (the `once`, `run`, `exec`, `render` flows) | layers 0–6 |
+//! | 7 | [`sidecar`] (the `once`, `run`, `exec`, `render` flows), [`doctor`] (one diagnosis, step by step) | layers 0–6 |
 //! | crate root | `run` dispatches a parsed command; `main.rs` only parses, starts tracing and maps the error | everything |
 //!
 //! Inside a folder module the files import each other one way too (`tests/layering.rs`
@@ -32,15 +32,15 @@
 //!   wait loop and the refresh check sign, the secret only says where to log in),
 //!   [`refresh::Checked::Renewed`] (publish without a login) and the token fields of
 //!   `state`.
-//! - **`doctor`**: a new flow in `sidecar` (or its own top-layer module) that calls
-//!   `db::connect::login` and `db::establish` step by step (TCP, TLS, authentication,
-//!   database) and prints each step's [`class::ErrorClass`] instead of retrying.
+//! - `doctor` landed as its own top-layer module: the same connectors and classification
+//!   as the wait loop, each step once.
 
 pub mod class;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod exit;
@@ -61,7 +61,7 @@ mod testing;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command, DoctorFormat, LogFormat};
 use config::Config;
 use error::Error;
 use render::Reveal;
@@ -135,6 +135,7 @@ pub fn drop_privileges(cli: &Cli) -> Result<(), Error> {
         Command::Run(a) => &a.prepare,
         Command::Exec(a) => &a.prepare,
         Command::Render(a) => &a.prepare,
+        Command::Doctor(a) => &a.prepare,
         Command::Health(_) => return Ok(()),
     };
     if let Some(target) = prepare.drop_to {
@@ -171,6 +172,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             print!("{}", sidecar::render(&config, reveal).await?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor(args) => {
+            let config = Config::from_args(&args.prepare, env);
+            let report = doctor::run(config, args.step_timeout).await;
+            match args.format {
+                DoctorFormat::Json => print!("{}", report.json()),
+                DoctorFormat::Text => print!("{}", report.text(std::io::stdout().is_terminal())),
+            }
+            Ok(ExitCode::from(report.exit_code()))
         }
         Command::Once(args) => {
             let mut signals = install_signals(false)?;

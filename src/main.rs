@@ -39,7 +39,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();
-            tracing::error!(exit_code = code, error_class = %e.class(), "{}", chain(&e));
+            let message = match e.next_step() {
+                Some(next) => format!("{}; {next}", chain(&e)),
+                None => chain(&e),
+            };
+            tracing::error!(exit_code = code, error_class = %e.class(), "{message}");
             code.into()
         }
     }

@@ -297,6 +297,9 @@ pub fn health(out_dir: &Path) -> Health {
     if matches!(s.phase, Phase::Ready | Phase::Degraded) && !marker {
         line.push_str(&format!(" ({READY_FILE} marker missing)"));
     }
+    if !healthy && s.last_error.is_some() {
+        line.push_str(" (run `aurora-sidecar doctor` with the same flags)");
+    }
     Health { healthy, line }
 }
 
@@ -453,7 +456,7 @@ mod tests {
             h,
             Health {
                 healthy: false,
-                line: "waiting attempt=3 generation=0 last_error=[transient] connection refused"
+                line: "waiting attempt=3 generation=0 last_error=[transient] connection refused (run `aurora-sidecar doctor` with the same flags)"
                     .into()
             }
         );

@@ -527,6 +527,44 @@ fn the_bootstrap_grants_rds_iam_and_the_role_logs_in_with_tokens() {
     figure("iam_bootstrap_rds_iam_granted", 1);
 }
 
+/// `doctor` with IAM: the token is signed, and the server's rejection (the verifier told
+/// to refuse) is the authentication step's failure, with the IAM causes as its hint.
+#[test]
+fn doctor_names_a_rejected_token_at_authentication() {
+    let (_serial, r) = rig();
+    r.reject_next(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = iam_sidecar("doctor", &dir.path().join("out"))
+        .args(["--format", "json", "--owner", "1000:1000"])
+        .output()
+        .expect("runs");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_exit(&o, 77);
+    let auth = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == "authentication")
+        .expect("the step");
+    assert_eq!(
+        (auth["status"].as_str(), auth["error_class"].as_str()),
+        (Some("fail"), Some("token_rejected"))
+    );
+    assert!(
+        auth["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rds_iam"),
+        "{auth}"
+    );
+    let token_field = report["steps"][2]["detail"].as_str().unwrap_or_default();
+    assert!(token_field.contains("IAM token signed"), "{token_field}");
+    assert!(
+        !stdout(&o).contains("X-Amz-Signature"),
+        "the token is in the output"
+    );
+}
+
 /// botocore's `generate_db_auth_token`, at a fixed time, says the same as ours.
 #[test]
 fn tokens_match_botocores_generate_db_auth_token() {

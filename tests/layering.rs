@@ -29,6 +29,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("refresh", 5),
     ("error", 6),
     ("sidecar", 7),
+    ("doctor", 7),
 ];
 
 /// The crate root may use everything.

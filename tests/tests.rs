@@ -7,6 +7,7 @@ mod common;
 mod atomicity;
 mod bad_input;
 mod bootstrap;
+mod doctor;
 mod faults;
 mod iam;
 mod layering;

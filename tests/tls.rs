@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-struct TlsEnv {
-    pg: Pg,
-    ca: PathBuf,
-    other_ca: PathBuf,
+pub(crate) struct TlsEnv {
+    pub(crate) pg: Pg,
+    pub(crate) ca: PathBuf,
+    pub(crate) other_ca: PathBuf,
 }
 
-fn tls() -> &'static TlsEnv {
+/// The TLS cluster, shared with `doctor`'s tests.
+pub(crate) fn tls() -> &'static TlsEnv {
     static ENV: OnceLock<TlsEnv> = OnceLock::new();
     ENV.get_or_init(|| {
         let pki = Pki::new();

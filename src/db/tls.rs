@@ -61,6 +61,8 @@ pub enum TlsConfigError {
 pub struct Tls {
     pub mode: SslMode,
     connector: MakeRustlsConnect,
+    /// The same rustls configuration, for `doctor`'s own handshake.
+    config: Arc<ClientConfig>,
     /// SCRAM channel binding: `Require` under verify-full with a password, so a
     /// TLS-terminating man in the middle cannot relay the exchange.
     pub channel_binding: ChannelBinding,
@@ -106,7 +108,8 @@ impl Tls {
             .with_no_client_auth();
         Ok(Self {
             mode,
-            connector: MakeRustlsConnect::new(config),
+            connector: MakeRustlsConnect::new(config.clone()),
+            config: Arc::new(config),
             channel_binding: ChannelBinding::Prefer,
             allow_insecure_auth: false,
         })
@@ -114,6 +117,11 @@ impl Tls {
 
     pub fn connector(&self) -> MakeRustlsConnect {
         self.connector.clone()
+    }
+
+    /// The rustls configuration every login's TLS uses (`doctor` shakes hands with it).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
     }
 }
 

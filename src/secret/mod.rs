@@ -275,7 +275,7 @@ impl Resolver {
     }
 
     /// The source's credentials as parsed, and the Secrets Manager version they came from.
-    async fn credentials(&mut self) -> Result<(Credentials, Option<String>), SecretError> {
+    pub async fn credentials(&mut self) -> Result<(Credentials, Option<String>), SecretError> {
         let Source::SecretsManager { secret_id } = &self.source else {
             return Ok((local_credentials(&self.source)?, None));
         };

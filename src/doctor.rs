@@ -1,0 +1,835 @@
+//! `doctor`: walks the path from the configuration to the out-dir once — credentials, the
+//! secret's fields, DNS, TCP, TLS, authentication, the database, the out-dir, the admin —
+//! with no retries and no waiting (each step bounded by `--step-timeout`), and says for
+//! the first broken step what is wrong and its usual fix.
+//!
+//! Invariants: nothing durable is created or altered (the out-dir probe is a temporary
+//! file, removed; no database is created, no role touched), every session is closed
+//! before it ends, and no password, token or secret JSON appears in either output (the
+//! details name fields, hosts and classes only).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::class::ErrorClass;
+use crate::config::{Config, ConfigError};
+use crate::db::connect::{DbError, Stage, login};
+use crate::db::tls::{Tls, is_rds_host};
+use crate::error::exit_code_of;
+use crate::iam::Signer;
+use crate::modes::SslMode;
+use crate::report::{chain, printable};
+use crate::secret::{Credentials, Overrides, Resolver, Source, Target, build_target};
+
+/// How a step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skipped,
+}
+
+/// One step's line; `--format json` prints these as they are (a stable shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: &'static str,
+    pub status: Status,
+    pub ms: u64,
+    pub detail: String,
+    pub hint: Option<String>,
+    pub error_class: Option<ErrorClass>,
+}
+
+/// Every step, in order.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub steps: Vec<Step>,
+}
+
+/// The steps, in the order they are walked.
+pub const STEPS: [&str; 10] = [
+    "configuration",
+    "credentials",
+    "secret fields",
+    "dns",
+    "tcp",
+    "tls",
+    "authentication",
+    "database",
+    "out-dir",
+    "admin",
+];
+
+impl Report {
+    /// 0 when nothing failed (warnings allowed); else the documented exit code of the
+    /// first failed step's class.
+    pub fn exit_code(&self) -> u8 {
+        self.steps
+            .iter()
+            .find(|s| s.status == Status::Fail)
+            .map_or(0, |s| {
+                exit_code_of(s.error_class.unwrap_or(ErrorClass::Other))
+            })
+    }
+
+    pub fn json(&self) -> String {
+        let mut out = serde_json::to_string_pretty(&serde_json::json!({
+            "steps": self.steps,
+            "exit_code": self.exit_code(),
+        }))
+        .unwrap_or_default();
+        out.push('\n');
+        out
+    }
+
+    /// For people: a line a step, the hint under a failure; colour only on a terminal.
+    pub fn text(&self, colour: bool) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            let (word, code) = match s.status {
+                Status::Ok => ("ok", "32"),
+                Status::Warn => ("warn", "33"),
+                Status::Fail => ("FAIL", "31"),
+                Status::Skipped => ("skip", "2"),
+            };
+            let word = if colour {
+                format!("\x1b[{code}m{word:<4}\x1b[0m")
+            } else {
+                format!("{word:<4}")
+            };
+            let _ = writeln!(out, "{word} {:<14} {:>6} ms  {}", s.name, s.ms, s.detail);
+            if let Some(hint) = &s.hint {
+                let _ = writeln!(out, "{:>29}{hint}", "→ ");
+            }
+        }
+        let _ = writeln!(out, "exit code {}", self.exit_code());
+        out
+    }
+
+    fn push(&mut self, name: &'static str, started: Instant, outcome: Outcome) {
+        let (status, detail, hint, error_class) = match outcome {
+            Outcome::Ok(d) => (Status::Ok, d, None, None),
+            Outcome::Warn(d, h) => (Status::Warn, d, Some(h), None),
+            Outcome::Fail(class, d, h) => (Status::Fail, d, h, Some(class)),
+        };
+        self.steps.push(Step {
+            name,
+            status,
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            // Text from servers and files is shown escaped.
+            detail: printable(&detail),
+            hint: hint.map(|h| printable(&h)),
+            error_class,
+        });
+    }
+
+    /// The steps not reached, after a failure.
+    fn skip_rest(&mut self) {
+        let done = self.steps.len();
+        for name in &STEPS[done..] {
+            self.steps.push(Step {
+                name,
+                status: Status::Skipped,
+                ms: 0,
+                detail: "not reached: an earlier step failed".into(),
+                hint: None,
+                error_class: None,
+            });
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.steps.iter().any(|s| s.status == Status::Fail)
+    }
+}
+
+/// What one step found.
+enum Outcome {
+    Ok(String),
+    Warn(String, String),
+    Fail(ErrorClass, String, Option<String>),
+}
+
+impl Outcome {
+    fn fail(class: ErrorClass, detail: impl Into<String>, hint: &str) -> Self {
+        Outcome::Fail(class, detail.into(), Some(hint.to_string()))
+    }
+}
+
+const TIMEOUT_HINT: &str = "nothing answered within --step-timeout: a security group or network ACL that drops the traffic (the cluster's must admit the task's on this port), a cluster in another VPC, or one still being created";
+
+/// Walks every step once. `config` is what the flags gave, or why they are unusable.
+pub async fn run(config: Result<Config, ConfigError>, step_timeout: Duration) -> Report {
+    let mut report = Report::default();
+    let started = Instant::now();
+    let config = match config {
+        Ok(c) => {
+            report.push("configuration", started, Outcome::Ok(describe(&c)));
+            c
+        }
+        Err(e) => {
+            let e = crate::error::Error::from(e);
+            let hint =
+                "the message names the flag or variable; `aurora-sidecar doctor --help` lists them";
+            report.push(
+                "configuration",
+                started,
+                Outcome::fail(e.class(), chain(&e), hint),
+            );
+            report.skip_rest();
+            return report;
+        }
+    };
+    let _ = walk(&config, step_timeout, &mut report).await;
+    report.skip_rest();
+    report
+}
+
+/// The steps after the configuration; `None` as soon as one fails.
+async fn walk(config: &Config, limit: Duration, report: &mut Report) -> Option<()> {
+    let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
+    let creds = step(
+        report,
+        "credentials",
+        limit,
+        credentials(config, &mut resolver),
+    )
+    .await?;
+    let target = step(report, "secret fields", limit, async {
+        fields(config, creds)
+    })
+    .await?;
+    let target = match &config.iam {
+        None => target,
+        Some(iam) => {
+            let started = Instant::now();
+            let resolved = crate::secret::Resolved {
+                target,
+                version: None,
+                token_expires_at: None,
+            };
+            match bounded(limit, Signer::new(iam.region.clone()).sign(resolved)).await {
+                Ok(Ok(signed)) => {
+                    if let Some(s) = report.steps.last_mut() {
+                        let _ = write!(s.detail, "; an IAM token signed for it");
+                    }
+                    signed.target
+                }
+                Ok(Err(e)) => {
+                    report.push("secret fields", started, Outcome::fail(e.class(), chain(&e), "IAM authentication signs a token with the task role's credentials: give the task a role (rds-db:connect), or set AWS_REGION"));
+                    return None;
+                }
+                Err(()) => {
+                    report.push(
+                        "secret fields",
+                        started,
+                        Outcome::fail(
+                            ErrorClass::Timeout,
+                            "signing an IAM token took too long",
+                            TIMEOUT_HINT,
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let tls = config.tls.for_host(&target.host);
+    let addrs = step(report, "dns", limit, dns(&target)).await?;
+    step(report, "tcp", limit, tcp(&addrs)).await?;
+    step(report, "tls", limit, tls_step(&target, addrs[0], tls)).await?;
+    let exists = step(report, "authentication", limit, authenticate(&target, tls)).await?;
+    step(
+        report,
+        "database",
+        limit,
+        database(config, &target, tls, exists),
+    )
+    .await?;
+    step(report, "out-dir", limit, out_dir(config)).await?;
+    step(report, "admin", limit, admin(config, &target)).await?;
+    Some(())
+}
+
+/// Runs one step bounded by `limit`, records it, and gives its value unless it failed.
+async fn step<T>(
+    report: &mut Report,
+    name: &'static str,
+    limit: Duration,
+    work: impl Future<Output = (Outcome, Option<T>)>,
+) -> Option<T> {
+    let started = Instant::now();
+    let (outcome, value) = match bounded(limit, work).await {
+        Ok(done) => done,
+        Err(()) => (
+            Outcome::fail(
+                ErrorClass::Timeout,
+                format!("no answer within {limit:?}"),
+                TIMEOUT_HINT,
+            ),
+            None,
+        ),
+    };
+    report.push(name, started, outcome);
+    if report.failed() { None } else { value }
+}
+
+async fn bounded<T>(limit: Duration, work: impl Future<Output = T>) -> Result<T, ()> {
+    tokio::time::timeout(limit, work).await.map_err(|_| ())
+}
+
+fn describe(c: &Config) -> String {
+    let mut d = format!("source: {}; sslmode {}", c.source, c.sslmode);
+    if c.tls.rds.is_some() {
+        d.push_str(" (verify-full for RDS/Aurora hosts: the image's bundle)");
+    }
+    if let Some(ca) = c.sslrootcert() {
+        let _ = write!(d, "; CA bundle {}", ca.display());
+    }
+    if c.iam.is_some() {
+        d.push_str("; IAM authentication");
+    }
+    if let Some(admin) = &c.admin {
+        let _ = write!(d, "; admin credentials: {admin}");
+    }
+    let _ = write!(d, "; out-dir {}", c.out_dir.display());
+    d
+}
+
+async fn credentials(config: &Config, resolver: &mut Resolver) -> (Outcome, Option<Credentials>) {
+    match resolver.credentials().await {
+        Ok((creds, version)) => {
+            let mut d = format!("read from {}", config.source);
+            if let Source::SecretsManager { .. } = config.source {
+                let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "from the ARN".into());
+                let _ = write!(
+                    d,
+                    " (region {region}, version {})",
+                    version.as_deref().unwrap_or("?")
+                );
+            }
+            (Outcome::Ok(d), Some(creds))
+        }
+        Err(e) => {
+            let hint = match e.class() {
+                ErrorClass::SecretDenied => {
+                    "the task role needs secretsmanager:GetSecretValue and DescribeSecret on this secret (and kms:Decrypt for its key); under Copilot only secrets tagged copilot-application and copilot-environment"
+                }
+                ErrorClass::SecretNotFound => {
+                    "check the secret's name or ARN and the region (AWS_REGION, or the region in the ARN)"
+                }
+                ErrorClass::SecretUnavailable => {
+                    "Secrets Manager did not answer: a VPC endpoint or NAT route for secretsmanager, or the credentials endpoint of the task"
+                }
+                _ => {
+                    "the message says which field or variable; the README's Secret JSON section lists the shape"
+                }
+            };
+            (Outcome::fail(e.class(), chain(&e), hint), None)
+        }
+    }
+}
+
+fn fields(config: &Config, creds: Credentials) -> (Outcome, Option<Target>) {
+    let present = [
+        ("host", creds.host.is_some()),
+        ("port", creds.port.is_some()),
+        ("username", creds.username.is_some()),
+        ("password", creds.password.is_some()),
+        ("dbname", creds.dbname.is_some()),
+    ];
+    let listed: Vec<String> = present
+        .iter()
+        .map(|(f, p)| format!("{f} {}", if *p { "present" } else { "absent" }))
+        .collect();
+    match build_target(creds, &config.overrides, &config.source) {
+        Ok(t) => {
+            let d = format!(
+                "{}; logs in as {} to {}/{}",
+                listed.join(", "),
+                t.user,
+                t.authority(),
+                t.database
+            );
+            (Outcome::Ok(d), Some(t))
+        }
+        Err(e) => (
+            Outcome::fail(
+                e.class(),
+                chain(&e),
+                "give the missing value in the secret or with --host/--port/--user/--database",
+            ),
+            None,
+        ),
+    }
+}
+
+async fn dns(target: &Target) -> (Outcome, Option<Vec<SocketAddr>>) {
+    match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+        Ok(found) => {
+            let addrs: Vec<SocketAddr> = found.collect();
+            if addrs.is_empty() {
+                return (
+                    Outcome::fail(
+                        ErrorClass::Transient,
+                        format!("{} resolves to no address", target.host),
+                        "check the host name",
+                    ),
+                    None,
+                );
+            }
+            let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+            let d = format!("{} → {}", target.host, list.join(", "));
+            let public = addrs.iter().any(|a| is_public(a.ip()));
+            let outcome = if public && is_rds_host(&target.host) {
+                Outcome::Warn(d, "the cluster endpoint resolves to a public address: the task reaches it over the internet (publicly accessible instance, or a DNS lookup from outside the VPC); keep the cluster private".into())
+            } else {
+                Outcome::Ok(d)
+            };
+            (outcome, Some(addrs))
+        }
+        Err(e) => (
+            Outcome::fail(
+                ErrorClass::Transient,
+                format!("{} does not resolve: {e}", target.host),
+                "check the host name, and that the task uses the VPC's DNS (enableDnsHostnames/enableDnsSupport for private endpoints)",
+            ),
+            None,
+        ),
+    }
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        // 100.64.0.0/10 (carrier-grade NAT) is not public either.
+        IpAddr::V4(v4) => {
+            let shared = v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]);
+            !(v4.is_private() || v4.is_loopback() || v4.is_link_local() || shared)
+        }
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local()),
+    }
+}
+
+async fn tcp(addrs: &[SocketAddr]) -> (Outcome, Option<()>) {
+    match TcpStream::connect(addrs[0]).await {
+        Ok(_) => (Outcome::Ok(format!("connected to {}", addrs[0])), Some(())),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => (
+            Outcome::fail(
+                ErrorClass::Transient,
+                format!("{}: connection refused", addrs[0]),
+                "nothing listens on that port: the port in the secret, a cluster that is stopped or still starting",
+            ),
+            None,
+        ),
+        Err(e) => (
+            Outcome::fail(
+                ErrorClass::Transient,
+                format!("{}: {e}", addrs[0]),
+                TIMEOUT_HINT,
+            ),
+            None,
+        ),
+    }
+}
+
+/// Asks for TLS as a PostgreSQL client does, and shakes hands with the configuration every
+/// login uses; shows what the server presented.
+async fn tls_step(target: &Target, addr: SocketAddr, tls: &Tls) -> (Outcome, Option<()>) {
+    if tls.mode == SslMode::Disable {
+        return (
+            Outcome::Warn("sslmode disable: no TLS".into(), "a server that asks for a clear-text password gets nothing (use verify-full in production)".into()),
+            Some(()),
+        );
+    }
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                Outcome::fail(ErrorClass::Transient, e.to_string(), TIMEOUT_HINT),
+                None,
+            );
+        }
+    };
+    let mut answer = [0u8; 1];
+    let asked = async {
+        stream
+            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await?;
+        stream.read_exact(&mut answer).await
+    };
+    if let Err(e) = asked.await {
+        return (
+            Outcome::fail(
+                ErrorClass::Transient,
+                format!("the server closed the connection: {e}"),
+                "the port may not be PostgreSQL's",
+            ),
+            None,
+        );
+    }
+    if answer[0] != b'S' {
+        return if tls.mode == SslMode::Prefer {
+            (Outcome::Warn("the server does not offer TLS".into(), "passwords then rely on SCRAM alone; enable ssl on the server, and use verify-full".into()), Some(()))
+        } else {
+            (
+                Outcome::fail(
+                    ErrorClass::TlsUnsupported,
+                    format!("the server does not offer TLS (sslmode {})", tls.mode),
+                    "enable ssl on the server, or use --sslmode prefer or disable",
+                ),
+                None,
+            )
+        };
+    }
+    let Ok(name) = rustls::pki_types::ServerName::try_from(target.host.clone()) else {
+        return (
+            Outcome::fail(
+                ErrorClass::Config,
+                format!("{} is not a valid TLS server name", target.host),
+                "use the cluster's DNS name",
+            ),
+            None,
+        );
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.client_config());
+    match connector.connect(name, stream).await {
+        Ok(conn) => {
+            let (_, session) = conn.get_ref();
+            let version = session
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            let suite = session
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default();
+            let leaf = session.peer_certificates().and_then(|c| c.first());
+            let (cert, expires) = leaf.map(|c| certificate(c.as_ref())).unwrap_or_default();
+            let d = format!("{version}, {suite}; {cert}");
+            let soon =
+                expires.is_some_and(|t| t < SystemTime::now() + Duration::from_secs(30 * 86_400));
+            let outcome = if soon {
+                Outcome::Warn(d, "the server certificate expires within 30 days (or has): rotate the cluster's certificate authority (RDS: modify the instance's CA)".into())
+            } else {
+                Outcome::Ok(d)
+            };
+            (outcome, Some(()))
+        }
+        Err(e) => {
+            let detail = format!("handshake with {} failed: {e}", target.host);
+            let bundle = "the CA bundle (--sslrootcert, or the image's RDS bundle)";
+            let why = e.to_string().to_lowercase();
+            let hint = if why.contains("not valid for name") {
+                format!(
+                    "the certificate does not name {}: connect by the name it carries (the cluster endpoint), or use verify-ca",
+                    target.host
+                )
+            } else if why.contains("expired") {
+                "the server certificate has expired: rotate the cluster's certificate".to_string()
+            } else {
+                format!(
+                    "the certificate is not signed by a CA in {bundle}: give the RDS global bundle"
+                )
+            };
+            (
+                Outcome::Fail(ErrorClass::TlsVerification, detail, Some(hint)),
+                None,
+            )
+        }
+    }
+}
+
+/// Subject, names, issuer and expiry of a DER certificate, for the TLS line.
+fn certificate(der: &[u8]) -> (String, Option<SystemTime>) {
+    use x509_cert::der::Decode;
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        return ("an unreadable certificate".into(), None);
+    };
+    let tbs = &cert.tbs_certificate;
+    let expires = SystemTime::UNIX_EPOCH + tbs.validity.not_after.to_unix_duration();
+    let mut names = Vec::new();
+    for ext in tbs.extensions.iter().flatten() {
+        // subjectAltName
+        if ext.extn_id.to_string() == "2.5.29.17"
+            && let Ok(san) =
+                x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes())
+        {
+            for name in san.0 {
+                match name {
+                    x509_cert::ext::pkix::name::GeneralName::DnsName(d) => {
+                        names.push(d.to_string())
+                    }
+                    x509_cert::ext::pkix::name::GeneralName::IpAddress(ip) => {
+                        let b = ip.as_bytes();
+                        if let Ok(v4) = <[u8; 4]>::try_from(b) {
+                            names.push(IpAddr::from(v4).to_string());
+                        } else if let Ok(v6) = <[u8; 16]>::try_from(b) {
+                            names.push(IpAddr::from(v6).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let text = format!(
+        "certificate subject {}, names [{}], issuer {}, expires {}",
+        tbs.subject,
+        names.join(", "),
+        tbs.issuer,
+        crate::state::rfc3339(expires)
+    );
+    (text, Some(expires))
+}
+
+/// One real login to the app database; `Some(false)` when it authenticated but the
+/// database does not exist.
+async fn authenticate(target: &Target, tls: &Tls) -> (Outcome, Option<bool>) {
+    match login(target, &target.database, tls).await {
+        Ok(session) => {
+            session.close().await;
+            (
+                Outcome::Ok(format!(
+                    "logged in as {} (sslmode {})",
+                    target.user, tls.mode
+                )),
+                Some(true),
+            )
+        }
+        Err(e) => {
+            let e = DbError::new(e, target, &target.database, Stage::Login, tls.mode);
+            if e.class == ErrorClass::MissingDatabase {
+                return (
+                    Outcome::Ok(format!("{} authenticated", target.user)),
+                    Some(false),
+                );
+            }
+            let hint = match e.class {
+                ErrorClass::PasswordRejected => {
+                    "the password in the secret is not the user's: a rotation the database has not seen, or the wrong secret"
+                }
+                ErrorClass::TokenRejected => crate::iam::REJECTED_HINT,
+                ErrorClass::TlsRequired => {
+                    "the server only accepts TLS (rds.force_ssl): use --sslmode verify-full"
+                }
+                ErrorClass::AuthorizationRejected => {
+                    "pg_hba rejects this user, host or database, or the user lacks LOGIN/CONNECT"
+                }
+                _ => "the server's message says why",
+            };
+            (Outcome::fail(e.class, chain(&e), hint), None)
+        }
+    }
+}
+
+async fn database(
+    config: &Config,
+    target: &Target,
+    tls: &Tls,
+    exists: bool,
+) -> (Outcome, Option<()>) {
+    if !exists {
+        let maintenance = &config.provisioning.maintenance_database;
+        let may = match login(target, maintenance, tls).await {
+            Ok(session) => {
+                let row = session
+                    .client
+                    .query_one(
+                        "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+                        &[],
+                    )
+                    .await;
+                session.close().await;
+                row.map(|r| r.get::<_, bool>(0)).unwrap_or(false)
+            }
+            Err(_) => false,
+        };
+        let d = format!("database {} does not exist", target.database);
+        return match (config.provisioning.create, may) {
+            (true, true) => (
+                Outcome::Warn(
+                    d,
+                    "it will be created on the first start (the user has CREATEDB)".into(),
+                ),
+                Some(()),
+            ),
+            (false, _) => (
+                Outcome::Warn(
+                    d,
+                    "--no-create: the sidecar waits for someone else to create it".into(),
+                ),
+                Some(()),
+            ),
+            (true, false) => (
+                Outcome::fail(
+                    ErrorClass::NoPrivilege,
+                    d,
+                    "the user may not create databases: create it beforehand, grant CREATEDB, give admin credentials (--admin-secret-*), or pass --no-create",
+                ),
+                None,
+            ),
+        };
+    }
+    let Ok(session) = login(target, &target.database, tls).await else {
+        return (
+            Outcome::fail(
+                ErrorClass::Transient,
+                "the second login failed",
+                "run doctor again",
+            ),
+            None,
+        );
+    };
+    let text = |sql: &'static str| {
+        let client = &session.client;
+        async move {
+            client
+                .query_one(sql, &[])
+                .await
+                .ok()
+                .and_then(|r| r.try_get::<_, String>(0).ok())
+        }
+    };
+    let version = text("SELECT version()").await.unwrap_or_default();
+    let aurora = text("SELECT aurora_version()").await;
+    let force_ssl = text("SHOW rds.force_ssl").await;
+    session.close().await;
+    let mut d = format!(
+        "database {} exists; {}",
+        target.database,
+        version.split(" on ").next().unwrap_or(&version)
+    );
+    if let Some(a) = aurora {
+        let _ = write!(d, "; Aurora {a}");
+    }
+    if let Some(f) = force_ssl {
+        let _ = write!(d, "; rds.force_ssl {f}");
+    }
+    (Outcome::Ok(d), Some(()))
+}
+
+/// Whether the out-dir (or, when it does not exist yet, its nearest existing parent) can
+/// be written: a temporary file is created and removed there.
+async fn out_dir(config: &Config) -> (Outcome, Option<()>) {
+    let dir = &config.out_dir;
+    let probe_in = dir
+        .ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(Path::new("/"));
+    if let Err(e) = tempfile::Builder::new()
+        .prefix(".doctor.")
+        .tempfile_in(probe_in)
+    {
+        return (
+            Outcome::Fail(ErrorClass::OutDir, format!("cannot write in {}: {e}", probe_in.display()), Some("mount a writable volume at --out-dir (read-write in the sidecar, read-only in the app)".into())),
+            None,
+        );
+    }
+    let free = rustix::fs::statvfs(probe_in)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize) / 1024)
+        .unwrap_or(0);
+    let mut d = format!(
+        "{} writable{}; {free} KiB free",
+        dir.display(),
+        if probe_in == dir {
+            ""
+        } else {
+            " (its parent; it will be created)"
+        }
+    );
+    let uid = rustix::process::geteuid().as_raw();
+    let owner = match config.owner {
+        Some(o) => format!("; pgpass will belong to uid {} (--owner)", o.uid),
+        None => format!(
+            "; pgpass will belong to uid {uid}: the app must run as it to read pgpass (0600)"
+        ),
+    };
+    d.push_str(&owner);
+    if config.owner.is_none() && uid == 0 {
+        return (Outcome::Warn(d, "pgpass will belong to root: an app running as another uid cannot read it; pass --owner with the app's uid".into()), Some(()));
+    }
+    (Outcome::Ok(d), Some(()))
+}
+
+/// With admin credentials: whether they log in and may set the app role up.
+async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>) {
+    let Some(source) = &config.admin else {
+        return (
+            Outcome::Ok("no admin credentials given (none needed)".into()),
+            Some(()),
+        );
+    };
+    let mut resolver = Resolver::new(source.clone(), Overrides::default());
+    let maintenance = &config.provisioning.maintenance_database;
+    let admin = match resolver.admin_target(app, maintenance).await {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                Outcome::fail(
+                    e.class(),
+                    chain(&e),
+                    "the admin secret is the cluster's master secret: {\"username\", \"password\"}",
+                ),
+                None,
+            );
+        }
+    };
+    let tls = config.tls.for_host(&admin.host);
+    match login(&admin, maintenance, tls).await {
+        Ok(session) => {
+            let row = session
+                .client
+                .query_one(
+                    "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user",
+                    &[],
+                )
+                .await;
+            session.close().await;
+            match row.map(|r| r.get::<_, bool>(0)) {
+                Ok(true) => (
+                    Outcome::Ok(format!(
+                        "{} logs in and has CREATEROLE: it can set the app role up",
+                        admin.user
+                    )),
+                    Some(()),
+                ),
+                Ok(false) => (
+                    Outcome::fail(
+                        ErrorClass::NoPrivilege,
+                        format!("{} lacks CREATEROLE", admin.user),
+                        "the admin secret must be the master user's (RDS/Aurora grants it CREATEROLE)",
+                    ),
+                    None,
+                ),
+                Err(e) => (
+                    Outcome::fail(
+                        ErrorClass::Other,
+                        chain(&e),
+                        "the server's message says why",
+                    ),
+                    None,
+                ),
+            }
+        }
+        Err(e) => {
+            let e = DbError::new(e, &admin, maintenance, Stage::Bootstrap, tls.mode);
+            (
+                Outcome::fail(
+                    e.class,
+                    chain(&e),
+                    "the admin secret's password is not the admin user's: an RDS rotation the injected value predates?",
+                ),
+                None,
+            )
+        }
+    }
+}
