@@ -306,7 +306,13 @@ fn describe(c: &Config) -> String {
 }
 
 async fn credentials(config: &Config, resolver: &mut Resolver) -> (Outcome, Option<Credentials>) {
-    match resolver.credentials().await {
+    // Secrets Manager: DescribeSecret first (what `run`'s refresh checks call), then
+    // GetSecretValue; each names its own failure.
+    let read = match resolver.current_version().await {
+        Ok(_) => resolver.credentials().await,
+        Err(e) => Err(e),
+    };
+    match read {
         Ok((creds, version)) => {
             let mut d = format!("read from {}", config.source);
             if let Source::SecretsManager { .. } = config.source {

@@ -274,6 +274,20 @@ impl Resolver {
         })
     }
 
+    /// Secrets Manager's DescribeSecret: the `AWSCURRENT` version id (`None` for the other
+    /// sources, and for a secret without one).
+    pub async fn current_version(&mut self) -> Result<Option<String>, SecretError> {
+        let Source::SecretsManager { secret_id } = &self.source else {
+            return Ok(None);
+        };
+        let secret_id = secret_id.clone();
+        Ok(self
+            .client(&secret_id)
+            .await?
+            .current_version(&secret_id)
+            .await?)
+    }
+
     /// The source's credentials as parsed, and the Secrets Manager version they came from.
     pub async fn credentials(&mut self) -> Result<(Credentials, Option<String>), SecretError> {
         let Source::SecretsManager { secret_id } = &self.source else {
