@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use crate::class::ErrorClass;
 use crate::config::{Config, ConfigError};
 use crate::db::connect::{DbError, Stage, login};
+use crate::db::guard::Guarded;
 use crate::db::tls::{Tls, is_rds_host};
 use crate::error::exit_code_of;
 use crate::iam::Signer;
@@ -82,11 +83,16 @@ impl Report {
     }
 
     pub fn json(&self) -> String {
-        let mut out = serde_json::to_string_pretty(&serde_json::json!({
-            "steps": self.steps,
-            "exit_code": self.exit_code(),
-        }))
-        .unwrap_or_default();
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            steps: &'a [Step],
+            exit_code: u8,
+        }
+        let shown = Shown {
+            steps: &self.steps,
+            exit_code: self.exit_code(),
+        };
+        let mut out = serde_json::to_string_pretty(&shown).unwrap_or_default();
         out.push('\n');
         out
     }
@@ -456,15 +462,9 @@ async fn tls_step(target: &Target, addr: SocketAddr, tls: &Tls) -> (Outcome, Opt
             Some(()),
         );
     }
-    let mut stream = match TcpStream::connect(addr).await {
-        Ok(s) => s,
-        Err(e) => {
-            return (
-                Outcome::fail(ErrorClass::Transient, e.to_string(), TIMEOUT_HINT),
-                None,
-            );
-        }
-    };
+    // The socket type every login uses (allowing any authentication: no login happens
+    // here), so the TLS code is the logins' own, not a second copy of it.
+    let mut stream = Guarded::new(&addr.ip().to_string(), addr.port(), true);
     let mut answer = [0u8; 1];
     let asked = async {
         stream
@@ -562,39 +562,82 @@ fn certificate(der: &[u8]) -> (String, Option<SystemTime>) {
     };
     let tbs = &cert.tbs_certificate;
     let expires = SystemTime::UNIX_EPOCH + tbs.validity.not_after.to_unix_duration();
-    let mut names = Vec::new();
-    for ext in tbs.extensions.iter().flatten() {
-        // subjectAltName
-        if ext.extn_id.to_string() == "2.5.29.17"
-            && let Ok(san) =
-                x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes())
-        {
-            for name in san.0 {
-                match name {
-                    x509_cert::ext::pkix::name::GeneralName::DnsName(d) => {
-                        names.push(d.to_string())
-                    }
-                    x509_cert::ext::pkix::name::GeneralName::IpAddress(ip) => {
-                        let b = ip.as_bytes();
-                        if let Ok(v4) = <[u8; 4]>::try_from(b) {
-                            names.push(IpAddr::from(v4).to_string());
-                        } else if let Ok(v6) = <[u8; 16]>::try_from(b) {
-                            names.push(IpAddr::from(v6).to_string());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
+    let names = tbs
+        .extensions
+        .iter()
+        .flatten()
+        // subjectAltName, 2.5.29.17
+        .find(|ext| ext.extn_id.as_bytes() == [0x55, 0x1d, 0x11])
+        .map(|ext| alt_names(ext.extn_value.as_bytes()))
+        .unwrap_or_default();
     let text = format!(
-        "certificate subject {}, names [{}], issuer {}, expires {}",
-        tbs.subject,
+        "certificate subject CN={}, names [{}], issuer CN={}, expires {}",
+        common_name(&tbs.subject),
         names.join(", "),
-        tbs.issuer,
+        common_name(&tbs.issuer),
         crate::state::rfc3339(expires)
     );
     (text, Some(expires))
+}
+
+/// The DNS names and IP addresses of a subjectAltName extension's value (a DER SEQUENCE
+/// of GeneralName: `[2]` dNSName, `[7]` iPAddress), read by hand: x509-cert's decoder
+/// for every GeneralName choice would cost the binary more than this whole command.
+fn alt_names(der: &[u8]) -> Vec<String> {
+    /// One TLV: tag, value, rest; `None` when malformed.
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let len = b[..n]
+                .iter()
+                .fold(0usize, |acc, &x| acc << 8 | usize::from(x));
+            b = &b[n..];
+            len
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+    }
+    let mut names = Vec::new();
+    let Some((0x30, mut items, _)) = tlv(der) else {
+        return names;
+    };
+    while let Some((tag, value, rest)) = tlv(items) {
+        match (tag, value.len()) {
+            (0x82, _) => names.push(String::from_utf8_lossy(value).into_owned()),
+            (0x87, 4) => names.extend(
+                <[u8; 4]>::try_from(value)
+                    .ok()
+                    .map(|v| IpAddr::from(v).to_string()),
+            ),
+            (0x87, 16) => names.extend(
+                <[u8; 16]>::try_from(value)
+                    .ok()
+                    .map(|v| IpAddr::from(v).to_string()),
+            ),
+            _ => {}
+        }
+        items = rest;
+    }
+    names
+}
+
+/// The common name of an X.509 name (what a person recognises the certificate by). Not
+/// x509-cert's `Display`, which carries a database of every attribute name (about 100 KB
+/// of the binary).
+fn common_name(name: &x509_cert::name::Name) -> String {
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        // commonName, 2.5.4.3
+        .find(|atv| atv.oid.as_bytes() == [0x55, 0x04, 0x03])
+        .map(|atv| String::from_utf8_lossy(atv.value.value()).into_owned())
+        .unwrap_or_else(|| "-".into())
 }
 
 /// One real login to the app database; `Some(false)` when it authenticated but the
@@ -837,5 +880,67 @@ async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>) {
                 None,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alt_names_reads_dns_names_and_addresses_and_survives_garbage() {
+        let mut der = vec![0x30, 0x25, 0x82, 0x09];
+        der.extend_from_slice(b"localhost");
+        der.extend_from_slice(&[0x87, 0x04, 127, 0, 0, 1]);
+        // An rfc822Name ([1]) is skipped; an IPv6 address is read.
+        der.extend_from_slice(&[0x81, 0x00, 0x87, 0x10]);
+        der.extend_from_slice(&[0; 15]);
+        der.push(1);
+        assert_eq!(alt_names(&der), ["localhost", "127.0.0.1", "::1"]);
+        for cut in 0..der.len() {
+            let _ = alt_names(&der[..cut]);
+        }
+        assert!(alt_names(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_empty());
+    }
+
+    #[test]
+    fn a_private_address_is_not_public() {
+        for private in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "100.64.1.1",
+            "fd00::1",
+            "::1",
+        ] {
+            assert!(!is_public(private.parse().expect("ip")), "{private}");
+        }
+        for public in ["52.95.110.1", "2600:1f18::1"] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
+    }
+
+    #[test]
+    fn the_exit_code_is_the_first_failures() {
+        let line = |status, class| Step {
+            name: "x",
+            status,
+            ms: 0,
+            detail: String::new(),
+            hint: None,
+            error_class: class,
+        };
+        let mut report = Report::default();
+        report.steps.push(line(Status::Warn, None));
+        assert_eq!(report.exit_code(), 0);
+        report
+            .steps
+            .push(line(Status::Fail, Some(ErrorClass::PasswordRejected)));
+        report
+            .steps
+            .push(line(Status::Fail, Some(ErrorClass::OutDir)));
+        assert_eq!(report.exit_code(), 77);
+        assert!(report.json().contains("\"exit_code\": 77"));
     }
 }
