@@ -216,38 +216,7 @@ async fn walk(config: &Config, limit: Duration, report: &mut Report) -> Option<(
     .await?;
     let target = match &config.iam {
         None => target,
-        Some(iam) => {
-            let started = Instant::now();
-            let resolved = crate::secret::Resolved {
-                target,
-                version: None,
-                token_expires_at: None,
-            };
-            match bounded(limit, Signer::new(iam.region.clone()).sign(resolved)).await {
-                Ok(Ok(signed)) => {
-                    if let Some(s) = report.steps.last_mut() {
-                        let _ = write!(s.detail, "; an IAM token signed for it");
-                    }
-                    signed.target
-                }
-                Ok(Err(e)) => {
-                    report.push("secret fields", started, Outcome::fail(e.class(), chain(&e), "IAM authentication signs a token with the task role's credentials: give the task a role (rds-db:connect), or set AWS_REGION"));
-                    return None;
-                }
-                Err(()) => {
-                    report.push(
-                        "secret fields",
-                        started,
-                        Outcome::fail(
-                            ErrorClass::Timeout,
-                            "signing an IAM token took too long",
-                            TIMEOUT_HINT,
-                        ),
-                    );
-                    return None;
-                }
-            }
-        }
+        Some(iam) => signed(report, limit, iam.region.clone(), target).await?,
     };
     let tls = config.tls.for_host(&target.host);
     let addrs = step(report, "dns", limit, dns(&target)).await?;
@@ -264,6 +233,42 @@ async fn walk(config: &Config, limit: Duration, report: &mut Report) -> Option<(
     step(report, "out-dir", limit, out_dir(config)).await?;
     step(report, "admin", limit, admin(config, &target)).await?;
     Some(())
+}
+
+/// With IAM: the target with a token signed as its password, told on the fields' line.
+async fn signed(
+    report: &mut Report,
+    limit: Duration,
+    region: Option<String>,
+    target: Target,
+) -> Option<Target> {
+    let started = Instant::now();
+    let resolved = crate::secret::Resolved {
+        target,
+        version: None,
+        token_expires_at: None,
+    };
+    let outcome = match bounded(limit, Signer::new(region).sign(resolved)).await {
+        Ok(Ok(signed)) => {
+            if let Some(s) = report.steps.last_mut() {
+                s.detail.push_str("; an IAM token signed for it");
+            }
+            return Some(signed.target);
+        }
+        Ok(Err(e)) => {
+            let hint = "IAM authentication signs a token with the task role's credentials: give the task a role (rds-db:connect), or set AWS_REGION";
+            Outcome::fail(e.class(), chain(&e), hint)
+        }
+        Err(()) => Outcome::fail(
+            ErrorClass::Timeout,
+            "signing an IAM token took too long",
+            TIMEOUT_HINT,
+        ),
+    };
+    // The fields were fine; the token they need is not: one line for the step.
+    report.steps.pop();
+    report.push("secret fields", started, outcome);
+    None
 }
 
 /// Runs one step bounded by `limit`, records it, and gives its value unless it failed.
@@ -457,101 +462,106 @@ async fn tcp(addrs: &[SocketAddr]) -> (Outcome, Option<()>) {
 /// login uses; shows what the server presented.
 async fn tls_step(target: &Target, addr: SocketAddr, tls: &Tls) -> (Outcome, Option<()>) {
     if tls.mode == SslMode::Disable {
+        let hint = "a server that asks for a clear-text password gets nothing (use verify-full in production)";
         return (
-            Outcome::Warn("sslmode disable: no TLS".into(), "a server that asks for a clear-text password gets nothing (use verify-full in production)".into()),
+            Outcome::Warn("sslmode disable: no TLS".into(), hint.into()),
             Some(()),
         );
     }
     // The socket type every login uses (allowing any authentication: no login happens
     // here), so the TLS code is the logins' own, not a second copy of it.
     let mut stream = Guarded::new(&addr.ip().to_string(), addr.port(), true);
-    let mut answer = [0u8; 1];
-    let asked = async {
-        stream
-            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-            .await?;
-        stream.read_exact(&mut answer).await
-    };
-    if let Err(e) = asked.await {
-        return (
-            Outcome::fail(
-                ErrorClass::Transient,
-                format!("the server closed the connection: {e}"),
-                "the port may not be PostgreSQL's",
-            ),
-            None,
-        );
-    }
-    if answer[0] != b'S' {
-        return if tls.mode == SslMode::Prefer {
-            (Outcome::Warn("the server does not offer TLS".into(), "passwords then rely on SCRAM alone; enable ssl on the server, and use verify-full".into()), Some(()))
-        } else {
-            (
+    match offers_tls(&mut stream).await {
+        Err(e) => {
+            let detail = format!("the server closed the connection: {e}");
+            return (
                 Outcome::fail(
-                    ErrorClass::TlsUnsupported,
-                    format!("the server does not offer TLS (sslmode {})", tls.mode),
-                    "enable ssl on the server, or use --sslmode prefer or disable",
+                    ErrorClass::Transient,
+                    detail,
+                    "the port may not be PostgreSQL's",
                 ),
                 None,
-            )
-        };
+            );
+        }
+        Ok(false) if tls.mode == SslMode::Prefer => {
+            let hint =
+                "passwords then rely on SCRAM alone; enable ssl on the server, and use verify-full";
+            return (
+                Outcome::Warn("the server does not offer TLS".into(), hint.into()),
+                Some(()),
+            );
+        }
+        Ok(false) => {
+            let detail = format!("the server does not offer TLS (sslmode {})", tls.mode);
+            let hint = "enable ssl on the server, or use --sslmode prefer or disable";
+            return (
+                Outcome::fail(ErrorClass::TlsUnsupported, detail, hint),
+                None,
+            );
+        }
+        Ok(true) => {}
     }
     let Ok(name) = rustls::pki_types::ServerName::try_from(target.host.clone()) else {
+        let detail = format!("{} is not a valid TLS server name", target.host);
         return (
-            Outcome::fail(
-                ErrorClass::Config,
-                format!("{} is not a valid TLS server name", target.host),
-                "use the cluster's DNS name",
-            ),
+            Outcome::fail(ErrorClass::Config, detail, "use the cluster's DNS name"),
             None,
         );
     };
     let connector = tokio_rustls::TlsConnector::from(tls.client_config());
     match connector.connect(name, stream).await {
-        Ok(conn) => {
-            let (_, session) = conn.get_ref();
-            let version = session
-                .protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default();
-            let suite = session
-                .negotiated_cipher_suite()
-                .map(|s| format!("{:?}", s.suite()))
-                .unwrap_or_default();
-            let leaf = session.peer_certificates().and_then(|c| c.first());
-            let (cert, expires) = leaf.map(|c| certificate(c.as_ref())).unwrap_or_default();
-            let d = format!("{version}, {suite}; {cert}");
-            let soon =
-                expires.is_some_and(|t| t < SystemTime::now() + Duration::from_secs(30 * 86_400));
-            let outcome = if soon {
-                Outcome::Warn(d, "the server certificate expires within 30 days (or has): rotate the cluster's certificate authority (RDS: modify the instance's CA)".into())
-            } else {
-                Outcome::Ok(d)
-            };
-            (outcome, Some(()))
-        }
-        Err(e) => {
-            let detail = format!("handshake with {} failed: {e}", target.host);
-            let bundle = "the CA bundle (--sslrootcert, or the image's RDS bundle)";
-            let why = e.to_string().to_lowercase();
-            let hint = if why.contains("not valid for name") {
-                format!(
-                    "the certificate does not name {}: connect by the name it carries (the cluster endpoint), or use verify-ca",
-                    target.host
-                )
-            } else if why.contains("expired") {
-                "the server certificate has expired: rotate the cluster's certificate".to_string()
-            } else {
-                format!(
-                    "the certificate is not signed by a CA in {bundle}: give the RDS global bundle"
-                )
-            };
-            (
-                Outcome::Fail(ErrorClass::TlsVerification, detail, Some(hint)),
-                None,
-            )
-        }
+        Ok(conn) => (shook_hands(conn.get_ref().1), Some(())),
+        Err(e) => (handshake_failed(&target.host, &e), None),
     }
+}
+
+/// The SSLRequest, as a PostgreSQL client sends it; whether the server answered `S`.
+async fn offers_tls(stream: &mut Guarded) -> std::io::Result<bool> {
+    stream
+        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await?;
+    Ok(answer[0] == b'S')
+}
+
+/// What the server presented: protocol, cipher, certificate; a warning near expiry.
+fn shook_hands(session: &rustls::ClientConnection) -> Outcome {
+    let version = session
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default();
+    let suite = session
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_default();
+    let leaf = session.peer_certificates().and_then(|c| c.first());
+    let (cert, expires) = leaf.map(|c| certificate(c.as_ref())).unwrap_or_default();
+    let detail = format!("{version}, {suite}; {cert}");
+    if expires.is_some_and(|t| t < SystemTime::now() + Duration::from_secs(30 * 86_400)) {
+        let hint = "the server certificate expires within 30 days (or has): rotate the cluster's certificate authority (RDS: modify the instance's CA)";
+        return Outcome::Warn(detail, hint.into());
+    }
+    Outcome::Ok(detail)
+}
+
+/// A failed handshake, with the usual cause: the name, the expiry, or the CA bundle.
+fn handshake_failed(host: &str, e: &std::io::Error) -> Outcome {
+    let why = e.to_string().to_lowercase();
+    let hint = if why.contains("not valid for name") {
+        format!(
+            "the certificate does not name {host}: connect by the name it carries (the cluster endpoint), or use verify-ca"
+        )
+    } else if why.contains("expired") {
+        "the server certificate has expired: rotate the cluster's certificate".to_string()
+    } else {
+        "the certificate is not signed by a CA in the CA bundle (--sslrootcert, or the image's RDS bundle): give the RDS global bundle".to_string()
+    };
+    Outcome::Fail(
+        ErrorClass::TlsVerification,
+        format!("handshake with {host} failed: {e}"),
+        Some(hint),
+    )
 }
 
 /// Subject, names, issuer and expiry of a DER certificate, for the TLS line.
@@ -687,56 +697,15 @@ async fn database(
     exists: bool,
 ) -> (Outcome, Option<()>) {
     if !exists {
-        let maintenance = &config.provisioning.maintenance_database;
-        let may = match login(target, maintenance, tls).await {
-            Ok(session) => {
-                let row = session
-                    .client
-                    .query_one(
-                        "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
-                        &[],
-                    )
-                    .await;
-                session.close().await;
-                row.map(|r| r.get::<_, bool>(0)).unwrap_or(false)
-            }
-            Err(_) => false,
-        };
-        let d = format!("database {} does not exist", target.database);
-        return match (config.provisioning.create, may) {
-            (true, true) => (
-                Outcome::Warn(
-                    d,
-                    "it will be created on the first start (the user has CREATEDB)".into(),
-                ),
-                Some(()),
-            ),
-            (false, _) => (
-                Outcome::Warn(
-                    d,
-                    "--no-create: the sidecar waits for someone else to create it".into(),
-                ),
-                Some(()),
-            ),
-            (true, false) => (
-                Outcome::fail(
-                    ErrorClass::NoPrivilege,
-                    d,
-                    "the user may not create databases: create it beforehand, grant CREATEDB, give admin credentials (--admin-secret-*), or pass --no-create",
-                ),
-                None,
-            ),
-        };
+        return missing_database(config, target, tls).await;
     }
     let Ok(session) = login(target, &target.database, tls).await else {
-        return (
-            Outcome::fail(
-                ErrorClass::Transient,
-                "the second login failed",
-                "run doctor again",
-            ),
-            None,
+        let outcome = Outcome::fail(
+            ErrorClass::Transient,
+            "the second login failed",
+            "run doctor again",
         );
+        return (outcome, None);
     };
     let text = |sql: &'static str| {
         let client = &session.client;
@@ -752,11 +721,8 @@ async fn database(
     let aurora = text("SELECT aurora_version()").await;
     let force_ssl = text("SHOW rds.force_ssl").await;
     session.close().await;
-    let mut d = format!(
-        "database {} exists; {}",
-        target.database,
-        version.split(" on ").next().unwrap_or(&version)
-    );
+    let short = version.split(" on ").next().unwrap_or(&version);
+    let mut d = format!("database {} exists; {short}", target.database);
     if let Some(a) = aurora {
         let _ = write!(d, "; Aurora {a}");
     }
@@ -764,6 +730,46 @@ async fn database(
         let _ = write!(d, "; rds.force_ssl {f}");
     }
     (Outcome::Ok(d), Some(()))
+}
+
+/// The app database is missing: whether the sidecar would create it.
+async fn missing_database(config: &Config, target: &Target, tls: &Tls) -> (Outcome, Option<()>) {
+    let maintenance = &config.provisioning.maintenance_database;
+    let may = has_attribute(target, maintenance, tls, "rolcreatedb").await == Ok(true);
+    let d = format!("database {} does not exist", target.database);
+    match (config.provisioning.create, may) {
+        (true, true) => {
+            let hint = "it will be created on the first start (the user has CREATEDB)";
+            (Outcome::Warn(d, hint.into()), Some(()))
+        }
+        (false, _) => {
+            let hint = "--no-create: the sidecar waits for someone else to create it";
+            (Outcome::Warn(d, hint.into()), Some(()))
+        }
+        (true, false) => {
+            let hint = "the user may not create databases: create it beforehand, grant CREATEDB, give admin credentials (--admin-secret-*), or pass --no-create";
+            (Outcome::fail(ErrorClass::NoPrivilege, d, hint), None)
+        }
+    }
+}
+
+/// Logs in to `database` as `target` and says whether it has `attribute` (a `pg_roles`
+/// column) or is a superuser; the session is closed. A failure as its class and message.
+async fn has_attribute(
+    target: &Target,
+    database: &str,
+    tls: &Tls,
+    attribute: &'static str,
+) -> Result<bool, (ErrorClass, String)> {
+    let session = login(target, database, tls).await.map_err(|e| {
+        let e = DbError::new(e, target, database, Stage::Bootstrap, tls.mode);
+        (e.class, chain(&e))
+    })?;
+    let sql = format!("SELECT {attribute} OR rolsuper FROM pg_roles WHERE rolname = current_user");
+    let row = session.client.query_one(&sql, &[]).await;
+    session.close().await;
+    row.map(|r| r.get::<_, bool>(0))
+        .map_err(|e| (ErrorClass::Other, chain(&e)))
 }
 
 /// Whether the out-dir (or, when it does not exist yet, its nearest existing parent) can
@@ -812,73 +818,37 @@ async fn out_dir(config: &Config) -> (Outcome, Option<()>) {
 /// With admin credentials: whether they log in and may set the app role up.
 async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>) {
     let Some(source) = &config.admin else {
-        return (
-            Outcome::Ok("no admin credentials given (none needed)".into()),
-            Some(()),
-        );
+        let detail = "no admin credentials given (none needed)";
+        return (Outcome::Ok(detail.into()), Some(()));
     };
     let mut resolver = Resolver::new(source.clone(), Overrides::default());
     let maintenance = &config.provisioning.maintenance_database;
     let admin = match resolver.admin_target(app, maintenance).await {
         Ok(t) => t,
         Err(e) => {
-            return (
-                Outcome::fail(
-                    e.class(),
-                    chain(&e),
-                    "the admin secret is the cluster's master secret: {\"username\", \"password\"}",
-                ),
-                None,
-            );
+            let hint =
+                "the admin secret is the cluster's master secret: {\"username\", \"password\"}";
+            return (Outcome::fail(e.class(), chain(&e), hint), None);
         }
     };
     let tls = config.tls.for_host(&admin.host);
-    match login(&admin, maintenance, tls).await {
-        Ok(session) => {
-            let row = session
-                .client
-                .query_one(
-                    "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user",
-                    &[],
-                )
-                .await;
-            session.close().await;
-            match row.map(|r| r.get::<_, bool>(0)) {
-                Ok(true) => (
-                    Outcome::Ok(format!(
-                        "{} logs in and has CREATEROLE: it can set the app role up",
-                        admin.user
-                    )),
-                    Some(()),
-                ),
-                Ok(false) => (
-                    Outcome::fail(
-                        ErrorClass::NoPrivilege,
-                        format!("{} lacks CREATEROLE", admin.user),
-                        "the admin secret must be the master user's (RDS/Aurora grants it CREATEROLE)",
-                    ),
-                    None,
-                ),
-                Err(e) => (
-                    Outcome::fail(
-                        ErrorClass::Other,
-                        chain(&e),
-                        "the server's message says why",
-                    ),
-                    None,
-                ),
-            }
+    match has_attribute(&admin, maintenance, tls, "rolcreaterole").await {
+        Ok(true) => {
+            let detail = format!(
+                "{} logs in and has CREATEROLE: it can set the app role up",
+                admin.user
+            );
+            (Outcome::Ok(detail), Some(()))
         }
-        Err(e) => {
-            let e = DbError::new(e, &admin, maintenance, Stage::Bootstrap, tls.mode);
-            (
-                Outcome::fail(
-                    e.class,
-                    chain(&e),
-                    "the admin secret's password is not the admin user's: an RDS rotation the injected value predates?",
-                ),
-                None,
-            )
+        Ok(false) => {
+            let detail = format!("{} lacks CREATEROLE", admin.user);
+            let hint =
+                "the admin secret must be the master user's (RDS/Aurora grants it CREATEROLE)";
+            (Outcome::fail(ErrorClass::NoPrivilege, detail, hint), None)
+        }
+        Err((class, message)) => {
+            let hint = "the admin secret's password is not the admin user's: an RDS rotation the injected value predates?";
+            (Outcome::fail(class, message, hint), None)
         }
     }
 }
