@@ -73,3 +73,53 @@ stop_cluster() {
 superuser_sql() {
   psql -h "$1/sock" -p "$2" -U postgres -d postgres -X -v ON_ERROR_STOP=1 -qtAc "$3"
 }
+
+# ensure_aarch64_toolchain: Rust for aarch64 from Debian (rustup's server is out of reach):
+# bookworm-security's rustc-web with its x86_64 and aarch64 standard libraries, unpacked
+# with dpkg-deb into target/toolchain-aarch64 (the system's rustc is left alone), the
+# cross gcc and libc for the linker and ring's C, and qemu-aarch64-static to run the
+# result. Versions are whatever bookworm-security has now (each package is pinned to the
+# version rustc-web depends on). Exports the variables cargo needs and QEMU_AARCH64.
+ensure_aarch64_toolchain() {
+  local root="$PWD/target/toolchain-aarch64" debs pkg ver std llvm
+  if [ ! -x "$root/usr/bin/rustc" ] || [ ! -d "$root/usr/lib/rustlib/aarch64-unknown-linux-gnu" ] ||
+    [ ! -x "$root/usr/bin/qemu-aarch64-static" ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "the aarch64 toolchain is missing and not root: run once as root" >&2
+      return 1
+    fi
+    echo "==> fetching the aarch64 toolchain from Debian into $root"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null
+    debs=$(mktemp -d)
+    (
+      cd "$debs" && chmod 755 . &&
+        apt-get download -qq -o APT::Sandbox::User=root rustc-web qemu-user-static &&
+        ver=$(dpkg-deb -f rustc-web_*.deb Version) &&
+        apt-get download -qq -o APT::Sandbox::User=root "libstd-rust-web-dev=$ver" &&
+        std=$(dpkg-deb -f libstd-rust-web-dev_*.deb Depends | grep -o 'libstd-rust-web-[0-9.]*') &&
+        apt-get download -qq -o APT::Sandbox::User=root "$std=$ver" &&
+        llvm=$(dpkg-deb -f "${std}"_*.deb Depends | grep -o 'libllvm[0-9]*' | head -1) &&
+        apt-get download -qq -o APT::Sandbox::User=root "$llvm" &&
+        # The aarch64 standard library: the same version's arm64 package, fetched from
+        # the pool by name (no dpkg --add-architecture on the machine).
+        pkg=$(apt-cache show "libstd-rust-web-dev=$ver" | sed -n 's/^Filename: //p' | head -1) &&
+        curl -fsSLO "http://deb.debian.org/debian-security/${pkg/_amd64.deb/_arm64.deb}"
+    ) >/dev/null
+    rm -rf "$root" && mkdir -p "$root"
+    for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$root"; done
+    # Only qemu-aarch64-static is used; the other 30 emulators are 300 MB.
+    find "$root/usr/bin" -name 'qemu-*' ! -name qemu-aarch64-static -delete
+    rm -rf "$debs"
+  fi
+  export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export RUSTC="$root/usr/bin/rustc"
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+  export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+  export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+  # Host build scripts and proc macros are built by this rustc too: a target directory of
+  # its own keeps rustup's x86_64 builds in target/ from being rebuilt each time.
+  export CARGO_TARGET_DIR="$PWD/target/aarch64"
+  export QEMU_AARCH64="$root/usr/bin/qemu-aarch64-static"
+}

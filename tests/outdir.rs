@@ -272,7 +272,7 @@ fn modes_do_not_depend_on_the_umask() {
             .args([
                 "-c",
                 &format!("umask {umask}; exec \"$0\" once --out-dir \"$1\""),
-                env!("CARGO_BIN_EXE_aurora-sidecar"),
+                &sidecar_bin(),
             ])
             .arg(&out)
             .env_clear()

@@ -171,7 +171,7 @@ fn another_process_of_the_same_uid_cannot_read_the_environment() {
         c
     };
     // Waits on a closed port: alive long enough to be looked at.
-    let mut sidecar = as_nobody(env!("CARGO_BIN_EXE_aurora-sidecar"))
+    let mut sidecar = as_nobody(&sidecar_bin())
         .args(["run", "--out-dir"])
         .arg(&out)
         .env_clear()

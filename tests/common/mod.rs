@@ -498,10 +498,18 @@ impl Drop for Moto {
     }
 }
 
+/// The program the tests run: this build's binary, or the one `AURORA_SIDECAR_TEST_BIN`
+/// names — another build of it, or a wrapper that runs one under emulation
+/// (`scripts/test-aarch64` runs the aarch64 binary through qemu-aarch64-static this way).
+pub fn sidecar_bin() -> String {
+    std::env::var("AURORA_SIDECAR_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_aurora-sidecar").to_owned())
+}
+
 /// The binary under test with a clean environment: nothing from the developer's shell
 /// (PG*, DB_SECRET, AWS_*) can leak into a test.
 pub fn sidecar() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_aurora-sidecar"));
+    let mut c = Command::new(sidecar_bin());
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AURORA_SIDECAR_LOG_FORMAT", "json")
