@@ -79,7 +79,7 @@ superuser_sql() {
 # with dpkg-deb into target/toolchain-aarch64 (the system's rustc is left alone), the
 # cross gcc and libc for the linker and ring's C, and qemu-aarch64-static to run the
 # result. Versions are whatever bookworm-security has now (each package is pinned to the
-# version rustc-web depends on). Exports the variables cargo needs and QEMU_AARCH64.
+# version rustc-web depends on). Exports the variables cargo needs.
 ensure_aarch64_toolchain() {
   local root="$PWD/target/toolchain-aarch64" debs pkg ver std llvm
   if [ ! -x "$root/usr/bin/rustc" ] || [ ! -d "$root/usr/lib/rustlib/aarch64-unknown-linux-gnu" ] ||
@@ -121,5 +121,4 @@ ensure_aarch64_toolchain() {
   # Host build scripts and proc macros are built by this rustc too: a target directory of
   # its own keeps rustup's x86_64 builds in target/ from being rebuilt each time.
   export CARGO_TARGET_DIR="$PWD/target/aarch64"
-  export QEMU_AARCH64="$root/usr/bin/qemu-aarch64-static"
 }
