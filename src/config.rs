@@ -177,7 +177,12 @@ impl Config {
             tls: TlsChoice { given: tls, rds },
             rds_ca,
             iam,
-            admin: admin_source(args),
+            // `--admin-secret-*`: none means no bootstrap.
+            admin: given(
+                &args.admin_secret_id,
+                &args.admin_secret_env,
+                &args.admin_secret_file,
+            ),
         })
     }
 
@@ -190,34 +195,27 @@ impl Config {
 /// Exactly one source: the flag given (clap refuses two), else `DB_SECRET` when set, else
 /// the libpq variables.
 fn source(args: &PrepareArgs, env: impl Fn(&str) -> Option<String>) -> Source {
-    if let Some(id) = &args.secret_id {
-        Source::SecretsManager {
-            secret_id: id.clone(),
+    given(&args.secret_id, &args.secret_env, &args.secret_file).unwrap_or_else(|| {
+        if env(DEFAULT_SECRET_ENV).is_some() {
+            Source::Env {
+                name: DEFAULT_SECRET_ENV.to_string(),
+            }
+        } else {
+            Source::Libpq
         }
-    } else if let Some(name) = &args.secret_env {
-        Source::Env { name: name.clone() }
-    } else if let Some(path) = &args.secret_file {
-        Source::File { path: path.clone() }
-    } else if env(DEFAULT_SECRET_ENV).is_some() {
-        Source::Env {
-            name: DEFAULT_SECRET_ENV.to_string(),
-        }
-    } else {
-        Source::Libpq
-    }
+    })
 }
 
-/// `--admin-secret-*` (clap allows one at most).
-fn admin_source(args: &PrepareArgs) -> Option<Source> {
-    if let Some(id) = &args.admin_secret_id {
+/// The source one `--*-secret-id|env|file` trio names, if any (clap allows one at most).
+fn given(id: &Option<String>, env: &Option<String>, file: &Option<PathBuf>) -> Option<Source> {
+    if let Some(id) = id {
         Some(Source::SecretsManager {
             secret_id: id.clone(),
         })
-    } else if let Some(name) = &args.admin_secret_env {
+    } else if let Some(name) = env {
         Some(Source::Env { name: name.clone() })
     } else {
-        args.admin_secret_file
-            .as_ref()
+        file.as_ref()
             .map(|path| Source::File { path: path.clone() })
     }
 }
