@@ -146,9 +146,13 @@ fn start(command: &str, config: &Config) -> Result<(State, Option<Ahead>), Error
     let local = config.iam.is_none() && !matches!(config.source, Source::SecretsManager { .. });
     // A source that cannot be read now is the wait's to report, with its retries.
     let ahead = local
-        .then(|| resolve_local(&config.source, &config.overrides).ok())
-        .flatten()
-        .and_then(|r| Ahead::start(state.writer(), config.files(&r.target, Reveal::Password)));
+        .then(|| {
+            Ahead::start(state.writer(), || {
+                let r = resolve_local(&config.source, &config.overrides).ok()?;
+                Some(config.files(&r.target, Reveal::Password))
+            })
+        })
+        .flatten();
     Ok((state, ahead))
 }
 

@@ -18,13 +18,15 @@ pub struct Ahead {
 }
 
 impl Ahead {
-    /// Starts writing `set` as a new version when the out-dir has none yet (a task's
-    /// first start); a later start usually finds its files unchanged and writes nothing.
-    /// `None` then, or when no thread can be had: the publish writes what it must.
-    pub fn start(writer: &Writer, set: Vec<File>) -> Option<Self> {
+    /// Starts writing the set `set` makes as a new version when the out-dir has none yet
+    /// (a task's first start); a later start usually finds its files unchanged and writes
+    /// nothing, so the set is not even made then. `None` then, when `set` has none, or
+    /// when no thread can be had: the publish writes what it must.
+    pub fn start(writer: &Writer, set: impl FnOnce() -> Option<Vec<File>>) -> Option<Self> {
         if writer.current_version().is_some() {
             return None;
         }
+        let set = set()?;
         let (writer, copy) = (writer.clone(), set.clone());
         let writing = std::thread::Builder::new()
             .name("version-ahead".into())

@@ -673,7 +673,7 @@ mod tests {
                 .collect()
         };
         // The same set: the directory written ahead is the one made current.
-        let ahead = Ahead::start(&w, set(b"one")).expect("a thread");
+        let ahead = Ahead::start(&w, || Some(set(b"one"))).expect("a thread");
         let started = std::time::Instant::now();
         while versions().is_empty() && started.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(1));
@@ -693,7 +693,7 @@ mod tests {
         // that one is removed, the new one written.
         let fresh = tempfile::tempdir().expect("tempdir");
         let w2 = Writer::new(fresh.path(), None).expect("writer");
-        let ahead = Ahead::start(&w2, set(b"stale")).expect("a thread");
+        let ahead = Ahead::start(&w2, || Some(set(b"stale"))).expect("a thread");
         w2.publish_with_marker(&set(b"two"), &status, "marker", Some(ahead))
             .expect("publish");
         let versions2: Vec<String> = listing(fresh.path())
@@ -707,7 +707,7 @@ mod tests {
         );
         // Once a version exists, nothing is written ahead: a later start usually finds
         // its files unchanged, and one that does not writes them at the publish.
-        assert!(Ahead::start(&w, set(b"three")).is_none());
+        assert!(Ahead::start(&w, || Some(set(b"three"))).is_none());
     }
 
     #[test]
