@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use crate::class::ErrorClass;
 use crate::config::{Config, ConfigError};
 use crate::db::connect::{DbError, Stage, login};
-use crate::db::guard::Guarded;
+use crate::db::guard::{Guarded, SSL_REQUEST};
 use crate::db::tls::{Tls, is_rds_host};
 use crate::error::exit_code_of;
 use crate::iam::Signer;
@@ -517,9 +517,7 @@ async fn tls_step(target: &Target, addr: SocketAddr, tls: &Tls) -> (Outcome, Opt
 
 /// The SSLRequest, as a PostgreSQL client sends it; whether the server answered `S`.
 async fn offers_tls(stream: &mut Guarded) -> std::io::Result<bool> {
-    stream
-        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-        .await?;
+    stream.write_all(&SSL_REQUEST).await?;
     let mut answer = [0u8; 1];
     stream.read_exact(&mut answer).await?;
     Ok(answer[0] == b'S')

@@ -23,7 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// What the first bytes tokio-postgres writes are when it asks for TLS.
-const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+/// (Also sent by `doctor`, which makes its own TLS handshake.)
+pub const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
 /// Why a login was stopped before the password left; found in the error's source chain.
 #[derive(Debug, thiserror::Error)]
