@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::connect::{DbError, Stage, login};
-use super::provision::{create_statement, quote_ident};
+use super::provision::{create_statement, created_concurrently, quote_ident};
 use super::tls::Tls;
 use crate::class::ErrorClass;
 use crate::secret::Target;
@@ -234,9 +234,7 @@ async fn ensure_database(
             .await
         {
             Ok(()) => created = true,
-            Err(e)
-                if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
-                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) if created_concurrently(&e) => {}
             Err(e) => return Err(e.into()),
         }
         current = database_owner(client, &app.database).await?;

@@ -80,16 +80,17 @@ async fn create_if_missing(
         .await
     {
         Ok(()) => Ok(Outcome::Created),
-        Err(e)
-            if e.code().is_some_and(|c| {
-                *c == tokio_postgres::error::SqlState::DUPLICATE_DATABASE
-                    || *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-            }) =>
-        {
-            Ok(Outcome::AlreadyExists)
-        }
+        Err(e) if created_concurrently(&e) => Ok(Outcome::AlreadyExists),
         Err(e) => Err(e),
     }
+}
+
+/// A `CREATE DATABASE` that lost to a concurrent creator of the same name: 42P04, or
+/// 23505 from pg_database's unique index when both passed the check at once.
+pub fn created_concurrently(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code()
+        .is_some_and(|c| *c == SqlState::DUPLICATE_DATABASE || *c == SqlState::UNIQUE_VIOLATION)
 }
 
 #[cfg(test)]
