@@ -163,14 +163,18 @@ fn the_first_start_sets_the_role_up_and_the_second_needs_no_admin() {
         "the verifier did"
     );
 
-    let before = logins(ADMIN);
+    let before = logins(OWN_ADMIN);
     let again = tempfile::tempdir().expect("tempdir");
-    assert_exit(&run(again.path(), "app_one", APP_PW), 0);
-    assert_eq!(logins(ADMIN), before, "no admin login on the second start");
+    assert_exit(&start(again.path()), 0);
+    assert_eq!(
+        logins(OWN_ADMIN),
+        before,
+        "no admin login on the second start"
+    );
     assert_eq!(status(again.path())["bootstrapped"], false);
     figure(
         "bootstrap_admin_logins_second_start",
-        logins(ADMIN) - before,
+        logins(OWN_ADMIN) - before,
     );
 }
 
