@@ -1,17 +1,24 @@
-# aurora-sidecar container image. Works with the legacy builder (no BuildKit-only syntax).
+# aurora-sidecar container image, for linux/amd64 and linux/arm64. Works with the legacy
+# builder (no BuildKit-only syntax); buildx can build both platforms at once (README).
 #
 #   docker build -t aurora-sidecar .                          # compile inside Docker
 #   scripts/build-static && \
 #   docker build --target runtime-prebuilt -t aurora-sidecar . # use a binary built on the host
+#   scripts/build-image                                        # both platforms and a
+#                                                              # multi-arch OCI archive
 #
 # Build arguments:
 #   RUST_IMAGE     the compiler image (upstream Rust 1.95 on Debian bookworm)
 #   BASE_IMAGE     any image with a POSIX shell and /etc/ssl/certs/ca-certificates.crt; only
-#                  used to assemble the runtime file system [default: RUST_IMAGE]
+#                  used to assemble the runtime file system, whose files do not depend on
+#                  the platform [default: RUST_IMAGE]
 #   RUNTIME_IMAGE  scratch, or gcr.io/distroless/static-debian12:nonroot
 #   RDS_CA_BUNDLE  the RDS global CA bundle: AWS's URL, or a file in the build context for
 #                  offline builds
 #   PREBUILT_BINARY  (runtime-prebuilt) the static binary, relative to the build context
+#                  [default: target/dist/$TARGETPLATFORM/aurora-sidecar, where
+#                  scripts/build-static puts it; buildx sets TARGETPLATFORM, the legacy
+#                  builder takes it as a build argument and defaults to linux/amd64]
 #
 # Stage order matters: the legacy builder builds every stage before the target, so the
 # stages that need no compiler come first and `--target runtime-prebuilt` never pulls
@@ -56,18 +63,24 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=300s --retries=3 \
 
 # --- the image, from a binary built on the host (scripts/build-static)
 FROM runtime-base AS runtime-prebuilt
-ARG PREBUILT_BINARY=target/x86_64-unknown-linux-gnu/image/aurora-sidecar
+ARG TARGETPLATFORM
+ARG PREBUILT_BINARY=target/dist/${TARGETPLATFORM:-linux/amd64}/aurora-sidecar
 COPY ${PREBUILT_BINARY} /usr/local/bin/aurora-sidecar
 
-# --- compile: a static glibc binary (an explicit --target keeps build scripts dynamic)
+# --- compile: a static glibc binary for the platform it runs on (an explicit --target
+# keeps build scripts dynamic). Same flags as scripts/build-static: RELR relocations on
+# x86_64 (0.4 MB smaller, still a static PIE); aarch64's static binary is not a PIE, so
+# it has none to pack.
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# Same flags as scripts/build-static (RELR relocations: 0.4 MB smaller, still PIE).
-ENV RUSTFLAGS="-C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
-RUN cargo build --profile image --locked --target x86_64-unknown-linux-gnu \
-    && cp target/x86_64-unknown-linux-gnu/image/aurora-sidecar /aurora-sidecar
+RUN set -eu; \
+    arch=$(uname -m); \
+    flags="-C target-feature=+crt-static"; \
+    if [ "$arch" = x86_64 ]; then flags="$flags -C link-arg=-Wl,-z,pack-relative-relocs"; fi; \
+    RUSTFLAGS="$flags" cargo build --profile image --locked --target "$arch-unknown-linux-gnu"; \
+    cp "target/$arch-unknown-linux-gnu/image/aurora-sidecar" /aurora-sidecar
 
 # --- the image, compiled above (the default target)
 FROM runtime-base AS runtime
