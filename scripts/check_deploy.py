@@ -3,7 +3,8 @@
 - ECS task definitions: validated against the RegisterTaskDefinition input model that
   botocore ships (parameter validation: names, types, required fields), then the rules
   ECS applies at run time: a HEALTHY dependency needs a health check, COMPLETE/SUCCESS are
-  refused on an essential container, health-check ranges, and the sidecar's command.
+  refused on an essential container, health-check ranges, and the sidecar's command; the
+  ARM64 (Graviton) variant is the x86_64 one on ARM64 and nothing else.
 - The Copilot manifest: the keys and values the README promises (Copilot has no offline
   validator): an essential sidecar with an exec-form `health` check covering 5 minutes
   within ECS's limits, the volume read-write in the sidecar and read-only in the app, the
@@ -110,6 +111,16 @@ def check_task_definition_dict(td, path, shape):
     return td
 
 
+def check_arm64_variant(path, x86_path):
+    """The Graviton variant is the x86_64 task definition on ARM64 and nothing else (Fargate
+    runs ARM64 on Linux only), so the two cannot drift apart."""
+    td, x86 = json.load(open(path)), json.load(open(x86_path))
+    check(td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": "ARM64"},
+          f"{path}: runtimePlatform {td['runtimePlatform']}")
+    check(x86["runtimePlatform"]["cpuArchitecture"] == "X86_64", f"{x86_path}: not X86_64")
+    check({**td, "runtimePlatform": x86["runtimePlatform"]} == x86, f"{path}: differs from {x86_path} beyond the architecture")
+
+
 def check_copilot(path):
     m = yaml.safe_load(open(path))
     check(m.get("type") == "Load Balanced Web Service", f"{path}: not a Load Balanced Web Service")
@@ -191,8 +202,10 @@ def check_addon(path):
 def main():
     shape = register_shape()
     for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json",
-                 "deploy/ecs/task-definition.iam.json", "deploy/ecs/task-definition.least-privilege.json"):
+                 "deploy/ecs/task-definition.iam.json", "deploy/ecs/task-definition.least-privilege.json",
+                 "deploy/ecs/task-definition.arm64.json"):
         check_task_definition(path, shape)
+    check_arm64_variant("deploy/ecs/task-definition.arm64.json", "deploy/ecs/task-definition.json")
     check_copilot("copilot/api/manifest.yml")
     check_addon("copilot/api/addons/appdb.yml")
     # The checks must be able to fail: a broken copy of the task definition is refused.

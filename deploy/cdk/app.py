@@ -6,6 +6,7 @@ starts only once aurora-sidecar says the database is usable.
     cdk deploy -c auth=iam              # IAM variant (tokens, no password anywhere)
     cdk deploy -c appRole=app           # least privilege: the app logs in as role "app",
                                         # set up by the sidecar with the master secret
+    cdk deploy -c arch=arm64            # Graviton: the task on ARM64 (the app image too)
     cdk deploy -c sidecarImage=…/aurora-sidecar:0.1.0 -c appImage=…/my-app:latest
 
 Everything here is least-privilege and passes cdk-nag's AwsSolutions checks (v3: a CDK
@@ -33,9 +34,13 @@ CLUSTER_ID = "aurora-sidecar-example"
 DATABASE = "app"
 
 
+# The task's CPU architecture; the sidecar's multi-architecture image serves both.
+ARCHITECTURES = {"x86_64": ecs.CpuArchitecture.X86_64, "arm64": ecs.CpuArchitecture.ARM64}
+
+
 class AppStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, auth: str, sidecar_image: str,
-                 app_image: str, app_role: str = "", **kwargs) -> None:
+                 app_image: str, app_role: str = "", arch: str = "x86_64", **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         vpc = ec2.Vpc(self, "Vpc", max_azs=2, nat_gateways=1)
         vpc.add_flow_log("FlowLogs", destination=ec2.FlowLogDestination.to_cloud_watch_logs(
@@ -76,7 +81,10 @@ class AppStack(Stack):
 
         cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
-        task = ecs.FargateTaskDefinition(self, "Task", cpu=512, memory_limit_mib=1024)
+        task = ecs.FargateTaskDefinition(
+            self, "Task", cpu=512, memory_limit_mib=1024,
+            runtime_platform=ecs.RuntimePlatform(cpu_architecture=ARCHITECTURES[arch],
+                                                 operating_system_family=ecs.OperatingSystemFamily.LINUX))
         app = task.add_container(
             "app",
             container_name="app",
@@ -157,12 +165,16 @@ def main() -> None:
 
     auth = app.node.try_get_context("auth") or "password"
     app_role = app.node.try_get_context("appRole") or ""
+    arch = app.node.try_get_context("arch") or "x86_64"
     if auth not in ("password", "iam"):
         raise SystemExit("context auth is 'password' or 'iam'")
+    if arch not in ARCHITECTURES:
+        raise SystemExit("context arch is 'x86_64' or 'arm64'")
     AppStack(
-        app, f"AuroraSidecarExample-{auth}{'-' + app_role if app_role else ''}",
+        app, f"AuroraSidecarExample-{auth}{'-' + app_role if app_role else ''}{'-arm64' if arch == 'arm64' else ''}",
         auth=auth,
         app_role=app_role,
+        arch=arch,
         sidecar_image=app.node.try_get_context("sidecarImage")
         or "123456789012.dkr.ecr.eu-west-1.amazonaws.com/aurora-sidecar:0.1.0",
         app_image=app.node.try_get_context("appImage") or "123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-app:latest",

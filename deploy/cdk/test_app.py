@@ -1,4 +1,4 @@
-"""Synthesizes the example (both variants) and checks what a reviewer would: the containers,
+"""Synthesizes the example (every variant) and checks what a reviewer would: the containers,
 mounts, dependsOn and health check; the exact IAM statements; the ingress rule; cdk-nag's
 AwsSolutions checks with no unsuppressed error; cfn-lint on the templates; and the ECS
 rules scripts/check_deploy.py applies to the hand-written task definitions.
@@ -32,20 +32,22 @@ SIDECAR_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/aurora-sidecar:0.1
 HEALTH = ["CMD", "/usr/local/bin/aurora-sidecar", "health"]
 
 
-# (auth, app role): the master secret as the app's, IAM, and both least-privilege variants.
-VARIANTS = (("password", ""), ("iam", ""), ("password", "app"), ("iam", "app"))
+# (auth, app role, architecture): the master secret as the app's, IAM, both least-privilege
+# variants, and the first on Graviton.
+VARIANTS = (("password", "", "x86_64"), ("iam", "", "x86_64"), ("password", "app", "x86_64"),
+            ("iam", "app", "x86_64"), ("password", "", "arm64"))
 
 
-def example(app, auth, app_role=""):
+def example(app, auth, app_role="", arch="x86_64"):
     # Environment-agnostic, as `cdk synth` without an account is: AZs and ARNs resolve at
     # deploy time.
-    return AppStack(app, f"Example-{auth}{app_role}", auth=auth, app_role=app_role,
+    return AppStack(app, f"Example-{auth}{app_role}-{arch.replace('_', '-')}", auth=auth, app_role=app_role, arch=arch,
                     sidecar_image=SIDECAR_IMAGE,
                     app_image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-app:latest")
 
 
-def synth(auth, app_role=""):
-    stack = example(cdk.App(), auth, app_role)
+def synth(auth, app_role="", arch="x86_64"):
+    stack = example(cdk.App(), auth, app_role, arch)
     return stack, Template.from_stack(stack)
 
 
@@ -85,7 +87,8 @@ def statements(template, role_logical_prefix):
 class Example(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.stacks = {f"{auth}{role}": synth(auth, role) for auth, role in VARIANTS}
+        cls.stacks = {f"{auth}{role}{'' if arch == 'x86_64' else arch}": synth(auth, role, arch)
+                      for auth, role, arch in VARIANTS}
 
     def test_the_sidecar_the_volume_and_the_apps_dependency(self):
         for auth, (_, template) in self.stacks.items():
@@ -188,13 +191,22 @@ class Example(unittest.TestCase):
                 for group in template.find_resources("AWS::Logs::LogGroup").values():
                     self.assertIn("RetentionInDays", group["Properties"])
 
+    def test_the_task_runs_on_the_architecture_asked_for(self):
+        for name, (_, template) in self.stacks.items():
+            with self.subTest(variant=name):
+                platform = only(template, "AWS::ECS::TaskDefinition")["Properties"]["RuntimePlatform"]
+                self.assertEqual(platform, {"CpuArchitecture": "ARM64" if name.endswith("arm64") else "X86_64",
+                                            "OperatingSystemFamily": "LINUX"})
+        # The Graviton variant differs in nothing else: the same containers.
+        self.assertEqual(containers(self.stacks["passwordarm64"][1]), containers(self.stacks["password"][1]))
+
     def test_cdk_nag_finds_nothing_unacknowledged(self):
         # cdk-nag 3 is a policy-validation plugin: a finding that is not acknowledged fails
         # the synth itself (as `cdk synth` and `cdk deploy` would), with the report.
-        for auth, role in VARIANTS:
-            with self.subTest(auth=auth, role=role), tempfile.TemporaryDirectory() as out:
+        for auth, role, arch in VARIANTS:
+            with self.subTest(auth=auth, role=role, arch=arch), tempfile.TemporaryDirectory() as out:
                 app = cdk.App(outdir=out, context={"@aws-cdk/core:validationReportJson": True})
-                example(app, auth, role)
+                example(app, auth, role, arch)
                 Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
                 try:
                     app.synth()

@@ -102,6 +102,14 @@ class AddSidecar(unittest.TestCase):
         self.assertEqual(EXPRESS["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-stream-prefix"],
                          "ecs", "the input is not modified")
 
+    def test_a_graviton_service_keeps_its_architecture(self):
+        # The sidecar runs on whatever the service runs on (the image has both platforms):
+        # the recipe leaves runtimePlatform as it found it.
+        graviton = {**EXPRESS, "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"}}
+        td = add_sidecar(graviton, opts("--secret-arn", SECRET))
+        self.assertEqual(td["runtimePlatform"], graviton["runtimePlatform"])
+        self.assertEqual(check_deploy.task_definition_failures(td, "express on ARM64"), [])
+
     def test_running_it_again_changes_nothing(self):
         o = opts("--secret-arn", SECRET)
         once = add_sidecar(EXPRESS, o)

@@ -61,6 +61,10 @@ class AuroraSidecar(Construct):
     above are the app's own role, and the master secret is injected into the sidecar only
     (`--admin-secret-env DB_ADMIN_SECRET`, through the execution role), which uses it
     only to set that role up when its login fails (the first start, or a rotation).
+
+    Graviton: the sidecar runs on the task definition's architecture (its
+    `runtime_platform`, e.g. `ecs.CpuArchitecture.ARM64`); give it an `image` that has that
+    platform (the multi-architecture image has linux/amd64 and linux/arm64).
     """
 
     def __init__(
