@@ -170,8 +170,9 @@ def main() -> None:
         raise SystemExit("context auth is 'password' or 'iam'")
     if arch not in ARCHITECTURES:
         raise SystemExit("context arch is 'x86_64' or 'arm64'")
+    suffix = (f"-{app_role}" if app_role else "") + ("-arm64" if arch == "arm64" else "")
     AppStack(
-        app, f"AuroraSidecarExample-{auth}{'-' + app_role if app_role else ''}{'-arm64' if arch == 'arm64' else ''}",
+        app, f"AuroraSidecarExample-{auth}{suffix}",
         auth=auth,
         app_role=app_role,
         arch=arch,

@@ -41,8 +41,8 @@ VARIANTS = (("password", "", "x86_64"), ("iam", "", "x86_64"), ("password", "app
 def example(app, auth, app_role="", arch="x86_64"):
     # Environment-agnostic, as `cdk synth` without an account is: AZs and ARNs resolve at
     # deploy time.
-    return AppStack(app, f"Example-{auth}{app_role}-{arch.replace('_', '-')}", auth=auth, app_role=app_role, arch=arch,
-                    sidecar_image=SIDECAR_IMAGE,
+    return AppStack(app, f"Example-{auth}{app_role}-{arch.replace('_', '-')}", auth=auth, app_role=app_role,
+                    arch=arch, sidecar_image=SIDECAR_IMAGE,
                     app_image="123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-app:latest")
 
 
