@@ -1,8 +1,21 @@
-# Shared by scripts/test, scripts/demo, scripts/bench and scripts/reliability: install what a fresh machine lacks.
+# Shared by the scripts (test, demo, bench, reliability, test-aarch64, build-static, build-image,
+# e2e-docker): install what a fresh machine lacks.
 # shellcheck shell=bash
 
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 export PG_BIN
+
+# apt_install PKG...: Debian packages a fresh machine lacks, without their recommends
+# (needs root; the scripts call it only for what is missing).
+apt_install() {
+  echo "==> installing $*"
+  if [ "$(id -u)" != 0 ]; then
+    echo "$* missing and not root: install them first" >&2
+    return 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 # PostgreSQL 15 server and client, and openssl, from Debian when missing.
 ensure_postgres() {
@@ -11,14 +24,7 @@ ensure_postgres() {
   command -v psql >/dev/null || need+=(postgresql-client-15)
   command -v openssl >/dev/null || need+=(openssl)
   [ "${#need[@]}" -eq 0 ] && return 0
-  echo "==> installing ${need[*]}"
-  if [ "$(id -u)" != 0 ]; then
-    echo "${need[*]} missing and not root: install them or set PG_BIN" >&2
-    return 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_install "${need[@]}"
   # The Debian package starts a cluster of its own; ours are started per run.
   pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
 }
@@ -89,9 +95,7 @@ ensure_aarch64_toolchain() {
       return 1
     fi
     echo "==> fetching the aarch64 toolchain from Debian into $root"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null
+    apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     debs=$(mktemp -d)
     (
       cd "$debs" && chmod 755 . &&
