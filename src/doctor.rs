@@ -472,6 +472,15 @@ async fn tls_step(target: &Target, addr: SocketAddr, tls: &Tls) -> (Outcome, Opt
     // here), so the TLS code is the logins' own, not a second copy of it.
     let mut stream = Guarded::new(&addr.ip().to_string(), addr.port(), true);
     match offers_tls(&mut stream).await {
+        // The guard refused the answer (neither S nor N): what a tampered connection
+        // looks like; nothing more is sent to it.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let hint = "check what listens at this address; use --sslmode verify-full";
+            return (
+                Outcome::fail(ErrorClass::TlsRequired, e.to_string(), hint),
+                None,
+            );
+        }
         Err(e) => {
             let detail = format!("the server closed the connection: {e}");
             return (

@@ -71,6 +71,65 @@ fn a_downgrading_server_never_gets_a_clear_text_or_md5_password() {
     figure("security_downgrade_refused", 4);
 }
 
+/// A server that answers the TLS request with a byte that is neither `S` nor `N` (which
+/// tokio-postgres takes as "no TLS") and then asks for the password in clear text gets
+/// nothing, from `once` under the default `prefer` and from `doctor`, even with
+/// `--allow-insecure-auth` (the guard cannot follow such a stream at all).
+#[test]
+fn a_server_answering_the_tls_request_with_another_byte_never_gets_the_password() {
+    let pg = shared_pg();
+    for byte in [b'E', b'X'] {
+        let front = Front::start(pg.port, vec![Act::AskPasswordAfter(byte, 3)]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = once_via(&front, &dir.path().join("out"), &[]);
+        assert_exit(&o, 78);
+        wait_for("the front's record", 5, || !front.answers().is_empty());
+        assert_eq!(front.answers(), ["nothing"], "answer {byte:#04x}");
+        assert!(stderr(&o).contains("neither S nor N"), "{}", stderr(&o));
+        assert!(!dir.path().join("out/pgpass").exists());
+
+        let front = Front::start(pg.port, vec![Act::AskPasswordAfter(byte, 3); 4]);
+        let o = sidecar()
+            .args(["doctor", "--format", "json", "--allow-insecure-auth"])
+            .env(
+                "DB_SECRET",
+                secret_json("127.0.0.1", front.port, "victim", CANARY, "victim_db"),
+            )
+            .output()
+            .expect("doctor runs");
+        assert_exit(&o, 78);
+        assert!(stdout(&o).contains("neither S nor N"), "{}", stdout(&o));
+        wait_for("the front's record", 5, || !front.answers().is_empty());
+        assert!(
+            front.answers().iter().all(|a| a == "nothing"),
+            "doctor: {:?}",
+            front.answers()
+        );
+    }
+}
+
+/// A notice claiming 2 GiB is refused at its header: the sidecar closes the connection
+/// after a few kernel buffers' worth instead of buffering what the server streams.
+#[test]
+fn a_notice_claiming_gigabytes_is_refused_at_its_header() {
+    let pg = shared_pg();
+    let front = Front::start(pg.port, vec![Act::HugeNotice(0x7fff_fff0)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let o = once_via(&front, &dir.path().join("out"), &[]);
+    assert_exit(&o, 69);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(stderr(&o).contains("over the 16384"), "{}", stderr(&o));
+    wait_for("the front's record", 5, || !front.answers().is_empty());
+    let took: usize = front.answers()[0]
+        .trim_start_matches("took ")
+        .parse()
+        .expect("a count");
+    // Loopback buffers hold a few MB; a client buffering the message takes gigabytes in
+    // the front's 3 s.
+    assert!(took < 32 << 20, "the client took {took} bytes");
+}
+
 /// `health` reads at most a small regular file: a symlink to /dev/zero, a FIFO nobody
 /// writes and a 100 MB status.json each answer "not ready" at once.
 #[test]

@@ -14,7 +14,7 @@ use tokio_postgres::error::SqlState;
 
 use tokio_postgres::tls::MakeTlsConnect;
 
-use super::guard::{Guarded, InsecureAuth};
+use super::guard::{Guarded, InsecureAuth, Unparsed, WatchedConnect};
 use super::tls::{Tls, wire_mode};
 use crate::class::ErrorClass;
 use crate::modes::SslMode;
@@ -78,7 +78,7 @@ pub async fn login(
     let socket = Guarded::new(&target.host, target.port, tls.allow_insecure_auth);
     let Ok(connect) =
         MakeTlsConnect::<Guarded>::make_tls_connect(&mut tls.connector(), &target.host);
-    let (client, connection) = config.connect_raw(socket, connect).await?;
+    let (client, connection) = config.connect_raw(socket, WatchedConnect(connect)).await?;
     Ok(Session::spawn(client, connection))
 }
 
@@ -137,7 +137,8 @@ impl DbError {
     ) -> Self {
         let class = classify(&source, sslmode);
         // The guard's own message says what happened and what to do.
-        let guarded = causes(&source).any(|e| io_inner::<InsecureAuth>(e).is_some());
+        let guarded = causes(&source)
+            .any(|e| io_inner::<InsecureAuth>(e).is_some() || io_inner::<Unparsed>(e).is_some());
         let hint = if guarded {
             None
         } else if unbound(&source) {
@@ -300,6 +301,14 @@ fn tls_class(err: &tokio_postgres::Error) -> Option<ErrorClass> {
         // A password asked for in clear text without TLS: only TLS (or SCRAM) fixes it.
         if io_inner::<InsecureAuth>(e).is_some() {
             return Some(ErrorClass::TlsRequired);
+        }
+        // An answer to the TLS request that is neither yes nor no is a tampered
+        // connection, like a refused one; a message the guard cannot frame is not the
+        // PostgreSQL protocol: neither gets better by retrying.
+        match io_inner::<Unparsed>(e) {
+            Some(Unparsed::SslAnswer(_)) => return Some(ErrorClass::TlsRequired),
+            Some(_) => return Some(ErrorClass::Other),
+            None => {}
         }
         if let Some(r) = rustls_error(e) {
             return Some(match r {

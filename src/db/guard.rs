@@ -1,5 +1,6 @@
 //! The socket under every login, guarded: a password never goes out in clear text (or as
-//! MD5, which a listener can replay) over a connection without TLS.
+//! MD5, which a listener can replay) over a connection without TLS, and no server message
+//! is passed on that the guard has not understood.
 //!
 //! tokio-postgres answers whatever authentication the server asks for. With `sslmode
 //! prefer` (libpq's default, and ours) a man in the middle can answer the SSLRequest with
@@ -8,8 +9,18 @@
 //! read that carries an `AuthenticationCleartextPassword` (3) or
 //! `AuthenticationMD5Password` (5) request: the password is never sent. SCRAM-SHA-256
 //! (what PostgreSQL 14+ and Aurora use) sends no password and keeps working without TLS.
-//! Once the server agrees to TLS (`S`), the guard steps aside: the bytes are encrypted,
-//! and the TLS layer verifies the server as `--sslmode` says.
+//!
+//! The guard reads exactly the stream the driver reads, and fails closed where it cannot
+//! follow it: tokio-postgres takes *any* answer to the SSLRequest other than `S` as "no
+//! TLS" and consumes that byte, so an answer other than `S` or `N` is refused (read as a
+//! message, such a byte hid the clear-text request behind a made-up length); so is a
+//! length under 4, one over [`MAX_BEFORE_AUTH`] before authentication is done (nothing a
+//! server sends then comes near it) and one over [`MAX_MESSAGE`] afterwards (the driver
+//! buffers a whole message: a notice claiming gigabytes would be held in memory).
+//!
+//! Once the server agrees to TLS (`S`), the bytes on the socket are encrypted and the TLS
+//! layer verifies the server as `--sslmode` says; [`Watched`] then applies the same
+//! length bounds to the decrypted stream.
 //!
 //! The TCP connection itself is opened on the first write, inside tokio-postgres's own
 //! connect, so a refused or unresolvable host is reported as it always was.
@@ -21,10 +32,20 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 
 /// What the first bytes tokio-postgres writes are when it asks for TLS.
 /// (Also sent by `doctor`, which makes its own TLS handshake.)
 pub const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// The longest server message accepted before authentication is done. libpq treats
+/// anything over 30,000 bytes of most types as corrupt; an authentication request, a
+/// notice or an error at that stage is a few hundred bytes.
+pub const MAX_BEFORE_AUTH: usize = 16 * 1024;
+
+/// The longest server message accepted afterwards. The sidecar's own queries return a
+/// few short rows; a megabyte leaves room for long notices and errors.
+pub const MAX_MESSAGE: usize = 1024 * 1024;
 
 /// Why a login was stopped before the password left; found in the error's source chain.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +56,46 @@ pub struct InsecureAuth {
     pub what: &'static str,
 }
 
+/// The server sent something that is not the PostgreSQL protocol as the guard follows it;
+/// the connection was closed before the driver read it (and before any password left).
+#[derive(Debug, thiserror::Error)]
+pub enum Unparsed {
+    #[error(
+        "the server answered the TLS request with byte {0:#04x}, neither S nor N: not a PostgreSQL server, or something in between is tampering with the connection; nothing was sent"
+    )]
+    SslAnswer(u8),
+    #[error(
+        "the server sent a message of length {0}, too short for its type: not the PostgreSQL protocol"
+    )]
+    Short(u32),
+    #[error(
+        "the server sent a message of {len} bytes, over the {bound} this client accepts {when}; the connection was closed"
+    )]
+    Long {
+        len: u32,
+        bound: usize,
+        when: &'static str,
+    },
+}
+
+/// What made the guard close the connection.
+#[derive(Debug)]
+enum Refusal {
+    Insecure(&'static str),
+    Unparsed(Unparsed),
+}
+
+impl From<Refusal> for io::Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Insecure(what) => {
+                io::Error::new(io::ErrorKind::PermissionDenied, InsecureAuth { what })
+            }
+            Refusal::Unparsed(u) => io::Error::new(io::ErrorKind::InvalidData, u),
+        }
+    }
+}
+
 /// Where the conversation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -42,26 +103,37 @@ enum Phase {
     Start,
     /// The SSLRequest went out; the next byte is the server's answer.
     SslAnswer,
-    /// TLS: encrypted bytes, not ours to read.
+    /// TLS: encrypted bytes, not ours to read ([`Watched`] reads them decrypted).
     Tls,
     /// Plain text: every server message is looked at.
     Plain,
-    /// A forbidden request was seen: nothing more goes either way.
+    /// Something was refused: nothing more goes either way.
     Refused,
 }
 
-/// Reads server messages (type byte, 4-byte length, body) as they stream past.
+/// Follows server messages (type byte, 4-byte length, body) as they stream past.
 #[derive(Debug, Default)]
-struct Messages {
+struct Framing {
     /// The type, length and (for `R`) the 4-byte request code: 9 bytes at most.
     head: Vec<u8>,
     /// Body bytes of the current message still to pass.
     skip: usize,
+    /// AuthenticationOk seen: longer messages (rows, notices) may come now.
+    authenticated: bool,
+    /// Refuse clear-text and MD5 password requests (plain text, not opted out).
+    refuse_insecure: bool,
 }
 
-impl Messages {
-    /// Looks at `bytes`; the name of a forbidden request when one is among them.
-    fn feed(&mut self, mut bytes: &[u8]) -> Option<&'static str> {
+impl Framing {
+    fn new(refuse_insecure: bool) -> Self {
+        Self {
+            refuse_insecure,
+            ..Self::default()
+        }
+    }
+
+    /// Looks at the next `bytes` of the stream.
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Refusal> {
         while !bytes.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
@@ -69,11 +141,8 @@ impl Messages {
                 bytes = &bytes[n..];
                 continue;
             }
-            let want = if self.head.first() == Some(&b'R') {
-                9
-            } else {
-                5
-            };
+            // Type and length first; an `R` then its 4-byte request code.
+            let want = if self.head.len() < 5 { 5 } else { 9 };
             let n = (want - self.head.len()).min(bytes.len());
             self.head.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
@@ -81,21 +150,44 @@ impl Messages {
                 continue;
             }
             let len = u32::from_be_bytes([self.head[1], self.head[2], self.head[3], self.head[4]]);
-            if want == 5 && self.head[0] == b'R' && len >= 8 {
-                continue; // read the request code too
+            if want == 5 {
+                self.check_length(len)?;
             }
-            if self.head[0] == b'R' && self.head.len() == 9 {
+            if self.head[0] == b'R' {
+                if want == 5 {
+                    if len < 8 {
+                        return Err(Refusal::Unparsed(Unparsed::Short(len)));
+                    }
+                    continue; // read the request code too
+                }
                 match u32::from_be_bytes([self.head[5], self.head[6], self.head[7], self.head[8]]) {
-                    3 => return Some("clear text"),
-                    5 => return Some("MD5"),
+                    0 => self.authenticated = true,
+                    3 if self.refuse_insecure => return Err(Refusal::Insecure("clear text")),
+                    5 if self.refuse_insecure => return Err(Refusal::Insecure("MD5")),
                     _ => {}
                 }
             }
-            // What is left of the body after what the head already read.
-            self.skip = (len as usize + 1).saturating_sub(self.head.len());
+            // What is left of the body after what the head already read (len ≥ 4 counts
+            // itself; the type byte is not counted).
+            self.skip = (len as usize + 1) - self.head.len();
             self.head.clear();
         }
-        None
+        Ok(())
+    }
+
+    fn check_length(&self, len: u32) -> Result<(), Refusal> {
+        let (bound, when) = if self.authenticated {
+            (MAX_MESSAGE, "from a server")
+        } else {
+            (MAX_BEFORE_AUTH, "before authentication")
+        };
+        if len < 4 {
+            Err(Refusal::Unparsed(Unparsed::Short(len)))
+        } else if len as usize > bound {
+            Err(Refusal::Unparsed(Unparsed::Long { len, bound, when }))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -106,13 +198,12 @@ pub struct Guarded {
     connecting: Option<Connecting>,
     socket: Option<TcpStream>,
     phase: Phase,
-    messages: Messages,
-    /// `--allow-insecure-auth`: the guard only watches.
-    allow: bool,
+    framing: Framing,
 }
 
 impl Guarded {
-    /// A connection to `host:port`, opened on first use.
+    /// A connection to `host:port`, opened on first use. `allow`: `--allow-insecure-auth`,
+    /// clear-text and MD5 requests are answered (the other checks stay).
     pub fn new(host: &str, port: u16, allow: bool) -> Self {
         let host = host.to_string();
         Self {
@@ -123,8 +214,7 @@ impl Guarded {
             })),
             socket: None,
             phase: Phase::Start,
-            messages: Messages::default(),
-            allow,
+            framing: Framing::new(!allow),
         }
     }
 
@@ -142,30 +232,28 @@ impl Guarded {
 
     /// Looks at bytes the server sent.
     fn inspect(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let result = self.follow(&mut bytes);
+        if result.is_err() {
+            self.phase = Phase::Refused;
+        }
+        result.map_err(io::Error::from)
+    }
+
+    fn follow(&mut self, bytes: &mut &[u8]) -> Result<(), Refusal> {
         if self.phase == Phase::SslAnswer && !bytes.is_empty() {
-            self.phase = if bytes[0] == b'S' {
-                Phase::Tls
-            } else {
-                Phase::Plain
+            // The driver consumes this one byte whatever it is; only `S` and `N` mean
+            // something the guard can follow.
+            self.phase = match bytes[0] {
+                b'S' => Phase::Tls,
+                b'N' => Phase::Plain,
+                other => return Err(Refusal::Unparsed(Unparsed::SslAnswer(other))),
             };
-            // `N` is a lone byte; anything else (an old server's error) is a message.
-            if matches!(bytes[0], b'S' | b'N') {
-                bytes = &bytes[1..];
-            }
+            *bytes = &bytes[1..];
         }
-        if self.phase != Phase::Plain || self.allow {
-            return Ok(());
+        if self.phase == Phase::Plain {
+            self.framing.feed(bytes)?;
         }
-        match self.messages.feed(bytes) {
-            Some(what) => {
-                self.phase = Phase::Refused;
-                Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    InsecureAuth { what },
-                ))
-            }
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     fn refused() -> io::Error {
@@ -189,7 +277,12 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         let socket = ready!(this.poll_socket(cx))?;
         ready!(Pin::new(socket).poll_read(cx, buf))?;
-        Poll::Ready(this.inspect(&buf.filled()[before..]))
+        let result = this.inspect(&buf.filled()[before..]);
+        if result.is_err() {
+            // Bytes not understood never reach the driver.
+            buf.set_filled(before);
+        }
+        Poll::Ready(result)
     }
 }
 
@@ -221,6 +314,85 @@ impl AsyncWrite for Guarded {
     }
 }
 
+/// A TLS connector whose streams are [`Watched`]: the length bounds hold under TLS too.
+pub struct WatchedConnect<C>(pub C);
+
+impl<S, C> TlsConnect<S> for WatchedConnect<C>
+where
+    C: TlsConnect<S>,
+    C::Future: Send + 'static,
+{
+    type Stream = Watched<C::Stream>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Stream, C::Error>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let connecting = self.0.connect(stream);
+        Box::pin(async move {
+            Ok(Watched {
+                inner: connecting.await?,
+                // Under TLS the chain check decides whom the password goes to.
+                framing: Framing::new(false),
+                refused: false,
+            })
+        })
+    }
+}
+
+/// The decrypted stream of a TLS connection, with the guard's length bounds.
+pub struct Watched<T> {
+    inner: T,
+    framing: Framing,
+    refused: bool,
+}
+
+impl<T: TlsStream + Unpin> TlsStream for Watched<T> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.inner.channel_binding()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.refused {
+            return Poll::Ready(Err(Guarded::refused()));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        match this.framing.feed(&buf.filled()[before..]) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(r) => {
+                this.refused = true;
+                buf.set_filled(before);
+                Poll::Ready(Err(r.into()))
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +410,14 @@ mod tests {
         message(b'R', &body)
     }
 
+    fn found(stream: &[u8], chunk: usize) -> Option<String> {
+        let mut f = Framing::new(true);
+        stream
+            .chunks(chunk)
+            .find_map(|c| f.feed(c).err())
+            .map(|r| io::Error::from(r).to_string())
+    }
+
     #[test]
     fn clear_text_and_md5_requests_are_found_however_the_bytes_are_split() {
         let notice = message(b'N', b"SNOTICE\0Mhello\0\0");
@@ -249,10 +429,46 @@ mod tests {
         ] {
             let stream = [notice.clone(), request, message(b'Z', b"I")].concat();
             for chunk in 1..=stream.len() {
-                let mut m = Messages::default();
-                let found = stream.chunks(chunk).find_map(|c| m.feed(c));
-                assert_eq!(found, want, "chunks of {chunk}");
+                let got = found(&stream, chunk);
+                match want {
+                    Some(w) => assert!(got.as_deref().is_some_and(|g| g.contains(w)), "{got:?}"),
+                    None => assert_eq!(got, None, "chunks of {chunk}"),
+                }
             }
+        }
+    }
+
+    #[test]
+    fn lengths_the_protocol_cannot_have_or_too_long_to_buffer_are_refused() {
+        // A notice claiming 2 GiB before authentication, one over the bound after it,
+        // a length under 4, an `R` too short for its request code.
+        let huge = [vec![b'N'], 0x8000_0000u32.to_be_bytes().to_vec()].concat();
+        assert!(found(&huge, 1).is_some_and(|e| e.contains("before authentication")));
+        let after = [
+            auth(0, b""),
+            vec![b'N'],
+            (MAX_MESSAGE as u32 + 1).to_be_bytes().to_vec(),
+        ]
+        .concat();
+        assert!(found(&after, 3).is_some_and(|e| e.contains("over the 1048576")));
+        let big_ok = [auth(0, b""), message(b'D', &vec![0; MAX_BEFORE_AUTH * 2])].concat();
+        assert_eq!(
+            found(&big_ok, 4096),
+            None,
+            "long rows are fine once logged in"
+        );
+        assert!(found(&[b'Z', 0, 0, 0, 3], 1).is_some_and(|e| e.contains("too short")));
+        assert!(found(&[b'R', 0, 0, 0, 4, b'Z'], 2).is_some_and(|e| e.contains("too short")));
+    }
+
+    #[test]
+    fn an_answer_to_the_ssl_request_other_than_s_or_n_is_refused() {
+        for byte in [b'E', b'X', 0, b'R'] {
+            let mut g = Guarded::new("127.0.0.1", 1, true);
+            g.phase = Phase::SslAnswer;
+            let err = g.inspect(&[byte]).expect_err("refused");
+            assert!(err.to_string().contains("neither S nor N"), "{err}");
+            assert_eq!(g.phase, Phase::Refused);
         }
     }
 

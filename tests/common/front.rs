@@ -33,6 +33,13 @@ pub enum Act {
     /// authentication request (3 clear text, 5 MD5). What the client sends back within a
     /// second is recorded ([`Front::answers`]: `got p …` or `nothing`).
     AskPassword(u32),
+    /// The same, but the TLS request is answered with this byte instead of `N` (a byte
+    /// the driver takes as "no TLS" and a careless guard reads as a message).
+    AskPasswordAfter(u8, u32),
+    /// Decline TLS, then send the head of a NoticeResponse claiming this length and
+    /// stream zeros for up to 3 s (as long as the client reads). Records in
+    /// [`Front::answers`] how many bytes the client took: `took N`.
+    HugeNotice(u32),
 }
 
 type Hook = Box<dyn FnMut() + Send>;
@@ -126,6 +133,8 @@ fn label(act: &Act) -> String {
         Act::CutTls => "cut-tls".into(),
         Act::Fatal(code, _) => format!("fatal {code}"),
         Act::AskPassword(code) => format!("ask-password {code}"),
+        Act::AskPasswordAfter(byte, code) => format!("ask-password {code} after {byte:#04x}"),
+        Act::HugeNotice(len) => format!("notice of {len}"),
     }
 }
 
@@ -159,36 +168,80 @@ fn serve(
             client.write_all(&error_response(sqlstate, message))?;
             client.shutdown(Shutdown::Both)
         }
-        Act::AskPassword(auth) => {
-            decline_tls(&mut client)?;
-            let mut request = vec![b'R'];
-            // MD5 carries a 4-byte salt after the code.
-            let len: u32 = if auth == 5 { 12 } else { 8 };
-            request.extend_from_slice(&len.to_be_bytes());
-            request.extend_from_slice(&auth.to_be_bytes());
-            if auth == 5 {
-                request.extend_from_slice(b"salt");
+        Act::AskPassword(auth) => ask_password(client, b'N', auth, shared),
+        Act::AskPasswordAfter(byte, auth) => ask_password(client, byte, auth, shared),
+        Act::HugeNotice(len) => {
+            answer_tls(&mut client, b'N')?;
+            let mut head = vec![b'N'];
+            head.extend_from_slice(&len.to_be_bytes());
+            client.write_all(&head)?;
+            client.set_write_timeout(Some(Duration::from_millis(500)))?;
+            let zeros = vec![0u8; 64 * 1024];
+            let (mut took, started) = (0usize, std::time::Instant::now());
+            while started.elapsed() < Duration::from_secs(3) {
+                match client.write(&zeros) {
+                    Ok(n) => took += n,
+                    Err(_) => break,
+                }
             }
-            client.write_all(&request)?;
-            client.set_read_timeout(Some(Duration::from_secs(1)))?;
-            let mut answer = Vec::new();
-            let _ = client.read_to_end(&mut answer);
-            let seen = match answer.first() {
-                Some(t) => format!("got {} ({} bytes)", *t as char, answer.len()),
-                None => "nothing".into(),
-            };
-            shared.lock().expect("front lock").answers.push(seen);
+            shared
+                .lock()
+                .expect("front lock")
+                .answers
+                .push(format!("took {took}"));
             client.shutdown(Shutdown::Both)
         }
     }
 }
 
+/// Answers the TLS request with `byte`, asks for the password with request `auth` and
+/// records what the client sent back within a second.
+fn ask_password(
+    mut client: TcpStream,
+    byte: u8,
+    auth: u32,
+    shared: &Arc<Mutex<Shared>>,
+) -> io::Result<()> {
+    // A client that gives up after the TLS answer never sends its startup message.
+    if answer_tls(&mut client, byte).is_err() {
+        shared
+            .lock()
+            .expect("front lock")
+            .answers
+            .push("nothing".into());
+        return Ok(());
+    }
+    let mut request = vec![b'R'];
+    // MD5 carries a 4-byte salt after the code.
+    let len: u32 = if auth == 5 { 12 } else { 8 };
+    request.extend_from_slice(&len.to_be_bytes());
+    request.extend_from_slice(&auth.to_be_bytes());
+    if auth == 5 {
+        request.extend_from_slice(b"salt");
+    }
+    client.write_all(&request)?;
+    client.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    let seen = match answer.first() {
+        Some(t) => format!("got {} ({} bytes)", *t as char, answer.len()),
+        None => "nothing".into(),
+    };
+    shared.lock().expect("front lock").answers.push(seen);
+    client.shutdown(Shutdown::Both)
+}
+
 /// Declines TLS/GSS so the startup message arrives in the clear, as a server without TLS
 /// would (or an attacker who strips it), and reads that startup message.
 fn decline_tls(client: &mut TcpStream) -> io::Result<()> {
+    answer_tls(client, b'N')
+}
+
+/// Answers TLS/GSS requests with `byte` and reads the startup message that follows.
+fn answer_tls(client: &mut TcpStream, byte: u8) -> io::Result<()> {
     let (mut code, _) = read_startup(client)?;
     while code == SSL_REQUEST || code == GSSENC_REQUEST {
-        client.write_all(b"N")?;
+        client.write_all(&[byte])?;
         code = read_startup(client)?.0;
     }
     Ok(())
