@@ -313,6 +313,208 @@ fn a_rotated_password_is_set_through_the_admin_then_published() {
     assert_eq!(terminate(child).0, Some(0));
 }
 
+/// A `once` whose app secret names `role`, `password` and `db`, with the shared admin.
+fn once_for(out: &Path, role: &str, password: &str, db: &str) -> Output {
+    let mut c = once(out, role, password, &admin_json(ADMIN, Some(ADMIN_PW)));
+    c.env(
+        "DB_SECRET",
+        secret_json("127.0.0.1", pg().port, role, password, db),
+    );
+    c.output().expect("runs")
+}
+
+/// Whether `role` logs in with `password` (straight, not through the sidecar).
+fn logs_in(role: &str, password: &str, db: &str) -> bool {
+    Command::new("psql")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PGPASSWORD", password)
+        .args(["-h", "127.0.0.1", "-p", &pg().port.to_string(), "-U", role])
+        .args(["-d", db, "-X", "-w", "-c", "select 1"])
+        .output()
+        .expect("psql")
+        .status
+        .success()
+}
+
+/// What an attacker who can edit the app secret tries: a role that exists (even in
+/// pg_read_all_data) is not given the secret's password, nor a database; a marked role
+/// with a dangerous attribute or membership is refused; a role adopted on purpose (the
+/// mark set by an operator) is managed; the maintenance database and templates are never
+/// handed over, nor an admin database that holds a table (left, warned).
+#[test]
+fn an_existing_role_is_never_taken_over_nor_a_used_or_reserved_database_handed_over() {
+    let pg = pg();
+    let member_of = |role: &str| {
+        pg.sql(
+            "postgres",
+            &format!(
+                "SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = '{role}'"
+            ),
+        )
+    };
+    let members = |role: &str| {
+        pg.sql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = '{role}'"
+            ),
+        )
+    };
+    let owner = |db: &str| {
+        pg.sql(
+            "postgres",
+            &format!("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'"),
+        )
+    };
+    pg.sql(
+        "postgres",
+        "CREATE ROLE reader LOGIN PASSWORD 'reader-own-pw' IN ROLE pg_read_all_data",
+    );
+    pg.sql(
+        "postgres",
+        &format!("CREATE DATABASE reader_db OWNER {ADMIN}"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = once_for(dir.path(), "reader", "attacker-pw", "reader_db");
+    assert_exit(&o, 78);
+    let err = stderr(&o);
+    assert!(
+        err.contains("was not created by aurora-sidecar")
+            && err.contains("COMMENT ON ROLE \"reader\" IS 'managed by aurora-sidecar'"),
+        "{err}"
+    );
+    assert!(
+        logs_in("reader", "reader-own-pw", "postgres"),
+        "password kept"
+    );
+    assert!(!logs_in("reader", "attacker-pw", "postgres"));
+    assert_eq!(member_of("reader"), "pg_read_all_data");
+    assert_eq!(members("reader"), "0", "the admin was not made a member");
+    assert_eq!(owner("reader_db"), ADMIN);
+    assert!(!dir.path().join("pgpass").exists());
+
+    // Marked, but with an attribute or a membership an app role must not have.
+    for (role, extra, says) in [
+        ("marked_cdb", "CREATEDB", "has CREATEDB"),
+        ("marked_rls", "BYPASSRLS", "has BYPASSRLS"),
+        (
+            "marked_member",
+            "IN ROLE pg_read_all_data",
+            "memberships in pg_read_all_data",
+        ),
+    ] {
+        pg.sql(
+            "postgres",
+            &format!("CREATE ROLE {role} LOGIN PASSWORD 'own-pw' {extra}"),
+        );
+        pg.sql(
+            "postgres",
+            &format!("COMMENT ON ROLE {role} IS 'managed by aurora-sidecar'"),
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = once_for(dir.path(), role, "attacker-pw", "postgres_x");
+        assert_exit(&o, 78);
+        assert!(stderr(&o).contains(says), "{role}: {}", stderr(&o));
+        assert!(logs_in(role, "own-pw", "postgres"), "{role}: password kept");
+    }
+
+    // Adopted on purpose: the operator's mark lets the sidecar set the password.
+    pg.sql("postgres", "CREATE ROLE adopted LOGIN PASSWORD 'before'");
+    pg.sql(
+        "postgres",
+        "COMMENT ON ROLE adopted IS 'managed by aurora-sidecar'",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_exit(&once_for(dir.path(), "adopted", "after", "adopted_db"), 0);
+    assert!(logs_in("adopted", "after", "adopted_db"));
+    assert_eq!(owner("adopted_db"), "adopted");
+
+    // A database of the admin's with a table in it stays the admin's.
+    pg.sql(
+        "postgres",
+        &format!("CREATE DATABASE used_db OWNER {ADMIN}"),
+    );
+    pg.sql("used_db", "CREATE TABLE precious (id int)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = once_for(dir.path(), "app_used", "pw-used", "used_db");
+    assert_exit(&o, 0);
+    assert_eq!(owner("used_db"), ADMIN);
+    assert!(
+        stderr(&o).contains("holds objects already"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Never the maintenance database or a template, whoever owns them.
+    for db in ["postgres", "template1", "template0", "rdsadmin"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = once_for(dir.path(), "app_reserved", "pw-r", db);
+        assert_exit(&o, 78);
+        assert!(
+            stderr(&o).contains("maintenance, template"),
+            "{db}: {}",
+            stderr(&o)
+        );
+        assert!(!dir.path().join("pgpass").exists());
+    }
+    assert_eq!(owner("postgres"), "postgres");
+    figure("bootstrap_takeovers_refused", 9);
+}
+
+/// `run`: a rewritten secret naming another existing role, then SIGHUP, does not take
+/// that role over: the refresh is refused (degraded), the old files stay, the role's
+/// password is unchanged.
+#[test]
+fn a_rotation_naming_an_existing_role_does_not_take_it_over() {
+    let pg = pg();
+    pg.sql(
+        "postgres",
+        "CREATE ROLE auditor LOGIN PASSWORD 'auditor-own-pw'",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret.json");
+    let out = dir.path().join("out");
+    let write = |role: &str, pw: &str| {
+        fs::write(
+            &secret,
+            secret_json("127.0.0.1", pg.port, role, pw, "app_hup_db"),
+        )
+        .expect("secret")
+    };
+    write("app_hup", "pw-hup-1");
+    let child = sidecar()
+        .args(["run", "--refresh-interval", "0", "--wait-timeout", "30s"])
+        .args(["--admin-secret-env", "ADMIN_SECRET", "--secret-file"])
+        .arg(&secret)
+        .arg("--out-dir")
+        .arg(&out)
+        .env("ADMIN_SECRET", admin_json(ADMIN, Some(ADMIN_PW)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_for("ready", 60, || health(&out).status.success());
+    write("auditor", "attacker-pw");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    wait_for("the refresh refused", 30, || {
+        status(&out)["phase"] == "degraded"
+    });
+    assert!(logs_in("auditor", "auditor-own-pw", "postgres"));
+    assert!(!logs_in("auditor", "attacker-pw", "postgres"));
+    assert!(
+        fs::read_to_string(out.join("pgpass"))
+            .expect("pgpass")
+            .contains("app_hup"),
+        "the old files stay"
+    );
+    assert_eq!(terminate(child).0, Some(0));
+}
+
 /// Each refusal, with its exit code and no credential file: the app role is the admin
 /// itself, a reserved name, an admin without CREATEROLE, an admin secret without a
 /// password.

@@ -3,15 +3,25 @@
 //! this can fix (the role missing, its password or `rds_iam` grant not set, the database
 //! missing), so after the first start no admin login happens at all.
 //!
-//! Each step is idempotent and race-safe (many tasks start at once): an existing role
-//! is reused (`duplicate_object` from a concurrent creator counts as success), the
-//! password is set as a SCRAM-SHA-256 verifier computed here (as `psql`'s `\password`
-//! does: the clear text never reaches the server or its logs), a missing database is
-//! created `OWNER` the role (42P04 and the unique-index race count as success), and one
-//! the admin owns is handed over (PostgreSQL 15+ lets only the database owner create
-//! tables in `public`). The admin is made a member of the role first: PostgreSQL asks
-//! that whoever makes a role own a database may act as that role (and 16's `CREATEROLE`
-//! rules grant the creator only ADMIN OPTION by default).
+//! The bootstrap manages only what it created, because whoever can edit the app's secret
+//! chooses the names it acts on: a role it creates carries [`MARK`] as its comment (set
+//! in the same transaction as `CREATE ROLE`, so a concurrent starter never sees it
+//! unmarked), and a role without the mark is never given a password, `rds_iam` or a
+//! database. Whatever the mark, a role with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION
+//! or BYPASSRLS, or a member of any role but `rds_iam` (under IAM), is refused. A database
+//! is handed over from the admin only when it holds no user objects (the fresh
+//! `DatabaseName` database CloudFormation and the CDK create), never the maintenance
+//! database, a template or `rdsadmin`. An operator adopts an existing role on purpose
+//! with `COMMENT ON ROLE name IS 'managed by aurora-sidecar'`.
+//!
+//! Each step is idempotent and race-safe (many tasks start at once): `duplicate_object`
+//! from a concurrent creator counts as success, the password is set as a SCRAM-SHA-256
+//! verifier computed here (as `psql`'s `\password` does: the clear text never reaches the
+//! server or its logs), a missing database is created `OWNER` the role (42P04 and the
+//! unique-index race count as success). The admin is made a member of the role first:
+//! PostgreSQL asks that whoever makes a role own a database may act as that role (and
+//! 16's `CREATEROLE` rules grant the creator only ADMIN OPTION by default). Catalogs are
+//! named with `pg_catalog.`, so an admin's `search_path` cannot put other tables first.
 
 use secrecy::ExposeSecret;
 use tokio_postgres::Client;
@@ -21,7 +31,15 @@ use super::connect::{DbError, Stage, login};
 use super::provision::{create_statement, created_concurrently, quote_ident};
 use super::tls::Tls;
 use crate::class::ErrorClass;
+use crate::report::printable;
 use crate::secret::Target;
+
+/// The comment that marks a role as the sidecar's to manage.
+pub const MARK: &str = "managed by aurora-sidecar";
+
+/// Databases never handed to an app role, whoever owns them (the maintenance database,
+/// whatever its name, is refused too).
+const RESERVED_DATABASES: [&str; 4] = ["postgres", "template0", "template1", "rdsadmin"];
 
 /// Why the app role could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +60,18 @@ pub enum BootstrapError {
     SameRole { role: String },
     #[error("the app role {role:?} is a reserved name (postgres, pg_*, rds*): choose another")]
     Reserved { role: String },
+    #[error(
+        "the app database {database:?} is a maintenance, template or RDS database: give the app a database of its own"
+    )]
+    ReservedDatabase { database: String },
+    #[error(
+        "the role {role} exists but was not created by aurora-sidecar, so the bootstrap leaves it alone (whoever edits the app secret would otherwise take it over); to let the sidecar manage it on purpose, run as the admin: COMMENT ON ROLE {role} IS 'managed by aurora-sidecar'"
+    )]
+    Unmarked { role: String },
+    #[error(
+        "the role {role} has {what}, which an app role managed by aurora-sidecar must not have: remove it, or give the app another role"
+    )]
+    Privileged { role: String, what: String },
 }
 
 impl BootstrapError {
@@ -51,7 +81,10 @@ impl BootstrapError {
             BootstrapError::NoCreateRole { .. } => ErrorClass::NoPrivilege,
             BootstrapError::NoRdsIam { .. }
             | BootstrapError::SameRole { .. }
-            | BootstrapError::Reserved { .. } => ErrorClass::Config,
+            | BootstrapError::Reserved { .. }
+            | BootstrapError::ReservedDatabase { .. }
+            | BootstrapError::Unmarked { .. }
+            | BootstrapError::Privileged { .. } => ErrorClass::Config,
         }
     }
 }
@@ -69,15 +102,22 @@ pub enum DatabaseOwner {
     #[default]
     AlreadyTheRole,
     Created,
-    /// It belonged to the admin user and now belongs to the role.
+    /// It belonged to the admin user, held no user objects, and now belongs to the role.
     Transferred,
+    /// It belongs to the admin user: looked into over a session of its own before it is
+    /// handed over (only between the bootstrap's two sessions; never in [`Done`]).
+    AdminOwned,
+    /// It belongs to the admin user but holds user objects: left alone (with a warning).
+    NotEmpty,
     /// It belongs to someone else; left alone (with a warning).
     Other(String),
     /// There is none, and this bootstrap was not to create it.
     Missing,
 }
 
-/// The app roles the bootstrap refuses to touch: the admin itself and reserved names.
+/// The app roles and databases the bootstrap refuses to touch: the admin itself, reserved
+/// role names, the maintenance database (`admin.database`), templates and `rdsadmin`.
+/// Checked on every start that has an admin secret, before any login.
 pub fn check_roles(admin: &Target, app: &Target) -> Result<(), BootstrapError> {
     let role = &app.user;
     if role == &admin.user {
@@ -86,6 +126,12 @@ pub fn check_roles(admin: &Target, app: &Target) -> Result<(), BootstrapError> {
     let lower = role.to_ascii_lowercase();
     if lower == "postgres" || lower.starts_with("pg_") || lower.starts_with("rds") {
         return Err(BootstrapError::Reserved { role: role.clone() });
+    }
+    let database = &app.database;
+    if database == &admin.database || RESERVED_DATABASES.contains(&database.as_str()) {
+        return Err(BootstrapError::ReservedDatabase {
+            database: database.clone(),
+        });
     }
     Ok(())
 }
@@ -102,6 +148,15 @@ pub fn password_statement(role: &str, password: &str) -> String {
     )
 }
 
+/// `CREATE ROLE` and its mark, one transaction (a simple query's statements commit
+/// together).
+pub fn create_role_statement(role: &str) -> String {
+    let role = quote_ident(role);
+    format!(
+        "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; COMMENT ON ROLE {role} IS '{MARK}'"
+    )
+}
+
 /// Logs in as `admin` (to the maintenance database it names) and sets `app` up: role,
 /// credentials (`iam`: the `rds_iam` grant instead of a password), database (created
 /// only when `create`; `--no-create` waits for someone else to).
@@ -113,20 +168,26 @@ pub async fn bootstrap(
     tls: &Tls,
 ) -> Result<Done, BootstrapError> {
     check_roles(admin, app)?;
-    let db_error = |e| {
-        Box::new(DbError::new(
-            e,
-            admin,
-            &admin.database,
-            Stage::Bootstrap,
-            tls.mode,
-        ))
-    };
-    let session = login(admin, &admin.database, tls).await.map_err(db_error)?;
-    let done = steps(&session.client, admin, app, iam, create).await;
+    let db_error =
+        |e, database: &str| Box::new(DbError::new(e, admin, database, Stage::Bootstrap, tls.mode));
+    let session = login(admin, &admin.database, tls)
+        .await
+        .map_err(|e| db_error(e, &admin.database))?;
+    let mut done = steps(&session.client, admin, app, iam, create).await;
     session.close().await;
+    if let Ok(d) = &mut done
+        && d.database == DatabaseOwner::AdminOwned
+    {
+        // Owned by the admin: looked into before it is handed over.
+        let session = login(admin, &app.database, tls)
+            .await
+            .map_err(|e| db_error(e, &app.database))?;
+        let handed = hand_over_if_empty(&session.client, app).await;
+        session.close().await;
+        d.database = handed.map_err(|e| db_error(e, &app.database))?;
+    }
     done.map_err(|e| match e {
-        Step::Sql(e) => BootstrapError::Db(db_error(e)),
+        Step::Sql(e) => BootstrapError::Db(db_error(e, &admin.database)),
         Step::Refused(e) => e,
     })
 }
@@ -150,20 +211,20 @@ async fn steps(
     iam: bool,
     create: bool,
 ) -> Result<Done, Step> {
-    let may: bool = client
+    let may: Option<bool> = client
         .query_one(
-            "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user",
+            "SELECT rolcreaterole OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
             &[],
         )
         .await?
-        .get(0);
-    if !may {
+        .try_get(0)?;
+    if may != Some(true) {
         return Err(Step::Refused(BootstrapError::NoCreateRole {
             admin: admin.user.clone(),
         }));
     }
     let role = quote_ident(&app.user);
-    let role_created = ensure_role(client, &app.user).await?;
+    let role_created = ensure_role(client, &app.user, iam).await?;
     if iam {
         match client
             .batch_execute(&format!("GRANT rds_iam TO {role}"))
@@ -196,30 +257,63 @@ async fn steps(
     })
 }
 
-/// The role, created `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION` when it is
-/// missing. Returns whether this call created it.
-async fn ensure_role(client: &Client, role: &str) -> Result<bool, Step> {
-    if client
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-        .await?
-        .is_some()
-    {
-        return Ok(false);
+/// The role, created (and marked) when it is missing; an existing one must carry the mark
+/// and nothing an app role should not have. Returns whether this call created it.
+async fn ensure_role(client: &Client, role: &str, iam: bool) -> Result<bool, Step> {
+    let created = match client.batch_execute(&create_role_statement(role)).await {
+        Ok(()) => true,
+        // There already (an earlier start or a concurrent creator): looked at below.
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => false,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !created {
+        check_existing_role(client, role, iam).await?;
     }
-    let create = format!(
-        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION",
-        quote_ident(role)
-    );
-    match client.batch_execute(&create).await {
-        Ok(()) => Ok(true),
-        // A concurrent creator won: the role is there, which is all this step wants.
-        Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(false),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Ok(created)
 }
 
-/// The app database, owned by the role: created so, or handed over by the admin.
+/// Refuses a role without the mark, with a dangerous attribute, or a member of roles the
+/// sidecar did not grant it.
+async fn check_existing_role(client: &Client, role: &str, iam: bool) -> Result<(), Step> {
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.shobj_description(r.oid, 'pg_authid') = $2, \
+                    pg_catalog.concat_ws(', ', \
+                      CASE WHEN r.rolsuper THEN 'SUPERUSER' END, \
+                      CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END, \
+                      CASE WHEN r.rolcreatedb THEN 'CREATEDB' END, \
+                      CASE WHEN r.rolreplication THEN 'REPLICATION' END, \
+                      CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END), \
+                    pg_catalog.array_to_string(ARRAY( \
+                      SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
+                      JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
+                      WHERE m.member = r.oid AND NOT ($3 AND g.rolname = 'rds_iam') \
+                      ORDER BY 1), ', ') \
+             FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
+            &[&role, &MARK, &iam],
+        )
+        .await?;
+    let refuse = |e| Err(Step::Refused(e));
+    let quoted = printable(&quote_ident(role));
+    if row.try_get::<_, Option<bool>>(0)? != Some(true) {
+        return refuse(BootstrapError::Unmarked { role: quoted });
+    }
+    let attributes: Option<String> = row.try_get(1)?;
+    let memberships: Option<String> = row.try_get(2)?;
+    let what = match (
+        attributes.unwrap_or_default(),
+        memberships.unwrap_or_default(),
+    ) {
+        (a, _) if !a.is_empty() => a,
+        (_, m) if !m.is_empty() => format!("memberships in {}", printable(&m)),
+        _ => return Ok(()),
+    };
+    refuse(BootstrapError::Privileged { role: quoted, what })
+}
+
+/// The app database, owned by the role: created so, or (when the admin owns it)
+/// [`DatabaseOwner::AdminOwned`], for [`hand_over_if_empty`] to decide.
 async fn ensure_database(
     client: &Client,
     admin: &Target,
@@ -242,30 +336,55 @@ async fn ensure_database(
     Ok(match current {
         _ if created => DatabaseOwner::Created,
         Some(o) if o == app.user => DatabaseOwner::AlreadyTheRole,
-        Some(o) if o == admin.user => {
-            client
-                .batch_execute(&format!(
-                    "ALTER DATABASE {} OWNER TO {}",
-                    quote_ident(&app.database),
-                    quote_ident(&app.user)
-                ))
-                .await?;
-            DatabaseOwner::Transferred
-        }
+        Some(o) if o == admin.user => DatabaseOwner::AdminOwned,
         Some(other) => DatabaseOwner::Other(other),
         // Not there (--no-create, or dropped meanwhile): the app's login says so next.
         None => DatabaseOwner::Missing,
     })
 }
 
+/// Over a session in the app database itself: hands it to the role when it holds no user
+/// objects (nothing with an OID past the bootstrap range, 16384, in the catalogs that
+/// hold tables, views, sequences, functions, types, schemas or extensions).
+async fn hand_over_if_empty(
+    client: &Client,
+    app: &Target,
+) -> Result<DatabaseOwner, tokio_postgres::Error> {
+    let used: Option<bool> = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid >= 16384) \
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE oid >= 16384) \
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE oid >= 16384) \
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE oid >= 16384) \
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE oid >= 16384)",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if used != Some(false) {
+        return Ok(DatabaseOwner::NotEmpty);
+    }
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} OWNER TO {}",
+            quote_ident(&app.database),
+            quote_ident(&app.user)
+        ))
+        .await?;
+    Ok(DatabaseOwner::Transferred)
+}
+
 async fn database_owner(client: &Client, database: &str) -> Result<Option<String>, Step> {
     let row = client
         .query_opt(
-            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1",
+            "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = $1",
             &[&database],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(match row {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    })
 }
 
 #[cfg(test)]
@@ -286,7 +405,8 @@ mod tests {
 
     #[test]
     fn the_admin_itself_and_reserved_names_are_refused() {
-        let admin = target("master");
+        let mut admin = target("master");
+        admin.database = "postgres".into();
         assert!(matches!(
             check_roles(&admin, &target("master")),
             Err(BootstrapError::SameRole { .. })
@@ -297,6 +417,22 @@ mod tests {
             assert_eq!(e.class(), ErrorClass::Config);
         }
         check_roles(&admin, &target("app")).expect("an ordinary name");
+        for reserved in ["postgres", "template0", "template1", "rdsadmin"] {
+            let mut app = target("app");
+            app.database = reserved.into();
+            let e = check_roles(&admin, &app).expect_err(reserved);
+            assert!(
+                matches!(e, BootstrapError::ReservedDatabase { .. }),
+                "{reserved}"
+            );
+        }
+        let mut maintenance = target("app");
+        admin.database = "maint".into();
+        maintenance.database = "maint".into();
+        assert!(
+            check_roles(&admin, &maintenance).is_err(),
+            "--maintenance-database"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::bootstrap::{BootstrapError, DatabaseOwner, bootstrap};
+use super::bootstrap::{BootstrapError, DatabaseOwner, bootstrap, check_roles};
 use super::connect::{Contact, DbError, Stage};
 use super::establish::establish;
 use super::pace::{Pace, Policy, pacer};
@@ -20,6 +20,7 @@ use super::provision::Provisioning;
 use super::tls::TlsChoice;
 use crate::class::ErrorClass;
 use crate::iam::{self, IamError, Signer};
+use crate::report::printable;
 use crate::secret::{Resolved, Resolver, SecretError, Target};
 
 /// A cached IAM token this close to its expiry is replaced before the next attempt.
@@ -251,6 +252,8 @@ pub struct LoginAttempt<'a> {
     /// passing reason).
     bootstrap_next: bool,
     bootstrapped: bool,
+    /// The app target was checked against the admin's (once per wait).
+    admin_checked: bool,
 }
 
 impl<'a> LoginAttempt<'a> {
@@ -273,6 +276,7 @@ impl<'a> LoginAttempt<'a> {
             admin: None,
             bootstrap_next: false,
             bootstrapped: false,
+            admin_checked: false,
         }
     }
 
@@ -409,10 +413,11 @@ impl<'a> LoginAttempt<'a> {
 }
 
 impl LoginAttempt<'_> {
-    /// Sets `app` up through the admin login (`bootstrap`).
-    async fn bootstrap(&mut self, app: &Target, elapsed: Duration) -> Result<(), Failure> {
+    /// The admin login for `app`, checked against it (`bootstrap::check_roles`): the app
+    /// role is not the admin, its names are not reserved.
+    async fn admin_target(&mut self, app: &Target) -> Result<Option<Target>, Failure> {
         let Some(admin) = self.admin.as_deref_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let admin = admin
             .admin_target(app, &self.provisioning.maintenance_database)
@@ -425,6 +430,19 @@ impl LoginAttempt<'_> {
                 },
                 error: e.into(),
             })?;
+        check_roles(&admin, app).map_err(|e| Failure {
+            verdict: Verdict::Fatal,
+            error: AttemptError::Bootstrap(e),
+        })?;
+        self.admin_checked = true;
+        Ok(Some(admin))
+    }
+
+    /// Sets `app` up through the admin login (`bootstrap`).
+    async fn bootstrap(&mut self, app: &Target, elapsed: Duration) -> Result<(), Failure> {
+        let Some(admin) = self.admin_target(app).await? else {
+            return Ok(());
+        };
         let tls = self.tls.for_host(&admin.host);
         let iam = self.signer.is_some();
         let done = bootstrap(&admin, app, iam, self.provisioning.create, tls)
@@ -438,13 +456,20 @@ impl LoginAttempt<'_> {
             database = ?done.database,
             "app role set up with the admin credentials"
         );
-        if let DatabaseOwner::Other(owner) = &done.database {
-            tracing::warn!(
-                database = %app.database,
-                owner = %owner,
-                role = %app.user,
+        match &done.database {
+            DatabaseOwner::Other(owner) => tracing::warn!(
+                database = %printable(&app.database),
+                owner = %printable(owner),
+                role = %printable(&app.user),
                 "the database belongs to another role; left alone, so the app role may not create tables in its public schema"
-            );
+            ),
+            DatabaseOwner::NotEmpty => tracing::warn!(
+                database = %printable(&app.database),
+                owner = %printable(&admin.user),
+                role = %printable(&app.user),
+                "the database belongs to the admin user and holds objects already; not handed over (the bootstrap hands over only an empty one), so the app role may not create tables in its public schema"
+            ),
+            _ => {}
         }
         Ok(())
     }
@@ -473,6 +498,10 @@ impl Attempt for LoginAttempt<'_> {
         let resolved = self.resolved().await?;
         if std::mem::take(&mut self.bootstrap_next) {
             self.bootstrap(&resolved.target, elapsed).await?;
+        } else if !self.admin_checked {
+            // Every start with an admin secret, not only one that bootstraps: the app's
+            // files must never carry the master's credentials.
+            self.admin_target(&resolved.target).await?;
         }
         let provision = self.provision_next.then_some(self.provisioning);
         let tls = self.tls.for_host(&resolved.target.host);
