@@ -772,10 +772,14 @@ async fn has_attribute(
         let e = DbError::new(e, target, database, Stage::Bootstrap, tls.mode);
         (e.class, chain(&e))
     })?;
-    let sql = format!("SELECT {attribute} OR rolsuper FROM pg_roles WHERE rolname = current_user");
+    let sql = format!(
+        "SELECT {attribute} OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    );
     let row = session.client.query_one(&sql, &[]).await;
     session.close().await;
-    row.map(|r| r.get::<_, bool>(0))
+    // A NULL or another type from a hostile server is an answer of "no", never a panic.
+    row.and_then(|r| r.try_get::<_, Option<bool>>(0))
+        .map(|may| may == Some(true))
         .map_err(|e| (ErrorClass::Other, chain(&e)))
 }
 

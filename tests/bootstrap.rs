@@ -525,10 +525,18 @@ fn the_refusals_and_their_exit_codes() {
         "postgres",
         "CREATE ROLE weak_admin LOGIN CREATEDB PASSWORD 'weak-pw'",
     );
-    let cases: [(&str, &str, String, i32, &str); 4] = [
+    let cases: [(&str, &str, String, i32, &str); 5] = [
         (
             ADMIN,
             "not-the-admin-password",
+            admin_json(ADMIN, Some(ADMIN_PW)),
+            78,
+            "is the admin user itself",
+        ),
+        // The master secret as the app's: its login works, and still nothing is published.
+        (
+            ADMIN,
+            ADMIN_PW,
             admin_json(ADMIN, Some(ADMIN_PW)),
             78,
             "is the admin user itself",
@@ -568,7 +576,7 @@ fn the_refusals_and_their_exit_codes() {
         );
         assert!(!stderr(&o).contains(ADMIN_PW));
     }
-    figure("bootstrap_refusals", 4);
+    figure("bootstrap_refusals", 5);
 }
 
 /// `render` shows the plan, touching no database.

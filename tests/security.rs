@@ -130,6 +130,44 @@ fn a_notice_claiming_gigabytes_is_refused_at_its_header() {
     assert!(took < 32 << 20, "the client took {took} bytes");
 }
 
+/// A hostile admin endpoint answering the bootstrap's first query with NULL, or with a
+/// text where a boolean belongs, makes a clear error with its code, never a panic.
+#[test]
+fn null_or_mistyped_answers_to_the_bootstrap_are_errors_not_panics() {
+    let pg = shared_pg();
+    for (act, code) in [
+        (Act::Answer(16, None), 77),
+        (Act::Answer(25, Some("t")), 69),
+    ] {
+        let front = Front::start(pg.port, vec![act; 4]);
+        let admin = serde_json::json!({
+            "username": "fake_admin", "password": "fake-admin-pw",
+            "host": "127.0.0.1", "port": front.port,
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = sidecar()
+            .args([
+                "once",
+                "--wait-timeout",
+                "20s",
+                "--admin-secret-env",
+                "ADMIN_SECRET",
+            ])
+            .arg("--out-dir")
+            .arg(dir.path())
+            .env("ADMIN_SECRET", admin.to_string())
+            .env(
+                "DB_SECRET",
+                secret_json("127.0.0.1", pg.port, "no_such_role", CANARY, "no_such_db"),
+            )
+            .output()
+            .expect("runs");
+        assert_exit(&o, code);
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert!(!dir.path().join("pgpass").exists());
+    }
+}
+
 /// `health` reads at most a small regular file: a symlink to /dev/zero, a FIFO nobody
 /// writes and a 100 MB status.json each answer "not ready" at once.
 #[test]

@@ -251,6 +251,13 @@ pub fn classify(err: &tokio_postgres::Error, mode: SslMode) -> ErrorClass {
     if let Some(class) = tls_class(err) {
         return class;
     }
+    // A result the server sent in a type or nullness the query cannot have: not a
+    // passing failure of the transport.
+    if causes(err).any(|e| {
+        e.is::<tokio_postgres::types::WrongType>() || e.is::<tokio_postgres::types::WasNull>()
+    }) {
+        return ErrorClass::Other;
+    }
     // Everything else without a SQLSTATE is the transport: refused, reset, DNS, EOF in the
     // middle of a handshake while the server resumes, a closed connection.
     ErrorClass::Transient

@@ -68,7 +68,10 @@ async fn create_if_missing(
 ) -> Result<Outcome, tokio_postgres::Error> {
     let exists = session
         .client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&database],
+        )
         .await?
         .is_some();
     if exists {

@@ -40,6 +40,10 @@ pub enum Act {
     /// stream zeros for up to 3 s (as long as the client reads). Records in
     /// [`Front::answers`] how many bytes the client took: `took N`.
     HugeNotice(u32),
+    /// A fake server that lets anyone in (AuthenticationOk) and answers every extended
+    /// query with one row of one column of this type OID holding this value (`None`:
+    /// NULL), and every simple query with success.
+    Answer(u32, Option<&'static str>),
 }
 
 type Hook = Box<dyn FnMut() + Send>;
@@ -135,6 +139,7 @@ fn label(act: &Act) -> String {
         Act::AskPassword(code) => format!("ask-password {code}"),
         Act::AskPasswordAfter(byte, code) => format!("ask-password {code} after {byte:#04x}"),
         Act::HugeNotice(len) => format!("notice of {len}"),
+        Act::Answer(oid, value) => format!("answer {oid} {value:?}"),
     }
 }
 
@@ -167,6 +172,10 @@ fn serve(
             decline_tls(&mut client)?;
             client.write_all(&error_response(sqlstate, message))?;
             client.shutdown(Shutdown::Both)
+        }
+        Act::Answer(oid, value) => {
+            decline_tls(&mut client)?;
+            answer_queries(client, oid, value)
         }
         Act::AskPassword(auth) => ask_password(client, b'N', auth, shared),
         Act::AskPasswordAfter(byte, auth) => ask_password(client, byte, auth, shared),
@@ -229,6 +238,69 @@ fn ask_password(
     };
     shared.lock().expect("front lock").answers.push(seen);
     client.shutdown(Shutdown::Both)
+}
+
+/// A backend message: type, length, body.
+fn backend(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// The fake server of [`Act::Answer`], after the startup message.
+fn answer_queries(mut client: TcpStream, oid: u32, value: Option<&str>) -> io::Result<()> {
+    let ready = backend(b'Z', b"I");
+    client.write_all(&[backend(b'R', &0u32.to_be_bytes()), ready.clone()].concat())?;
+    let mut params = 0u16;
+    loop {
+        let mut head = [0u8; 5];
+        client.read_exact(&mut head)?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        client.read_exact(&mut body)?;
+        let reply = match head[0] {
+            // Parse: as many text parameters as the query has `$n`.
+            b'P' => {
+                let text = String::from_utf8_lossy(&body);
+                params = (1..=9).filter(|n| text.contains(&format!("${n}"))).count() as u16;
+                backend(b'1', b"")
+            }
+            b'D' => {
+                let mut description = params.to_be_bytes().to_vec();
+                for _ in 0..params {
+                    description.extend_from_slice(&25u32.to_be_bytes());
+                }
+                let mut row = 1u16.to_be_bytes().to_vec();
+                row.extend_from_slice(b"answer\0");
+                row.extend_from_slice(&0u32.to_be_bytes()); // table
+                row.extend_from_slice(&0u16.to_be_bytes()); // column
+                row.extend_from_slice(&oid.to_be_bytes());
+                row.extend_from_slice(&(-1i16).to_be_bytes()); // size
+                row.extend_from_slice(&(-1i32).to_be_bytes()); // modifier
+                row.extend_from_slice(&0u16.to_be_bytes()); // text format
+                [backend(b't', &description), backend(b'T', &row)].concat()
+            }
+            b'B' => backend(b'2', b""),
+            b'E' => {
+                let mut data = 1u16.to_be_bytes().to_vec();
+                match value {
+                    Some(v) => {
+                        data.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        data.extend_from_slice(v.as_bytes());
+                    }
+                    None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+                [backend(b'D', &data), backend(b'C', b"SELECT 1\0")].concat()
+            }
+            b'C' => backend(b'3', b""),
+            b'S' => ready.clone(),
+            b'Q' => [backend(b'C', b"OK\0"), ready.clone()].concat(),
+            b'X' => return client.shutdown(Shutdown::Both),
+            _ => Vec::new(),
+        };
+        client.write_all(&reply)?;
+    }
 }
 
 /// Declines TLS/GSS so the startup message arrives in the clear, as a server without TLS
