@@ -355,14 +355,24 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
             .map(std::time::Duration::from_secs)
             .ok_or_else(|| format!("{s:?} is too long"))
     };
-    match unit {
+    let d = match unit {
         "" | "s" => secs(1),
         "ms" => Ok(std::time::Duration::from_millis(n)),
         "m" => secs(60),
         "h" => secs(3600),
         _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }?;
+    // Deadlines are instants (now + d): a longer span would overflow the clock.
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s:?} is too long: at most 8760h (a year); 0 means never where the flag allows it"
+        ));
     }
+    Ok(d)
 }
+
+/// The longest duration a flag takes.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -388,6 +398,11 @@ mod tests {
         assert!(parse_duration("10 minutes").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for overflowing in ["18446744073709551615", "5124095576030431h", "8761h"] {
+            let e = parse_duration(overflowing).expect_err(overflowing);
+            assert!(e.contains("too long"), "{e}");
+        }
     }
 
     /// Every command's `--help`, at a fixed width: the interface as users read it.

@@ -103,6 +103,8 @@ impl Config {
             has_ca: self.ca_for(&target.host).is_some(),
             app_dir: &self.app_dir,
             iam: self.iam.is_some(),
+            channel_binding: self.tls.for_host(&target.host).channel_binding
+                == tokio_postgres::config::ChannelBinding::Require,
         }
     }
 

@@ -441,6 +441,56 @@ fn cases() -> Vec<Case> {
             78,
             "/nonexistent/ca.pem",
         ),
+        // Values the files cannot carry exactly.
+        case(
+            "dbname with trailing spaces",
+            Src::Env(with("dbname", Some("\"app1db  \""))),
+            78,
+            "dbname \"app1db  \" begins or ends with white space",
+        ),
+        case(
+            "username with a trailing space",
+            Src::Env(with("username", Some("\"master \""))),
+            78,
+            "username \"master \"",
+        ),
+        case(
+            "bracketed IPv6 host",
+            Src::Env(with("host", Some("\"[::1]\""))),
+            78,
+            "host \"[::1]\"",
+        ),
+        case(
+            "host with a port",
+            Src::Env(with("host", Some("\"db.example:5433\""))),
+            78,
+            "give the port in",
+        ),
+        case(
+            "host with an at sign",
+            Src::Env(with("host", Some("\"user@db.example\""))),
+            78,
+            "is not a host name",
+        ),
+        case(
+            "host list",
+            Src::Flags(&["--host", "a.example,b.example"]),
+            78,
+            "a list of hosts",
+        ),
+        // Durations that would overflow the clock.
+        case(
+            "--wait-timeout u64::MAX seconds",
+            Src::Flags(&["--wait-timeout", "18446744073709551615"]),
+            64,
+            "--wait-timeout",
+        ),
+        case(
+            "--wait-timeout 5124095576030431h",
+            Src::Flags(&["--wait-timeout", "5124095576030431h"]),
+            64,
+            "too long",
+        ),
         case(
             "unknown flag",
             Src::Flags(&["--pasword", "x"]),

@@ -122,6 +122,10 @@ fn channel_binding_is_used_and_required_under_verify_full() {
     ] {
         let out = tempfile::tempdir().expect("tempdir");
         assert_exit(&once_tls(out.path(), "localhost", args), 0);
+        // The app's own libpq connections are bound too (libpq 13+ reads the keyword).
+        let conf = std::fs::read_to_string(out.path().join("pg_service.conf")).expect("conf");
+        assert!(conf.contains("\nchannel_binding=require\n"), "{conf}");
+        assert_exit(&psql_service(out.path(), "app", SSL_IN_USE), 0);
     }
     // An MD5 verifier: PostgreSQL then runs MD5 for this role, whatever pg_hba says.
     e.pg.sql(

@@ -63,6 +63,9 @@ pub struct Inputs<'a> {
     /// The password is an IAM token that expires: the `password` file is written and the
     /// profile says so.
     pub iam: bool,
+    /// The sidecar required SCRAM channel binding (verify-full with a password): the app's
+    /// own libpq connections are bound too (`channel_binding=require`, libpq 13+).
+    pub channel_binding: bool,
 }
 
 impl Inputs<'_> {
@@ -118,6 +121,9 @@ pub fn service_conf(i: &Inputs<'_>) -> String {
     );
     if let Some(ca) = i.ca_path() {
         let _ = writeln!(out, "sslrootcert={}", ca.display());
+    }
+    if i.channel_binding {
+        out.push_str("channel_binding=require\n");
     }
     out
 }
@@ -266,6 +272,7 @@ mod tests {
             has_ca,
             app_dir: Path::new("/run/aurora-sidecar"),
             iam: false,
+            channel_binding: false,
         }
     }
 
@@ -392,6 +399,13 @@ mod tests {
         assert!(conf.contains("[app]\nhost=db.example\nport=5432\ndbname=my db\nuser=app:user\nsslmode=verify-full\nsslrootcert=/run/aurora-sidecar/rds-ca.pem\n"), "{conf}");
         let conf = service_conf(&inputs(&t, UrlScheme::Ecto, SslMode::Prefer, false));
         assert!(!conf.contains("sslrootcert"));
+        assert!(!conf.contains("channel_binding"));
+        let mut bound = inputs(&t, UrlScheme::Ecto, SslMode::VerifyFull, true);
+        bound.channel_binding = true;
+        assert!(
+            service_conf(&bound)
+                .ends_with("sslrootcert=/run/aurora-sidecar/rds-ca.pem\nchannel_binding=require\n")
+        );
     }
 
     #[test]

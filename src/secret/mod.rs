@@ -197,6 +197,13 @@ pub enum SecretError {
         name: String,
         len: usize,
     },
+    #[error("{origin}: {field} {value:?} {reason}")]
+    Uncarriable {
+        origin: String,
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("environment variable {name} is not set; it should hold the secret JSON")]
     EnvMissing { name: String },
     #[error("cannot read secret file {}", path.display())]
@@ -226,6 +233,7 @@ impl SecretError {
             SecretError::UnsupportedEngine { .. }
             | SecretError::MissingTarget { .. }
             | SecretError::NameTooLong { .. }
+            | SecretError::Uncarriable { .. }
             | SecretError::EnvMissing { .. }
             | SecretError::FileRead { .. }
             | SecretError::LibpqMissing { .. } => ErrorClass::Config,
@@ -535,6 +543,7 @@ pub fn build_target(
             });
         }
     }
+    check_carriable(origin, &host, &user, &database)?;
     Ok(Target {
         host,
         port,
@@ -542,6 +551,56 @@ pub fn build_target(
         password,
         database,
     })
+}
+
+/// Refuses names the rendered files cannot carry exactly: libpq trims white space around
+/// pg_service.conf values (`"app1db  "` would reach `app1db` there and `app1db  ` through
+/// `DATABASE_URL`), and a host must be one host, as every file writes it: a DNS name, an
+/// IPv4 or (unbracketed) IPv6 address, or a Unix socket directory.
+fn check_carriable(
+    origin: &str,
+    host: &str,
+    user: &str,
+    database: &str,
+) -> Result<(), SecretError> {
+    let refuse = |field: &'static str, value: &str, reason: &'static str| {
+        Err(SecretError::Uncarriable {
+            origin: origin.to_string(),
+            field,
+            value: value.to_string(),
+            reason,
+        })
+    };
+    for (field, value) in [("username", user), ("dbname", database)] {
+        if value.trim() != value {
+            return refuse(
+                field,
+                value,
+                "begins or ends with white space, which libpq trims from pg_service.conf",
+            );
+        }
+    }
+    if host.chars().any(char::is_whitespace) || host.contains(',') {
+        return refuse(
+            "host",
+            host,
+            "holds white space or a comma (libpq reads a list of hosts)",
+        );
+    }
+    if host.starts_with('/') {
+        return Ok(());
+    }
+    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return refuse(
+            "host",
+            host,
+            "is neither a host name nor an IPv6 address: give the port in \"port\" (or --port), and an IPv6 address without brackets",
+        );
+    }
+    if host.contains(['@', '/', '?', '#', '[', ']', '\\', '%', '\'', '"']) {
+        return refuse("host", host, "is not a host name or address");
+    }
+    Ok(())
 }
 
 /// The password, required unless IAM authentication signs one, and one that pgpass (one
