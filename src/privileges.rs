@@ -101,5 +101,12 @@ pub fn drop_to(target: RunAs, keep_chown: bool) -> Result<(), PrivilegeError> {
     if keep_chown {
         set_keep_capabilities(false).map_err(step("prctl(PR_SET_KEEPCAPS)"))?;
     }
+    // setresuid resets "dumpable" to fs.suid_dumpable; where that is 1 the dropped process
+    // would be dumpable again, its environment readable by its new uid.
+    no_dumps().map_err(|e| PrivilegeError::Syscall {
+        target,
+        step: "prctl(PR_SET_DUMPABLE)",
+        source: e,
+    })?;
     Ok(())
 }

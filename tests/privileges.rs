@@ -55,6 +55,10 @@ fn dropped_sidecar_runs_unprivileged_and_hands_pgpass_to_the_app_uid() {
     std::fs::create_dir(&out).expect("out");
     std::os::unix::fs::chown(&out, Some(SIDECAR_UID), Some(SIDECAR_UID)).expect("chown out");
 
+    // Where fs.suid_dumpable is 1, setresuid leaves a process dumpable: its /proc files
+    // then belong to its new uid, which could read its environment. The sidecar sets
+    // "not dumpable" again after the drop; the setting is put back when the test ends.
+    let _dumpable = SuidDumpable::set("1");
     let mut child = sidecar()
         .arg("run")
         .arg("--out-dir")
@@ -84,6 +88,13 @@ fn dropped_sidecar_runs_unprivileged_and_hands_pgpass_to_the_app_uid() {
     assert_eq!(proc_status(pid, "Gid"), ids);
     assert_eq!(proc_status(pid, "CapEff"), "0000000000000001");
     assert_eq!(proc_status(pid, "CapPrm"), "0000000000000001");
+
+    let environ = std::fs::metadata(format!("/proc/{pid}/environ")).expect("environ");
+    assert_eq!(
+        environ.uid(),
+        0,
+        "the dropped sidecar is dumpable: /proc/{pid} belongs to its uid"
+    );
 
     // The files: the app's, pgpass 0600, so libpq accepts it.
     let pgpass = std::fs::metadata(out.join("pgpass")).expect("pgpass");
@@ -116,6 +127,25 @@ fn dropped_sidecar_runs_unprivileged_and_hands_pgpass_to_the_app_uid() {
         .args(["-TERM", &pid.to_string()])
         .status();
     assert_eq!(child.wait().expect("wait").code(), Some(0));
+}
+
+/// `fs.suid_dumpable` set for a while, put back on drop.
+struct SuidDumpable(String);
+
+impl SuidDumpable {
+    const PATH: &'static str = "/proc/sys/fs/suid_dumpable";
+
+    fn set(value: &str) -> Self {
+        let before = std::fs::read_to_string(Self::PATH).expect("read suid_dumpable");
+        std::fs::write(Self::PATH, value).expect("root may set fs.suid_dumpable");
+        Self(before.trim().to_string())
+    }
+}
+
+impl Drop for SuidDumpable {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
 }
 
 #[test]
