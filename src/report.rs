@@ -35,12 +35,12 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// escape sequence, whatever a server or a file put in it. fd does the same before it
 /// prints an error.
 pub fn printable(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(hidden) {
         return text.to_string();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if hidden(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -49,9 +49,27 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// Control characters, and the Unicode format characters that reorder or hide text on a
+/// terminal or in a log viewer (bidi embeddings, overrides and isolates, zero-width
+/// characters, the byte-order mark).
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_controls_and_bidi_and_zero_width_characters() {
+        assert_eq!(printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(
+            printable("evil\u{202e}txt.exe\u{2066}\u{200b}"),
+            "evil\\u{202e}txt.exe\\u{2066}\\u{200b}"
+        );
+        assert_eq!(printable("plain ünïcødé"), "plain ünïcødé");
+    }
 
     #[test]
     fn chain_joins_sources_without_repeating_them() {

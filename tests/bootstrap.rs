@@ -462,6 +462,35 @@ fn an_existing_role_is_never_taken_over_nor_a_used_or_reserved_database_handed_o
     figure("bootstrap_takeovers_refused", 9);
 }
 
+/// A database owner whose name holds a newline, a forged log line, ESC, BEL and a bidi
+/// override is logged escaped: no forged line, no raw control or format character.
+#[test]
+fn a_forged_owner_name_cannot_forge_a_text_log_line() {
+    let pg = pg();
+    // At most 63 bytes: PostgreSQL truncates longer names.
+    let forged = "x\n2026-12-01T00:00:00Z INFO aurora_sidecar: ready\x1b\x07\u{202e}";
+    let quoted = forged.replace('"', "\"\"");
+    pg.sql("postgres", &format!("CREATE ROLE \"{quoted}\" NOLOGIN"));
+    pg.sql(
+        "postgres",
+        &format!("CREATE DATABASE app_forged_db OWNER \"{quoted}\""),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = run(dir.path(), "app_forged", "pw-forged");
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(err.contains("belongs to another role"), "{err}");
+    assert!(
+        !err.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")),
+        "a forged line: {err}"
+    );
+    assert!(!err.contains(['\x1b', '\x07', '\u{202e}']), "{err:?}");
+    assert!(
+        err.contains("x\\n2026-12-01") && err.contains("\\u{202e}"),
+        "{err}"
+    );
+}
+
 /// `run`: a rewritten secret naming another existing role, then SIGHUP, does not take
 /// that role over: the refresh is refused (degraded), the old files stay, the role's
 /// password is unchanged.

@@ -115,6 +115,21 @@ pub enum DatabaseOwner {
     Missing,
 }
 
+impl DatabaseOwner {
+    /// For the log: what became of the database (the other owner's name is logged on its
+    /// own, escaped).
+    pub fn label(&self) -> &'static str {
+        match self {
+            DatabaseOwner::AlreadyTheRole => "already the role's",
+            DatabaseOwner::Created => "created",
+            DatabaseOwner::Transferred => "handed over",
+            DatabaseOwner::AdminOwned | DatabaseOwner::NotEmpty => "left with the admin",
+            DatabaseOwner::Other(_) => "left with its owner",
+            DatabaseOwner::Missing => "missing",
+        }
+    }
+}
+
 /// The app roles and databases the bootstrap refuses to touch: the admin itself, reserved
 /// role names, the maintenance database (`admin.database`), templates and `rdsadmin`.
 /// Checked on every start that has an admin secret, before any login.

@@ -453,7 +453,7 @@ impl LoginAttempt<'_> {
             role = %app.user,
             admin = %admin.user,
             role_created = done.role_created,
-            database = ?done.database,
+            database = done.database.label(),
             "app role set up with the admin credentials"
         );
         match &done.database {
