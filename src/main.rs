@@ -29,11 +29,16 @@ fn main() -> ExitCode {
     // the sidecar lives for weeks beside the app and does little, and a multi-threaded
     // runtime would only add idle threads and memory.
     let outcome = aurora_sidecar::drop_privileges(&cli).and_then(|()| {
-        tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(Error::Runtime)?
-            .block_on(aurora_sidecar::run(cli))
+            .map_err(Error::Runtime)?;
+        let outcome = runtime.block_on(aurora_sidecar::run(cli));
+        // A name lookup (getaddrinfo blocks a thread of its own) may still be running after
+        // a deadline or a stop signal; dropping the runtime would wait for it, past
+        // --wait-timeout and --step-timeout. The process is ending: leave it.
+        runtime.shutdown_background();
+        outcome
     });
     match outcome {
         Ok(code) => code,

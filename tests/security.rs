@@ -168,6 +168,85 @@ fn null_or_mistyped_answers_to_the_bootstrap_are_errors_not_panics() {
     }
 }
 
+/// A FIFO nobody writes as `--secret-file` or `--admin-secret-file` is refused at once
+/// (not a regular file), instead of hanging the start past its deadline and SIGTERM.
+#[test]
+fn a_fifo_as_the_secret_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("secret.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let good = dir.path().join("secret.json");
+    fs::write(&good, secret_json("127.0.0.1", 1, "app", CANARY, "db")).expect("secret");
+    for flags in [
+        vec!["--secret-file".to_string(), fifo.display().to_string()],
+        vec![
+            "--secret-file".to_string(),
+            good.display().to_string(),
+            "--admin-secret-file".to_string(),
+            fifo.display().to_string(),
+        ],
+    ] {
+        let started = Instant::now();
+        let o = sidecar()
+            .args(["once", "--wait-timeout", "2s", "--out-dir"])
+            .arg(dir.path().join("out"))
+            .args(&flags)
+            .output()
+            .expect("runs");
+        assert_exit(&o, 78);
+        assert!(started.elapsed() < Duration::from_secs(5), "{flags:?}");
+        assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    }
+}
+
+/// A resolver that never answers (a DNS server that reads and stays silent, in a mount
+/// namespace of the test's own) does not stretch `--wait-timeout` or `--step-timeout`:
+/// the blocking lookup is left behind when the deadline ends the process.
+#[test]
+fn a_silent_resolver_does_not_stretch_the_deadlines() {
+    require_root("it bind-mounts resolv.conf in a mount namespace of its own");
+    let silent = std::net::UdpSocket::bind("127.0.0.77:53").expect("bind a silent resolver");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let resolv = dir.path().join("resolv.conf");
+    fs::write(
+        &resolv,
+        "nameserver 127.0.0.77\noptions timeout:5 attempts:3\n",
+    )
+    .expect("conf");
+    for (args, code) in [
+        (&["once", "--wait-timeout", "2s"][..], 69),
+        (&["doctor", "--step-timeout", "1s"][..], 69),
+    ] {
+        let started = Instant::now();
+        let o = Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"",
+            ])
+            .arg(&resolv)
+            .arg(sidecar_bin())
+            .args(args)
+            .arg("--out-dir")
+            .arg(dir.path().join("out"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "DB_SECRET",
+                secret_json("db.silent-resolver.test", 5432, "app", CANARY, "db"),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("runs");
+        let took = started.elapsed();
+        assert_exit(&o, code);
+        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+    }
+    drop(silent);
+}
+
 /// `health` reads at most a small regular file: a symlink to /dev/zero, a FIFO nobody
 /// writes and a 100 MB status.json each answer "not ready" at once.
 #[test]

@@ -427,13 +427,26 @@ fn local_credentials(source: &Source) -> Result<Credentials, SecretError> {
 }
 
 /// Reads at most one byte more than [`MAX_SECRET_BYTES`] (the parser then refuses it by
-/// size) and tells a file that cannot be read from one that is not text.
+/// size) and tells a file that cannot be read from one that is not text. Only a regular
+/// file is read, and it is opened without blocking: a FIFO nobody writes (or a device)
+/// would otherwise hang the start beyond `--wait-timeout` and SIGTERM. Symlinks are
+/// followed: Kubernetes secret volumes and CSI mounts are made of them.
 fn read_secret_file(path: &Path, origin: &str) -> Result<SecretString, SecretError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let read_err = |source| SecretError::FileRead {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(read_err)?;
+    if !file.metadata().map_err(read_err)?.file_type().is_file() {
+        return Err(read_err(std::io::Error::other(
+            "not a regular file (a FIFO, device or directory)",
+        )));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_SECRET_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
