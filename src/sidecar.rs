@@ -142,6 +142,12 @@ fn publish(
 fn start(command: &str, config: &Config) -> Result<(State, Option<Ahead>), Error> {
     log_start(command, config);
     let writer = Writer::new(&config.out_dir, config.owner)?;
+    if writer.exposed_to_other_users() {
+        tracing::warn!(
+            out_dir = %config.out_dir.display(),
+            "the out-dir is writable by other users and the sidecar runs as root: they can swap the published files for their own; use --drop-to, or a volume only the sidecar may write (chmod 0755, or the sticky bit)"
+        );
+    }
     let state = State::start(writer)?;
     let local = config.iam.is_none() && !matches!(config.source, Source::SecretsManager { .. });
     // A source that cannot be read now is the wait's to report, with its retries.

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -327,4 +327,109 @@ fn a_foreign_pgpass_is_replaced_with_the_right_owner() {
         );
     }
     figure("fault_foreign_pgpass", 2);
+}
+
+/// Two sidecars started together on one out-dir, 40 times: both become ready, and
+/// `health`'s ready always comes with a whole set behind `..data` (a start-up sweep of one
+/// no longer removes the version the other is about to swap in).
+#[test]
+fn two_sidecars_on_one_out_dir_never_leave_a_torn_set_marked_ready() {
+    let pg = shared_pg();
+    let (user, db) = role("pair-pw");
+    let secret = secret_json("127.0.0.1", pg.port, &user, "pair-pw", &db);
+    let root = tempfile::tempdir().expect("tempdir");
+    for pair in 0..40 {
+        let out = root.path().join(format!("out{pair}"));
+        let start = || {
+            sidecar()
+                .args(["once", "--wait-timeout", "30s", "--out-dir"])
+                .arg(&out)
+                .env("DB_SECRET", &secret)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        };
+        let (a, b) = (start(), start());
+        for child in [a, b] {
+            let o = child.wait_with_output().expect("wait");
+            assert_exit(&o, 0);
+        }
+        assert!(health(&out).status.success(), "pair {pair}: not ready");
+        for f in CREDENTIAL_FILES {
+            let meta = fs::metadata(out.join("..data").join(f));
+            assert!(meta.is_ok_and(|m| m.is_file()), "pair {pair}: {f} missing");
+        }
+    }
+    figure("outdir_concurrent_pairs", 40);
+}
+
+/// An out-dir anyone may write (an emptyDir is 0777) with a root sidecar: another user
+/// who swaps each new `..v.*` directory for a symlink into a directory of root's cannot
+/// make the sidecar write or chmod there; each start is ready (the race lost) or fails
+/// with 73, and the sidecar warns about such an out-dir.
+#[test]
+fn a_version_directory_swapped_for_a_symlink_is_never_written_through() {
+    require_root("the sidecar runs as root beside an attacker");
+    let pg = shared_pg();
+    let (user, db) = role("race-pw");
+    let secret = secret_json("127.0.0.1", pg.port, &user, "race-pw", &db);
+    let root = tempfile::tempdir().expect("tempdir");
+    let private = root.path().join("private");
+    fs::create_dir(&private).expect("private");
+    fs::write(private.join("keep"), "root's").expect("keep");
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
+    fs::set_permissions(private.join("keep"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (mut ready, mut refused, mut warned) = (0, 0, 0);
+    for run in 0..20 {
+        let out = root.path().join(format!("out{run}"));
+        fs::create_dir(&out).expect("out");
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The attacker: polls the out-dir and swaps every new version directory.
+        let attacker = {
+            let (out, private, stop) = (out.clone(), private.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut swapped = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for e in fs::read_dir(&out).into_iter().flatten().flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let is_dir = fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir());
+                        if name.starts_with("..v.") && is_dir {
+                            let aside = out.join(format!("aside{swapped}"));
+                            if fs::rename(e.path(), &aside).is_ok() {
+                                let _ = symlink(&private, e.path());
+                                swapped += 1;
+                            }
+                        }
+                    }
+                }
+                swapped
+            })
+        };
+        let o = once(&out, &secret, &[]);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let swapped = attacker.join().expect("attacker");
+        match o.status.code() {
+            Some(0) => ready += 1,
+            Some(73) => refused += 1,
+            other => panic!("run {run}: exit {other:?}: {}", stderr(&o)),
+        }
+        warned += usize::from(stderr(&o).contains("writable by other users"));
+        let names: Vec<String> = fs::read_dir(&private)
+            .expect("private")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["keep"],
+            "run {run} ({swapped} swaps): written through"
+        );
+        let mode = fs::metadata(&private).expect("private").mode() & 0o777;
+        assert_eq!(mode, 0o700, "run {run}: the private directory was chmodded");
+    }
+    assert_eq!(warned, 20, "every start warns about the out-dir");
+    assert_eq!(ready + refused, 20);
+    figure("outdir_swaps_refused", refused);
 }

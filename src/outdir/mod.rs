@@ -118,6 +118,29 @@ impl Writer {
         &self.dir
     }
 
+    /// Whether this process runs as root and another user may rename or replace what is
+    /// in the out-dir (writable by group or others, without the sticky bit, like an
+    /// emptyDir): the writes stay inside it, but the app may be shown someone else's files.
+    pub fn exposed_to_other_users(&self) -> bool {
+        let Ok(meta) = fs::metadata(&self.dir) else {
+            return false;
+        };
+        let mode = meta.mode();
+        rustix::process::geteuid().is_root() && mode & 0o022 != 0 && mode & 0o1000 == 0
+    }
+
+    /// An exclusive lock on the out-dir (flock on the directory itself), released on
+    /// drop: two sidecars given one out-dir take turns sweeping and publishing, so one's
+    /// start-up sweep never removes a version the other is about to swap in.
+    fn lock(&self) -> Result<std::os::fd::OwnedFd, WriteError> {
+        use rustix::fs::{FlockOperation, Mode, OFlags, flock, open};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir =
+            open(&self.dir, flags, Mode::empty()).map_err(|e| self.error("open", "")(e.into()))?;
+        flock(&dir, FlockOperation::LockExclusive).map_err(|e| self.error("lock", "")(e.into()))?;
+        Ok(dir)
+    }
+
     fn error(&self, op: &'static str, name: &str) -> impl FnOnce(io::Error) -> WriteError {
         let path = self.dir.join(name);
         move |source| WriteError { op, path, source }
@@ -163,6 +186,7 @@ impl Writer {
         last: Option<(&File, &str)>,
         ahead: Option<Ahead>,
     ) -> Result<Vec<&'static str>, WriteError> {
+        let _lock = self.lock()?;
         let current = self.current_version();
         let changed: Vec<&'static str> = set
             .iter()
@@ -171,8 +195,11 @@ impl Writer {
             .collect();
         let mut renames = Vec::new();
         let mut version = None;
-        // Written ahead for exactly this set, or dropped (and removed) before writing anew.
-        let ahead = ahead.and_then(|a| a.take(set));
+        // Written ahead for exactly this set and still whole (another sidecar's sweep may
+        // have removed it), or dropped (and removed) before writing anew.
+        let ahead = ahead
+            .and_then(|a| a.take(set))
+            .filter(|dir| set.iter().all(|f| self.is_current(dir.path(), f)));
         if !changed.is_empty() {
             let dir = match ahead {
                 Some(dir) => dir,
@@ -217,29 +244,55 @@ impl Writer {
     }
 
     /// A new version directory holding `set`, every file and the directory fsynced.
+    ///
+    /// Whoever else can write the out-dir (an emptyDir is 0777) may swap the fresh
+    /// directory for a symlink at any moment, so after `mkdir` nothing is done by path:
+    /// the directory is opened once with `O_NOFOLLOW` and must be ours (this uid), and its
+    /// mode, its files (`O_CREAT|O_EXCL|O_NOFOLLOW`) and its
+    /// fsync go through that descriptor. At the end the name must still be that very
+    /// directory, or the version is refused.
     fn write_version(&self, set: &[File]) -> Result<tempfile::TempDir, WriteError> {
+        use rustix::fs::{Mode, OFlags, fchmod, fstat, openat};
         let dir = tempfile::Builder::new()
             .prefix(VERSION_PREFIX)
             .suffix("")
+            // Private until it is whole; opened up through the descriptor below.
+            .permissions(Permissions::from_mode(0o700))
             .tempdir_in(&self.dir)
             .map_err(self.error("create a version directory in", ""))?;
-        let path = dir.path().to_path_buf();
-        let name = dir_name(&path);
-        // Readable by the app's user, whatever it is; each file's own mode guards it.
-        fs::set_permissions(&path, Permissions::from_mode(0o755))
-            .map_err(self.error("set the mode of", &name))?;
-        for f in set {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(f.mode)
-                .open(path.join(f.name))
-                .map_err(self.error("create", f.name))?;
-            self.fill(&mut file, f, true)?;
+        let name = dir_name(dir.path());
+        let failed = |op| {
+            let err = self.error(op, &name);
+            move |e: rustix::io::Errno| err(e.into())
+        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(dir.path(), flags, Mode::empty()).map_err(failed("open"))?;
+        let made = fstat(&fd).map_err(failed("stat"))?;
+        if made.st_uid != rustix::process::geteuid().as_raw() {
+            return Err(self.error("write", &name)(io::Error::other(
+                "the new version directory was replaced while it was written (another user can write the out-dir)",
+            )));
         }
-        FsFile::open(&path)
-            .and_then(|d| d.sync_all())
-            .map_err(self.error("fsync", &name))?;
+        // Readable by the app's user, whatever it is; each file's own mode guards it.
+        fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(failed("set the mode of"))?;
+        for f in set {
+            let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+            let file = openat(
+                &fd,
+                f.name,
+                create | OFlags::CLOEXEC,
+                Mode::from_raw_mode(f.mode),
+            )
+            .map_err(|e| self.error("create", f.name)(e.into()))?;
+            self.fill(&mut FsFile::from(file), f, true)?;
+        }
+        rustix::fs::fsync(&fd).map_err(failed("fsync"))?;
+        let now = fs::symlink_metadata(dir.path()).map_err(self.error("stat", &name))?;
+        if now.dev() != made.st_dev || now.ino() != made.st_ino {
+            return Err(self.error("write", &name)(io::Error::other(
+                "the version directory was replaced while it was written (another user can write the out-dir)",
+            )));
+        }
         Ok(dir)
     }
 
@@ -364,6 +417,7 @@ impl Writer {
     /// version directories `..data` does not point to; nothing else is touched. Returns
     /// how many were removed.
     pub fn sweep(&self) -> Result<usize, WriteError> {
+        let _lock = self.lock()?;
         let entries = fs::read_dir(&self.dir).map_err(self.error("list", ""))?;
         let current = self.current_version();
         let mut removed = 0;
