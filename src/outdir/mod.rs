@@ -438,6 +438,9 @@ impl Writer {
             match result {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Another sidecar on this out-dir is filling it (a version written ahead
+                // outside the lock): left for it, which checks it is whole before use.
+                Err(e) if is_dir && e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
                 Err(source) => return Err(self.error("remove", name)(source)),
             }
         }
