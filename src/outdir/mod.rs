@@ -151,6 +151,8 @@ impl Writer {
     /// process (`status.json`): after a crash it is stale or empty at worst, which reads as
     /// "not ready", and the next start replaces it. Returns whether the file changed.
     pub fn replace(&self, file: &File) -> Result<bool, WriteError> {
+        // Under the lock: another sidecar's start-up sweep would take the temporary.
+        let _lock = self.lock()?;
         if self.is_current(&self.dir, file) {
             return Ok(false);
         }
