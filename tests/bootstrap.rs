@@ -68,6 +68,28 @@ fn run(out: &Path, role: &str, password: &str) -> Output {
         .expect("runs")
 }
 
+/// `run` on the app secret in the file `secret`, with the shared admin, refreshing every
+/// `interval`.
+fn run_with_admin(secret: &Path, out: &Path, interval: &str) -> std::process::Child {
+    sidecar()
+        .args([
+            "run",
+            "--refresh-interval",
+            interval,
+            "--wait-timeout",
+            "30s",
+        ])
+        .args(["--admin-secret-env", "ADMIN_SECRET", "--secret-file"])
+        .arg(secret)
+        .arg("--out-dir")
+        .arg(out)
+        .env("ADMIN_SECRET", admin_json(ADMIN, Some(ADMIN_PW)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run")
+}
+
 /// Lines of the server log saying `user` logged in.
 fn logins(user: &str) -> usize {
     pg().log()
@@ -269,23 +291,7 @@ fn a_rotated_password_is_set_through_the_admin_then_published() {
         .expect("secret")
     };
     write("pw-rot-1");
-    let child = sidecar()
-        .args([
-            "run",
-            "--refresh-interval",
-            "300ms",
-            "--wait-timeout",
-            "30s",
-        ])
-        .args(["--admin-secret-env", "ADMIN_SECRET", "--secret-file"])
-        .arg(&secret)
-        .arg("--out-dir")
-        .arg(&out)
-        .env("ADMIN_SECRET", admin_json(ADMIN, Some(ADMIN_PW)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
+    let child = run_with_admin(&secret, &out, "300ms");
     wait_for("ready", 60, || health(&out).status.success());
     write("pw-rot-2");
     wait_for("the rotation published", 60, || {
@@ -512,17 +518,7 @@ fn a_rotation_naming_an_existing_role_does_not_take_it_over() {
         .expect("secret")
     };
     write("app_hup", "pw-hup-1");
-    let child = sidecar()
-        .args(["run", "--refresh-interval", "0", "--wait-timeout", "30s"])
-        .args(["--admin-secret-env", "ADMIN_SECRET", "--secret-file"])
-        .arg(&secret)
-        .arg("--out-dir")
-        .arg(&out)
-        .env("ADMIN_SECRET", admin_json(ADMIN, Some(ADMIN_PW)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
+    let child = run_with_admin(&secret, &out, "0");
     wait_for("ready", 60, || health(&out).status.success());
     write("auditor", "attacker-pw");
     let hup = Command::new("kill")

@@ -197,39 +197,17 @@ type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 pub struct Guarded {
     connecting: Option<Connecting>,
     socket: Option<TcpStream>,
+    talk: Conversation,
+}
+
+/// What the guard knows of the conversation: where it is, and the server's messages.
+#[derive(Debug)]
+struct Conversation {
     phase: Phase,
     framing: Framing,
 }
 
-impl Guarded {
-    /// A connection to `host:port`, opened on first use. `allow`: `--allow-insecure-auth`,
-    /// clear-text and MD5 requests are answered (the other checks stay).
-    pub fn new(host: &str, port: u16, allow: bool) -> Self {
-        let host = host.to_string();
-        Self {
-            connecting: Some(Box::pin(async move {
-                let socket = TcpStream::connect((host.as_str(), port)).await?;
-                socket.set_nodelay(true)?;
-                Ok(socket)
-            })),
-            socket: None,
-            phase: Phase::Start,
-            framing: Framing::new(!allow),
-        }
-    }
-
-    fn poll_socket(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut TcpStream>> {
-        if let Some(connecting) = self.connecting.as_mut() {
-            let socket = ready!(connecting.as_mut().poll(cx))?;
-            self.connecting = None;
-            self.socket = Some(socket);
-        }
-        match self.socket.as_mut() {
-            Some(s) => Poll::Ready(Ok(s)),
-            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
+impl Conversation {
     /// Looks at bytes the server sent.
     fn inspect(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         let result = self.follow(&mut bytes);
@@ -255,6 +233,56 @@ impl Guarded {
         }
         Ok(())
     }
+}
+
+/// Reads from `inner` into `buf` and shows the new bytes to `inspect`; bytes it refuses
+/// are taken back out of `buf`, so the driver never reads what the guard did not
+/// understand.
+fn read_inspected<R: AsyncRead + Unpin>(
+    inner: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    inspect: impl FnOnce(&[u8]) -> io::Result<()>,
+) -> Poll<io::Result<()>> {
+    let before = buf.filled().len();
+    ready!(Pin::new(inner).poll_read(cx, buf))?;
+    let result = inspect(&buf.filled()[before..]);
+    if result.is_err() {
+        buf.set_filled(before);
+    }
+    Poll::Ready(result)
+}
+
+impl Guarded {
+    /// A connection to `host:port`, opened on first use. `allow`: `--allow-insecure-auth`,
+    /// clear-text and MD5 requests are answered (the other checks stay).
+    pub fn new(host: &str, port: u16, allow: bool) -> Self {
+        let host = host.to_string();
+        Self {
+            connecting: Some(Box::pin(async move {
+                let socket = TcpStream::connect((host.as_str(), port)).await?;
+                socket.set_nodelay(true)?;
+                Ok(socket)
+            })),
+            socket: None,
+            talk: Conversation {
+                phase: Phase::Start,
+                framing: Framing::new(!allow),
+            },
+        }
+    }
+
+    fn poll_socket(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut TcpStream>> {
+        if let Some(connecting) = self.connecting.as_mut() {
+            let socket = ready!(connecting.as_mut().poll(cx))?;
+            self.connecting = None;
+            self.socket = Some(socket);
+        }
+        match self.socket.as_mut() {
+            Some(s) => Poll::Ready(Ok(s)),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
 
     fn refused() -> io::Error {
         io::Error::new(
@@ -271,18 +299,15 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.phase == Phase::Refused {
+        if this.talk.phase == Phase::Refused {
             return Poll::Ready(Err(Self::refused()));
         }
-        let before = buf.filled().len();
-        let socket = ready!(this.poll_socket(cx))?;
-        ready!(Pin::new(socket).poll_read(cx, buf))?;
-        let result = this.inspect(&buf.filled()[before..]);
-        if result.is_err() {
-            // Bytes not understood never reach the driver.
-            buf.set_filled(before);
-        }
-        Poll::Ready(result)
+        ready!(this.poll_socket(cx))?;
+        let Some(socket) = this.socket.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let talk = &mut this.talk;
+        read_inspected(socket, cx, buf, |bytes| talk.inspect(bytes))
     }
 }
 
@@ -293,10 +318,11 @@ impl AsyncWrite for Guarded {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match this.phase {
+        let phase = &mut this.talk.phase;
+        match phase {
             Phase::Refused => return Poll::Ready(Err(Self::refused())),
-            Phase::Start if buf.starts_with(&SSL_REQUEST) => this.phase = Phase::SslAnswer,
-            Phase::Start => this.phase = Phase::Plain,
+            Phase::Start if buf.starts_with(&SSL_REQUEST) => *phase = Phase::SslAnswer,
+            Phase::Start => *phase = Phase::Plain,
             _ => {}
         }
         let socket = ready!(this.poll_socket(cx))?;
@@ -362,16 +388,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         if this.refused {
             return Poll::Ready(Err(Guarded::refused()));
         }
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        match this.framing.feed(&buf.filled()[before..]) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(r) => {
-                this.refused = true;
-                buf.set_filled(before);
-                Poll::Ready(Err(r.into()))
-            }
-        }
+        let (framing, refused) = (&mut this.framing, &mut this.refused);
+        read_inspected(&mut this.inner, cx, buf, |bytes| {
+            let fed = framing.feed(bytes);
+            *refused = fed.is_err();
+            fed.map_err(io::Error::from)
+        })
     }
 }
 
@@ -465,29 +487,30 @@ mod tests {
     fn an_answer_to_the_ssl_request_other_than_s_or_n_is_refused() {
         for byte in [b'E', b'X', 0, b'R'] {
             let mut g = Guarded::new("127.0.0.1", 1, true);
-            g.phase = Phase::SslAnswer;
-            let err = g.inspect(&[byte]).expect_err("refused");
+            g.talk.phase = Phase::SslAnswer;
+            let err = g.talk.inspect(&[byte]).expect_err("refused");
             assert!(err.to_string().contains("neither S nor N"), "{err}");
-            assert_eq!(g.phase, Phase::Refused);
+            assert_eq!(g.talk.phase, Phase::Refused);
         }
     }
 
     #[test]
     fn the_guard_steps_aside_once_tls_is_agreed() {
         let mut g = Guarded::new("127.0.0.1", 1, false);
-        g.phase = Phase::SslAnswer;
+        g.talk.phase = Phase::SslAnswer;
         // Under TLS the bytes are encrypted; whatever they look like is not looked at.
-        g.inspect(b"S").expect("tls");
-        g.inspect(&auth(3, b"")).expect("not read under TLS");
+        g.talk.inspect(b"S").expect("tls");
+        g.talk.inspect(&auth(3, b"")).expect("not read under TLS");
         let mut plain = Guarded::new("127.0.0.1", 1, false);
-        plain.phase = Phase::SslAnswer;
+        plain.talk.phase = Phase::SslAnswer;
         let refused = [vec![b'N'], auth(3, b"")].concat();
-        let err = plain.inspect(&refused).expect_err("refused");
+        let err = plain.talk.inspect(&refused).expect_err("refused");
         assert!(err.to_string().contains("clear text"), "{err}");
-        assert_eq!(plain.phase, Phase::Refused);
+        assert_eq!(plain.talk.phase, Phase::Refused);
         let mut allowed = Guarded::new("127.0.0.1", 1, true);
-        allowed.phase = Phase::Plain;
+        allowed.talk.phase = Phase::Plain;
         allowed
+            .talk
             .inspect(&auth(3, b""))
             .expect("--allow-insecure-auth");
     }

@@ -252,8 +252,8 @@ pub struct LoginAttempt<'a> {
     /// passing reason).
     bootstrap_next: bool,
     bootstrapped: bool,
-    /// The app target was checked against the admin's (once per wait).
-    admin_checked: bool,
+    /// The admin login, read from its source once per wait.
+    admin_target: Option<Target>,
 }
 
 impl<'a> LoginAttempt<'a> {
@@ -276,7 +276,7 @@ impl<'a> LoginAttempt<'a> {
             admin: None,
             bootstrap_next: false,
             bootstrapped: false,
-            admin_checked: false,
+            admin_target: None,
         }
     }
 
@@ -413,39 +413,45 @@ impl<'a> LoginAttempt<'a> {
 }
 
 impl LoginAttempt<'_> {
-    /// The admin login for `app`, checked against it (`bootstrap::check_roles`): the app
-    /// role is not the admin, its names are not reserved.
+    /// The admin login (read once per wait), checked against `app`
+    /// (`bootstrap::check_roles`: the app role is not the admin, its names are not
+    /// reserved); `None` without an admin source.
     async fn admin_target(&mut self, app: &Target) -> Result<Option<Target>, Failure> {
-        let Some(admin) = self.admin.as_deref_mut() else {
+        let Some(source) = self.admin.as_deref_mut() else {
             return Ok(None);
         };
-        let admin = admin
-            .admin_target(app, &self.provisioning.maintenance_database)
-            .await
-            .map_err(|e| Failure {
-                verdict: if e.is_retryable() {
-                    Verdict::Retry(Pace::Backoff)
-                } else {
-                    Verdict::Fatal
-                },
-                error: e.into(),
-            })?;
+        let admin = match &self.admin_target {
+            Some(admin) => admin.clone(),
+            None => source
+                .admin_target(app, &self.provisioning.maintenance_database)
+                .await
+                .map_err(|e| Failure {
+                    verdict: if e.is_retryable() {
+                        Verdict::Retry(Pace::Backoff)
+                    } else {
+                        Verdict::Fatal
+                    },
+                    error: e.into(),
+                })?,
+        };
         check_roles(&admin, app).map_err(|e| Failure {
             verdict: Verdict::Fatal,
             error: AttemptError::Bootstrap(e),
         })?;
-        self.admin_checked = true;
+        self.admin_target = Some(admin.clone());
         Ok(Some(admin))
     }
 
-    /// Sets `app` up through the admin login (`bootstrap`).
-    async fn bootstrap(&mut self, app: &Target, elapsed: Duration) -> Result<(), Failure> {
-        let Some(admin) = self.admin_target(app).await? else {
-            return Ok(());
-        };
+    /// Sets `app` up through the `admin` login (`bootstrap`).
+    async fn bootstrap(
+        &mut self,
+        admin: &Target,
+        app: &Target,
+        elapsed: Duration,
+    ) -> Result<(), Failure> {
         let tls = self.tls.for_host(&admin.host);
         let iam = self.signer.is_some();
-        let done = bootstrap(&admin, app, iam, self.provisioning.create, tls)
+        let done = bootstrap(admin, app, iam, self.provisioning.create, tls)
             .await
             .map_err(|e| self.bootstrap_failure(e, elapsed))?;
         self.bootstrapped = true;
@@ -496,12 +502,13 @@ impl Attempt for LoginAttempt<'_> {
 
     async fn attempt(&mut self, _n: u32, elapsed: Duration) -> Result<Ready, Failure> {
         let resolved = self.resolved().await?;
-        if std::mem::take(&mut self.bootstrap_next) {
-            self.bootstrap(&resolved.target, elapsed).await?;
-        } else if !self.admin_checked {
-            // Every start with an admin secret, not only one that bootstraps: the app's
-            // files must never carry the master's credentials.
-            self.admin_target(&resolved.target).await?;
+        // Checked on every start with an admin secret, not only one that bootstraps: the
+        // app's files must never carry the master's credentials.
+        let admin = self.admin_target(&resolved.target).await?;
+        if std::mem::take(&mut self.bootstrap_next)
+            && let Some(admin) = &admin
+        {
+            self.bootstrap(admin, &resolved.target, elapsed).await?;
         }
         let provision = self.provision_next.then_some(self.provisioning);
         let tls = self.tls.for_host(&resolved.target.host);

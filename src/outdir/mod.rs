@@ -31,8 +31,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 mod ahead;
+mod version;
 
 pub use ahead::Ahead;
+use version::is_version;
 
 /// `--owner UID[:GID]`: who owns the rendered files (the app's user, so libpq accepts a
 /// 0600 pgpass).
@@ -61,8 +63,6 @@ pub struct WriteError {
 
 /// The symlink whose target is the current version's directory.
 pub const DATA_LINK: &str = "..data";
-/// Version directories are this prefix + six random characters.
-const VERSION_PREFIX: &str = "..v.";
 /// Temporary names are `.NAME.` + six random characters + this suffix.
 const TEMP_SUFFIX: &str = ".tmp";
 
@@ -75,11 +75,6 @@ fn is_temporary(name: &str) -> bool {
         return false;
     };
     head.len() > 1 && head.starts_with('.') && is_random(random)
-}
-
-/// Whether `name` is a version directory's name.
-fn is_version(name: &str) -> bool {
-    name.strip_prefix(VERSION_PREFIX).is_some_and(is_random)
 }
 
 /// tempfile's six random characters.
@@ -243,59 +238,6 @@ impl Writer {
             self.remove_links_outside(set);
         }
         Ok(changed)
-    }
-
-    /// A new version directory holding `set`, every file and the directory fsynced.
-    ///
-    /// Whoever else can write the out-dir (an emptyDir is 0777) may swap the fresh
-    /// directory for a symlink at any moment, so after `mkdir` nothing is done by path:
-    /// the directory is opened once with `O_NOFOLLOW` and must be ours (this uid), and its
-    /// mode, its files (`O_CREAT|O_EXCL|O_NOFOLLOW`) and its
-    /// fsync go through that descriptor. At the end the name must still be that very
-    /// directory, or the version is refused.
-    fn write_version(&self, set: &[File]) -> Result<tempfile::TempDir, WriteError> {
-        use rustix::fs::{Mode, OFlags, fchmod, fstat, openat};
-        let dir = tempfile::Builder::new()
-            .prefix(VERSION_PREFIX)
-            .suffix("")
-            // Private until it is whole; opened up through the descriptor below.
-            .permissions(Permissions::from_mode(0o700))
-            .tempdir_in(&self.dir)
-            .map_err(self.error("create a version directory in", ""))?;
-        let name = dir_name(dir.path());
-        let failed = |op| {
-            let err = self.error(op, &name);
-            move |e: rustix::io::Errno| err(e.into())
-        };
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(dir.path(), flags, Mode::empty()).map_err(failed("open"))?;
-        let made = fstat(&fd).map_err(failed("stat"))?;
-        if made.st_uid != rustix::process::geteuid().as_raw() {
-            return Err(self.error("write", &name)(io::Error::other(
-                "the new version directory was replaced while it was written (another user can write the out-dir)",
-            )));
-        }
-        // Readable by the app's user, whatever it is; each file's own mode guards it.
-        fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(failed("set the mode of"))?;
-        for f in set {
-            let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-            let file = openat(
-                &fd,
-                f.name,
-                create | OFlags::CLOEXEC,
-                Mode::from_raw_mode(f.mode),
-            )
-            .map_err(|e| self.error("create", f.name)(e.into()))?;
-            self.fill(&mut FsFile::from(file), f, true)?;
-        }
-        rustix::fs::fsync(&fd).map_err(failed("fsync"))?;
-        let now = fs::symlink_metadata(dir.path()).map_err(self.error("stat", &name))?;
-        if now.dev() != made.st_dev || now.ino() != made.st_ino {
-            return Err(self.error("write", &name)(io::Error::other(
-                "the version directory was replaced while it was written (another user can write the out-dir)",
-            )));
-        }
-        Ok(dir)
     }
 
     /// Mode (exactly: the umask may have narrowed it at creation), owner, then the bytes,
