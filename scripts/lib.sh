@@ -126,3 +126,37 @@ ensure_aarch64_toolchain() {
   # its own keeps rustup's x86_64 builds in target/ from being rebuilt each time.
   export CARGO_TARGET_DIR="$PWD/target/aarch64"
 }
+
+# ensure_clients: the client matrix's libraries (scripts/clients). Debian's elixir,
+# ruby-pg and libpostgresql-jdbc-java (the JDK is on the machine); node-pg unpacked from
+# its .debs into target/node-pg (installing it conflicts with the machine's own Node 20);
+# psycopg 3 and asyncpg in $VENV. Exports NODE_PG_PATH.
+PSYCOPG_VERSION="3.3.9"
+ASYNCPG_VERSION="0.32.0"
+ensure_clients() {
+  local need=()
+  command -v elixir >/dev/null || need+=(elixir)
+  command -v ruby >/dev/null && ruby -rpg -e '' 2>/dev/null || need+=(ruby-pg)
+  [ -e /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
+  command -v java >/dev/null || need+=(default-jdk-headless)
+  command -v node >/dev/null || need+=(nodejs)
+  [ "${#need[@]}" -eq 0 ] || apt_install "${need[@]}"
+  local root="$PWD/target/node-pg"
+  if [ ! -e "$root/usr/share/nodejs/pg/package.json" ]; then
+    echo "==> unpacking node-pg into $root"
+    local debs
+    debs=$(mktemp -d)
+    chmod 755 "$debs"
+    (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root \
+      node-pg node-split2 node-xtend node-readable-stream) >/dev/null
+    rm -rf "$root" && mkdir -p "$root"
+    for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$root"; done
+    rm -rf "$debs"
+  fi
+  export NODE_PG_PATH="$root/usr/share/nodejs"
+  if ! "$VENV/bin/python" -c "import psycopg, asyncpg" >/dev/null 2>&1; then
+    echo "==> installing psycopg $PSYCOPG_VERSION and asyncpg $ASYNCPG_VERSION into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+      "psycopg[binary]==$PSYCOPG_VERSION" "asyncpg==$ASYNCPG_VERSION"
+  fi
+}

@@ -171,6 +171,7 @@ fn five_hundred_kills_mid_render_leave_no_torn_file() {
             "..data",
             "..v.XXXXXX",
             "application.profile",
+            "password",
             "pg_service.conf",
             "pgpass",
             "ready",

@@ -57,6 +57,7 @@ fn env_secret_renders_files_that_psql_uses_and_health_turns_green() {
             "..data",
             "..v.XXXXXX",
             "application.profile",
+            "password",
             "pg_service.conf",
             "pgpass",
             "ready",
@@ -64,10 +65,21 @@ fn env_secret_renders_files_that_psql_uses_and_health_turns_green() {
         ]
     );
     // The credential files are links into the current version, made once.
-    for name in ["application.profile", "pg_service.conf", "pgpass"] {
+    for name in [
+        "application.profile",
+        "password",
+        "pg_service.conf",
+        "pgpass",
+    ] {
         let link = std::fs::read_link(out.path().join(name)).expect("a symlink");
         assert_eq!(link, Path::new("..data").join(name));
     }
+    // The password alone, byte for byte, for clients that read it per connection.
+    assert_eq!(
+        std::fs::read(out.path().join("password")).expect("password"),
+        b"simple-pass"
+    );
+    assert_eq!(mode(&out.path().join("password")), 0o600);
     assert_eq!(mode(&out.path().join("pgpass")), 0o600);
     assert_eq!(mode(&out.path().join("application.profile")), 0o600);
     assert_eq!(mode(&out.path().join("pg_service.conf")), 0o644);

@@ -26,9 +26,11 @@ pub const PGPASS: &str = "pgpass";
 pub const SERVICE_FILE: &str = "pg_service.conf";
 pub const PROFILE: &str = "application.profile";
 pub const CA_FILE: &str = "rds-ca.pem";
-/// With IAM authentication: the current token alone, for clients that read a password per
-/// connection (Ecto's `configure:` callback).
+/// The current password (or IAM token) alone, for every kind of auth: the file a client
+/// re-reads at each new connection (Ecto's `configure:`, node-postgres, asyncpg).
 pub const PASSWORD_FILE: &str = "password";
+/// The profile variable naming [`PASSWORD_FILE`] as the app sees it.
+pub const PASSWORD_FILE_VAR: &str = "AURORA_SIDECAR_PASSWORD_FILE";
 
 /// What `render` prints in place of the password unless `--show-secrets`.
 pub const MASK: &str = "********";
@@ -60,8 +62,7 @@ pub struct Inputs<'a> {
     /// The out-dir as the application container sees it (`--app-dir`): paths inside the
     /// rendered files point there.
     pub app_dir: &'a Path,
-    /// The password is an IAM token that expires: the `password` file is written and the
-    /// profile says so.
+    /// The password is an IAM token that expires: the profile says so.
     pub iam: bool,
     /// The sidecar required SCRAM channel binding (verify-full with a password): the app's
     /// own libpq connections are bound too (`channel_binding=require`, libpq 13+).
@@ -180,6 +181,14 @@ pub fn environment(i: &Inputs<'_>) -> Vec<(&'static str, String)> {
         ),
         ("PGPASSFILE", i.app_path(PGPASS).display().to_string()),
         ("PGSERVICE", i.service_name.to_string()),
+        // The mode the sidecar logged in with, for clients configured outside libpq's
+        // service file (the Phoenix runtime.exs turns it into Ecto's `ssl:`), so an app
+        // never runs with less TLS than the sidecar used.
+        ("PGSSLMODE", i.sslmode.as_str().to_string()),
+        (
+            PASSWORD_FILE_VAR,
+            i.app_path(PASSWORD_FILE).display().to_string(),
+        ),
     ];
     if let Some(ca) = i.ca_path() {
         vars.push(("PGSSLROOTCERT", ca.display().to_string()));
@@ -195,11 +204,17 @@ pub fn profile(i: &Inputs<'_>) -> String {
             out,
             "# IAM authentication: the password in DATABASE_URL is a token that expires 15 minutes\n\
              # after it was signed. Fine for a one-off run (migrations); a connection pool must read\n\
-             # {} (Ecto: the Repo's configure: callback) or use PGPASSFILE (libpq re-reads it\n\
-             # for every connection). aurora-sidecar run renews both before the token expires.",
-            i.app_path(PASSWORD_FILE).display()
+             # the password file at each new connection (see below). aurora-sidecar run renews\n\
+             # it before the token expires."
         );
     }
+    let _ = writeln!(
+        out,
+        "# A connection pool reads the current password at each new connection from\n\
+         # AURORA_SIDECAR_PASSWORD_FILE (Ecto: the Repo's configure: callback) or PGPASSFILE\n\
+         # (libpq re-reads it for every connection): DATABASE_URL is read once, so after a\n\
+         # rotation it holds the old password until the app restarts."
+    );
     for (k, v) in environment(i) {
         let _ = writeln!(out, "export {k}={}", shell_quote(&v));
     }
@@ -207,10 +222,10 @@ pub fn profile(i: &Inputs<'_>) -> String {
 }
 
 /// The files in publishing order (the CA first: the others refer to it), with their
-/// modes. `application.profile` holds the password in `DATABASE_URL`, hence 0600; pgpass
-/// is 0600 because libpq ignores it otherwise.
+/// modes. `application.profile` and `password` hold the password, hence 0600; pgpass is
+/// 0600 because libpq ignores it otherwise.
 pub fn files(i: &Inputs<'_>, ca: Option<&[u8]>) -> Vec<File> {
-    let mut out = Vec::with_capacity(4);
+    let mut out = Vec::with_capacity(5);
     if let Some(ca) = ca {
         out.push(File {
             name: CA_FILE,
@@ -233,14 +248,12 @@ pub fn files(i: &Inputs<'_>, ca: Option<&[u8]>) -> Vec<File> {
         contents: profile(i).into_bytes(),
         mode: 0o600,
     });
-    if i.iam {
-        out.push(File {
-            name: PASSWORD_FILE,
-            // No newline: the file is the password, byte for byte.
-            contents: i.password().as_bytes().to_vec(),
-            mode: 0o600,
-        });
-    }
+    out.push(File {
+        name: PASSWORD_FILE,
+        // No newline: the file is the password, byte for byte.
+        contents: i.password().as_bytes().to_vec(),
+        mode: 0o600,
+    });
     out
 }
 
@@ -428,10 +441,14 @@ mod tests {
                 (CA_FILE, 0o644),
                 (PGPASS, 0o600),
                 (SERVICE_FILE, 0o644),
-                (PROFILE, 0o600)
+                (PROFILE, 0o600),
+                (PASSWORD_FILE, 0o600)
             ]
         );
-        assert_eq!(files(&i, None).len(), 3);
+        assert_eq!(files(&i, None).len(), 4);
+        // The password file is the password alone, whatever the kind of auth.
+        let password = files(&i, None).pop().map(|f| f.contents);
+        assert_eq!(password.as_deref(), Some(&b"pw"[..]));
     }
 
     #[test]
@@ -448,6 +465,8 @@ mod tests {
         assert!(p.contains("export PGPASSFILE='/run/aurora-sidecar/pgpass'\n"));
         assert!(p.contains("export PGSERVICE='app'\n"));
         assert!(p.contains("export PGSSLROOTCERT='/run/aurora-sidecar/rds-ca.pem'\n"));
+        assert!(p.contains("export PGSSLMODE='verify-full'\n"), "{p}");
+        assert!(p.contains("export AURORA_SIDECAR_PASSWORD_FILE='/run/aurora-sidecar/password'\n"));
     }
 
     /// Properties over arbitrary names and passwords (`cargo test`, 256 cases each; the
