@@ -53,7 +53,10 @@ class AppStack(Stack):
             writer=rds.ClusterInstance.serverless_v2("writer"),
             serverless_v2_min_capacity=0,
             serverless_v2_max_capacity=4,
-            # Pause after 5 idle minutes: the sidecar holds no connection while idle.
+            # Pause after 5 idle minutes. The sidecar holds no connection while idle, but a
+            # running app's connection pool does (Ecto keeps pool_size connections open and
+            # pinged): the cluster pauses only while no task runs (the service scaled to 0,
+            # or between scheduled tasks), or behind a pooler that closes idle connections.
             serverless_v2_auto_pause_duration=Duration.minutes(5),
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
