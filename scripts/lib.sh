@@ -147,6 +147,7 @@ ensure_clients() {
     local debs
     debs=$(mktemp -d)
     chmod 755 "$debs"
+    apt-get update -qq
     (cd "$debs" && apt-get download -qq -o APT::Sandbox::User=root \
       node-pg node-split2 node-xtend node-readable-stream) >/dev/null
     rm -rf "$root" && mkdir -p "$root"
