@@ -20,13 +20,15 @@ use tokio::net::TcpStream;
 
 use crate::class::ErrorClass;
 use crate::config::{Config, ConfigError};
-use crate::db::connect::{DbError, Stage, login};
+use crate::db::bootstrap::check_roles;
+use crate::db::connect::{DbError, Stage, hint, login};
 use crate::db::guard::{Guarded, SSL_REQUEST};
+use crate::db::remedy::{Context, Remedy, remedy};
 use crate::db::tls::{Tls, is_rds_host};
 use crate::error::exit_code_of;
 use crate::iam::Signer;
 use crate::modes::SslMode;
-use crate::report::{chain, printable};
+use crate::report::{chain, millis, printable};
 use crate::secret::{Credentials, Overrides, Resolver, Source, Target, build_target};
 
 /// How a step went.
@@ -130,7 +132,7 @@ impl Report {
         self.steps.push(Step {
             name,
             status,
-            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ms: millis(started.elapsed()),
             // Text from servers and files is shown escaped.
             detail: printable(&detail),
             hint: hint.map(|h| printable(&h)),
@@ -222,12 +224,18 @@ async fn walk(config: &Config, limit: Duration, report: &mut Report) -> Option<(
     let addrs = step(report, "dns", limit, dns(&target)).await?;
     step(report, "tcp", limit, tcp(&addrs)).await?;
     step(report, "tls", limit, tls_step(&target, addrs[0], tls)).await?;
-    let exists = step(report, "authentication", limit, authenticate(&target, tls)).await?;
+    let found = step(
+        report,
+        "authentication",
+        limit,
+        authenticate(config, &target, tls),
+    )
+    .await?;
     step(
         report,
         "database",
         limit,
-        database(config, &target, tls, exists),
+        database(config, &target, tls, found),
     )
     .await?;
     step(report, "out-dir", limit, out_dir(config)).await?;
@@ -657,9 +665,20 @@ fn common_name(name: &x509_cert::name::Name) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// One real login to the app database; `Some(false)` when it authenticated but the
-/// database does not exist.
-async fn authenticate(target: &Target, tls: &Tls) -> (Outcome, Option<bool>) {
+/// What the login step found, for the database step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    LoggedIn,
+    /// Authenticated, but the app database does not exist.
+    NoDatabase,
+    /// The login failed in a way a start puts right with the admin credentials first.
+    WouldBootstrap,
+}
+
+/// One real login to the app database. A failure the admin credentials would put right
+/// (`remedy`, as the wait decides it) is what a first start looks like: reported, not
+/// failed, and nothing is set up.
+async fn authenticate(config: &Config, target: &Target, tls: &Tls) -> (Outcome, Option<Found>) {
     match login(target, &target.database, tls).await {
         Ok(session) => {
             session.close().await;
@@ -668,15 +687,27 @@ async fn authenticate(target: &Target, tls: &Tls) -> (Outcome, Option<bool>) {
                     "logged in as {} (sslmode {})",
                     target.user, tls.mode
                 )),
-                Some(true),
+                Some(Found::LoggedIn),
             )
         }
         Err(e) => {
             let e = DbError::new(e, target, &target.database, Stage::Login, tls.mode);
+            let context = Context {
+                admin: config.admin.is_some(),
+                bootstrapped: false,
+                create: config.provisioning.create,
+            };
+            if remedy(e.class, e.stage, context) == Remedy::Bootstrap {
+                let detail = format!(
+                    "{} cannot log in yet ({}): a start would set the app role up with the admin credentials first (the admin step checks them); doctor sets nothing up",
+                    target.user, e.class
+                );
+                return (Outcome::Ok(detail), Some(Found::WouldBootstrap));
+            }
             if e.class == ErrorClass::MissingDatabase {
                 return (
                     Outcome::Ok(format!("{} authenticated", target.user)),
-                    Some(false),
+                    Some(Found::NoDatabase),
                 );
             }
             let hint = match e.class {
@@ -684,13 +715,10 @@ async fn authenticate(target: &Target, tls: &Tls) -> (Outcome, Option<bool>) {
                     "the password in the secret is not the user's: a rotation the database has not seen, or the wrong secret"
                 }
                 ErrorClass::TokenRejected => crate::iam::REJECTED_HINT,
-                ErrorClass::TlsRequired => {
-                    "the server only accepts TLS (rds.force_ssl): use --sslmode verify-full"
-                }
                 ErrorClass::AuthorizationRejected => {
                     "pg_hba rejects this user, host or database, or the user lacks LOGIN/CONNECT"
                 }
-                _ => "the server's message says why",
+                class => hint(class, Stage::Login).unwrap_or("the server's message says why"),
             };
             (Outcome::fail(e.class, chain(&e), hint), None)
         }
@@ -701,10 +729,25 @@ async fn database(
     config: &Config,
     target: &Target,
     tls: &Tls,
-    exists: bool,
+    found: Found,
 ) -> (Outcome, Option<()>) {
-    if !exists {
-        return missing_database(config, target, tls).await;
+    match found {
+        Found::LoggedIn => {}
+        Found::NoDatabase => return missing_database(config, target, tls).await,
+        Found::WouldBootstrap => {
+            let detail = if config.provisioning.create {
+                format!(
+                    "the bootstrap would create database {} if it is missing, owned by the app role",
+                    target.database
+                )
+            } else {
+                format!(
+                    "--no-create: the bootstrap would leave a missing database {} to someone else",
+                    target.database
+                )
+            };
+            return (Outcome::Ok(detail), Some(()));
+        }
     }
     let Ok(session) = login(target, &target.database, tls).await else {
         let outcome = Outcome::fail(
@@ -842,6 +885,11 @@ async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>) {
             return (Outcome::fail(e.class(), chain(&e), hint), None);
         }
     };
+    // What every start with an admin secret checks first (the wait refuses to start).
+    if let Err(e) = check_roles(&admin, app) {
+        let hint = "the app secret must name the app's own role, not the admin or a reserved name";
+        return (Outcome::fail(e.class(), chain(&e), hint), None);
+    }
     let tls = config.tls.for_host(&admin.host);
     match has_attribute(&admin, maintenance, tls, "rolcreaterole").await {
         Ok(true) => {

@@ -27,13 +27,9 @@
 //! Inside a folder module the files import each other one way too (`tests/layering.rs`
 //! checks both).
 //!
-//! Where the next features go:
-//! - IAM database authentication landed as [`iam`] (beside `secret`, not inside it: the
-//!   wait loop and the refresh check sign, the secret only says where to log in),
-//!   [`refresh::Checked::Renewed`] (publish without a login) and the token fields of
-//!   `state`.
-//! - `doctor` landed as its own top-layer module: the same connectors and classification
-//!   as the wait loop, each step once.
+//! What a failed login calls for besides a retry (set the role up with the admin, create
+//! the database) is decided once, in `db::remedy`: the wait and `run`'s refresh carry it
+//! out, `doctor` reports it.
 
 pub mod class;
 pub mod cli;

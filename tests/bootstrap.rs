@@ -698,3 +698,77 @@ fn the_verifier_and_the_passwords_never_reach_a_trace_log() {
         assert!(!logs.contains(needle), "the {what} is in the logs");
     }
 }
+
+/// doctor with the admin secret on a first start (no app role, no database): what the
+/// start would set up is reported, nothing is set up, and it exits 0 where `once` with
+/// the same flags becomes ready. A wrong admin password still fails it.
+#[test]
+fn doctor_with_the_admin_on_a_first_start_reports_the_set_up_and_passes() {
+    const APP_PW: &str = "app-doc-pw:9e";
+    let doctor = |admin: &str| {
+        let o = sidecar()
+            .args([
+                "doctor",
+                "--format",
+                "json",
+                "--admin-secret-env",
+                "ADMIN_SECRET",
+            ])
+            .env("ADMIN_SECRET", admin)
+            .env(
+                "DB_SECRET",
+                secret_json("127.0.0.1", pg().port, "app_doc", APP_PW, "app_doc_db"),
+            )
+            .output()
+            .expect("doctor runs");
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(&o), stderr(&o)));
+        (report, o)
+    };
+    let step = |report: &serde_json::Value, name: &str| {
+        report["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {name}: {report}"))
+    };
+    let exists = || {
+        pg().sql(
+            "postgres",
+            "SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'app_doc') || '|' || (SELECT count(*) FROM pg_database WHERE datname = 'app_doc_db')",
+        )
+    };
+
+    let (report, o) = doctor(&admin_json(ADMIN, Some(ADMIN_PW)));
+    assert_exit(&o, 0);
+    let auth = step(&report, "authentication");
+    assert_eq!(auth["status"], "ok", "{report}");
+    assert!(
+        auth["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("would set the app role up with the admin credentials")),
+        "{report}"
+    );
+    let database = step(&report, "database");
+    assert!(
+        database["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("would create database app_doc_db")),
+        "{report}"
+    );
+    assert_eq!(step(&report, "admin")["status"], "ok", "{report}");
+    assert_eq!(exists(), "0|0", "doctor set something up");
+    assert!(!stdout(&o).contains(ADMIN_PW) && !stdout(&o).contains(APP_PW));
+
+    let (report, o) = doctor(&admin_json(ADMIN, Some("not-the-admin-password")));
+    assert_exit(&o, 77);
+    assert_eq!(step(&report, "admin")["status"], "fail", "{report}");
+
+    // What doctor promised: the same flags make a first start ready.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = once_for(&dir.path().join("out"), "app_doc", APP_PW, "app_doc_db");
+    assert_exit(&o, 0);
+    assert_eq!(exists(), "1|1");
+}

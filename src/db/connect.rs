@@ -221,8 +221,8 @@ pub fn contact(err: &tokio_postgres::Error) -> Contact {
     }
 }
 
-/// The advice that goes with a class, whatever the loop decides.
-fn hint(class: ErrorClass, stage: Stage) -> Option<&'static str> {
+/// The advice that goes with a class, whatever the loop decides (doctor shows the same).
+pub fn hint(class: ErrorClass, stage: Stage) -> Option<&'static str> {
     Some(match (class, stage) {
         (ErrorClass::TlsVerification, _) => {
             "certificate verification failed: check --sslrootcert and, for verify-full, that the host name is in the certificate"
@@ -231,7 +231,7 @@ fn hint(class: ErrorClass, stage: Stage) -> Option<&'static str> {
             "the server does not offer TLS: use --sslmode prefer or disable, or enable ssl on the server"
         }
         (ErrorClass::TlsRequired, _) => {
-            "the server only accepts TLS connections: use --sslmode require or stronger"
+            "the server only accepts TLS connections (rds.force_ssl): use --sslmode verify-full (require encrypts without checking the server)"
         }
         (ErrorClass::MissingDatabase, Stage::Provision) => {
             "the maintenance database is missing: set --maintenance-database"

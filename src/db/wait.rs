@@ -17,6 +17,7 @@ use super::connect::{Contact, DbError, Stage};
 use super::establish::establish;
 use super::pace::{Pace, Policy, pacer};
 use super::provision::Provisioning;
+use super::remedy::{Context, Remedy, remedy};
 use super::tls::TlsChoice;
 use crate::class::ErrorClass;
 use crate::iam::{self, IamError, Signer};
@@ -325,15 +326,18 @@ impl<'a> LoginAttempt<'a> {
         Ok(self.resolved.insert(fresh).clone())
     }
 
+    /// What this wait may do about a failure (`remedy`).
+    fn context(&self) -> Context {
+        Context {
+            admin: self.admin.is_some(),
+            bootstrapped: self.bootstrapped,
+            create: self.provisioning.create,
+        }
+    }
+
     fn db_failure(&mut self, err: DbError, elapsed: Duration) -> Failure {
-        let fixable = matches!(
-            err.class,
-            ErrorClass::PasswordRejected
-                | ErrorClass::AuthorizationRejected
-                | ErrorClass::TokenRejected
-                | ErrorClass::MissingDatabase
-        );
-        if self.admin.is_some() && !self.bootstrapped && err.stage == Stage::Login && fixable {
+        let remedy = remedy(err.class, err.stage, self.context());
+        if remedy == Remedy::Bootstrap {
             self.bootstrap_next = true;
             return Failure {
                 verdict: Verdict::RetryNow,
@@ -350,7 +354,7 @@ impl<'a> LoginAttempt<'a> {
         );
         // Create the database next time after a 3D000 at login, and keep trying to
         // create it after a creation that failed for a passing reason.
-        self.provision_next = verdict == Verdict::RetryNow
+        self.provision_next = remedy == Remedy::Provision
             || (err.stage == Stage::Provision && matches!(verdict, Verdict::Retry(_)));
         match err.class {
             ErrorClass::PasswordRejected => self.password_rejected(err, verdict),

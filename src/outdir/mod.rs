@@ -45,11 +45,22 @@ pub struct Owner {
 }
 
 /// One file to publish: the renderers produce it, the [`Writer`] writes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct File {
     pub name: &'static str,
     pub contents: Vec<u8>,
     pub mode: u32,
+}
+
+/// The contents stay out: pgpass, the profile and `password` hold the password.
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("name", &self.name)
+            .field("contents", &format_args!("<{} bytes>", self.contents.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,11 +117,6 @@ impl Writer {
             dir: dir.to_path_buf(),
             owner,
         })
-    }
-
-    /// The out-dir, for messages.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Whether this process runs as root and another user may rename or replace what is

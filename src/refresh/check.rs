@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::db::bootstrap::{BootstrapError, bootstrap};
 use crate::db::connect::DbError;
 use crate::db::establish::validate;
+use crate::db::remedy::{Context, Remedy, remedy};
 use crate::iam::{IamError, Signer};
 use crate::outdir::{WriteError, Writer};
 use crate::render::Reveal;
@@ -81,9 +82,19 @@ impl<'a> RefreshCheck<'a> {
         }
     }
 
+    /// What a check may do about a failed validation: the same as a wait that has not
+    /// bootstrapped yet (each check's candidate is new).
+    fn context(&self) -> Context {
+        Context {
+            admin: self.admin.is_some(),
+            bootstrapped: false,
+            create: self.config.provisioning.create,
+        }
+    }
+
     /// The bootstrap, for a rotated app password (`db::bootstrap`: it sets the role's
-    /// verifier, and puts right whatever else is missing).
-    async fn set_password(&mut self, app: &Target) -> Result<(), RefreshError> {
+    /// verifier or `rds_iam`, and puts right whatever else is missing).
+    async fn set_up(&mut self, app: &Target) -> Result<(), RefreshError> {
         let Some(admin) = self.admin.as_mut() else {
             return Ok(());
         };
@@ -92,8 +103,9 @@ impl<'a> RefreshCheck<'a> {
             .admin_target(app, &config.provisioning.maintenance_database)
             .await?;
         let tls = config.tls.for_host(&admin.host);
-        bootstrap(&admin, app, false, config.provisioning.create, tls).await?;
-        tracing::info!(role = %app.user, "the new password set with the admin credentials");
+        let iam = self.signer.is_some();
+        bootstrap(&admin, app, iam, config.provisioning.create, tls).await?;
+        tracing::info!(role = %app.user, "the new credentials set up with the admin credentials");
         Ok(())
     }
 
@@ -138,10 +150,11 @@ impl<'a> RefreshCheck<'a> {
         let config = self.config;
         let tls = config.tls.for_host(&candidate.target.host);
         let created = match validate(&candidate.target, tls, &config.provisioning).await {
-            // The app's new password is not set on the server yet: with admin credentials,
-            // set its verifier first, then validate it like any other.
-            Err(e) if e.class == ErrorClass::PasswordRejected && self.admin.is_some() => {
-                self.set_password(&candidate.target).await?;
+            // What the wait would do (`remedy`): the app's new password not set on the
+            // server yet, its role or database missing. With admin credentials, set the
+            // role up first, then validate the new credentials like any other.
+            Err(e) if remedy(e.class, e.stage, self.context()) == Remedy::Bootstrap => {
+                self.set_up(&candidate.target).await?;
                 validate(&candidate.target, tls, &config.provisioning).await?
             }
             other => other?,
