@@ -1,0 +1,53 @@
+//! doctor's admin step: whether the admin credentials log in and may set the app role up.
+
+use crate::class::ErrorClass;
+use crate::config::Config;
+use crate::db::bootstrap::check_roles;
+use crate::report::chain;
+use crate::secret::{Overrides, Resolver, Target};
+
+use super::database::has_attribute;
+use super::report::Outcome;
+
+/// With admin credentials: whether they log in and may set the app role up.
+pub(super) async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>) {
+    let Some(source) = &config.admin else {
+        let detail = "no admin credentials given (none needed)";
+        return (Outcome::Ok(detail.into()), Some(()));
+    };
+    let mut resolver = Resolver::new(source.clone(), Overrides::default());
+    let maintenance = &config.provisioning.maintenance_database;
+    let admin = match resolver.admin_target(app, maintenance).await {
+        Ok(t) => t,
+        Err(e) => {
+            let hint =
+                "the admin secret is the cluster's master secret: {\"username\", \"password\"}";
+            return (Outcome::fail(e.class(), chain(&e), hint), None);
+        }
+    };
+    // What every start with an admin secret checks first (the wait refuses to start).
+    if let Err(e) = check_roles(&admin, app) {
+        let hint = "the app secret must name the app's own role, not the admin or a reserved name";
+        return (Outcome::fail(e.class(), chain(&e), hint), None);
+    }
+    let tls = config.tls.for_host(&admin.host);
+    match has_attribute(&admin, maintenance, tls, "rolcreaterole").await {
+        Ok(true) => {
+            let detail = format!(
+                "{} logs in and has CREATEROLE: it can set the app role up",
+                admin.user
+            );
+            (Outcome::Ok(detail), Some(()))
+        }
+        Ok(false) => {
+            let detail = format!("{} lacks CREATEROLE", admin.user);
+            let hint =
+                "the admin secret must be the master user's (RDS/Aurora grants it CREATEROLE)";
+            (Outcome::fail(ErrorClass::NoPrivilege, detail, hint), None)
+        }
+        Err((class, message)) => {
+            let hint = "the admin secret's password is not the admin user's: an RDS rotation the injected value predates?";
+            (Outcome::fail(class, message, hint), None)
+        }
+    }
+}
