@@ -60,6 +60,32 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, for tables that must cover them all.
+    pub const ALL: [ErrorClass; 22] = [
+        ErrorClass::Transient,
+        ErrorClass::Timeout,
+        ErrorClass::PasswordRejected,
+        ErrorClass::AuthorizationRejected,
+        ErrorClass::TlsRequired,
+        ErrorClass::MissingDatabase,
+        ErrorClass::NoPrivilege,
+        ErrorClass::TlsVerification,
+        ErrorClass::TlsUnsupported,
+        ErrorClass::TokenRejected,
+        ErrorClass::TokenUnavailable,
+        ErrorClass::Other,
+        ErrorClass::SecretUnavailable,
+        ErrorClass::SecretDenied,
+        ErrorClass::SecretNotFound,
+        ErrorClass::SecretRejected,
+        ErrorClass::SecretMalformed,
+        ErrorClass::Config,
+        ErrorClass::OutDir,
+        ErrorClass::Interrupted,
+        ErrorClass::Exec,
+        ErrorClass::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Transient => "transient",
@@ -101,15 +127,7 @@ mod tests {
     /// Logs use `as_str`, status.json uses serde: both must say the same name.
     #[test]
     fn serde_name_and_log_name_agree() {
-        for c in [
-            ErrorClass::Transient,
-            ErrorClass::TlsRequired,
-            ErrorClass::TlsUnsupported,
-            ErrorClass::MissingDatabase,
-            ErrorClass::SecretNotFound,
-            ErrorClass::OutDir,
-            ErrorClass::Internal,
-        ] {
+        for c in ErrorClass::ALL {
             let json = serde_json::to_string(&c).expect("serialises");
             assert_eq!(json, format!("\"{}\"", c.as_str()));
             assert_eq!(

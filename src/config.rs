@@ -137,15 +137,7 @@ impl Config {
         });
         let source = source(args, env);
         check_names(args)?;
-        // IAM tokens travel as cleartext passwords: verify the server by default.
-        let sslmode = match (args.sslmode, &iam) {
-            (Some(m), _) => SslMode::from(m),
-            (None, Some(_)) => SslMode::VerifyFull,
-            (None, None) => SslMode::Prefer,
-        };
-        if iam.is_some() && sslmode < SslMode::Require {
-            return Err(ConfigError::IamNeedsTls(sslmode));
-        }
+        let sslmode = sslmode(args, iam.is_some())?;
         let ca = read_ca(args.sslrootcert.as_deref(), sslmode)?;
         let tls = connector(args, sslmode, iam.is_some(), ca.as_ref())?;
         let (rds, rds_ca) = rds_default(args, iam.is_some())?.unzip();
@@ -164,7 +156,7 @@ impl Config {
                 owner: args.database_owner.clone(),
             },
             policy: Policy {
-                deadline: (!args.wait_timeout.is_zero()).then_some(args.wait_timeout),
+                deadline: never_if_zero(args.wait_timeout),
                 attempt_timeout: args.attempt_timeout.max(Duration::from_millis(100)),
                 password_retries: args.password_retries,
                 ..Policy::default()
@@ -188,10 +180,39 @@ impl Config {
         })
     }
 
+    /// `run`'s `--refresh-interval` (0: no checks). An IAM token lives 15 minutes, so with
+    /// IAM authentication it must be renewed within [`MAX_IAM_RENEWAL`], and never off.
+    pub fn refresh_interval(&self, given: Duration) -> Result<Option<Duration>, ConfigError> {
+        let interval = never_if_zero(given);
+        if self.iam.is_some() && interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
+            return Err(ConfigError::IamRenewalTooSlow(given));
+        }
+        Ok(interval)
+    }
+
     /// Where the CA bundle came from, for logs and messages.
     pub fn sslrootcert(&self) -> Option<&Path> {
         self.ca.as_ref().map(|c| c.path.as_path())
     }
+}
+
+/// A duration flag where 0 means "never" (`--wait-timeout`, `--refresh-interval`).
+fn never_if_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// `--sslmode`, or its default: IAM tokens travel as clear-text passwords, so with IAM
+/// authentication the server is verified by default and TLS is required.
+fn sslmode(args: &PrepareArgs, iam: bool) -> Result<SslMode, ConfigError> {
+    let sslmode = match (args.sslmode, iam) {
+        (Some(m), _) => SslMode::from(m),
+        (None, true) => SslMode::VerifyFull,
+        (None, false) => SslMode::Prefer,
+    };
+    if iam && sslmode < SslMode::Require {
+        return Err(ConfigError::IamNeedsTls(sslmode));
+    }
+    Ok(sslmode)
 }
 
 /// Exactly one source: the flag given (clap refuses two), else `DB_SECRET` when set, else

@@ -118,7 +118,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::db::wait::AttemptError;
+    use crate::db::retry::AttemptError;
     use crate::secret::aws::AwsError;
 
     fn secret(e: SecretError) -> u8 {

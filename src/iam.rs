@@ -37,9 +37,6 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The causes of a rejected token, in the order they are most often the one.
-pub const REJECTED_HINT: &str = "the server checks an IAM token for this user and rejected it; likely causes: the user lacks `GRANT rds_iam TO <user>`; the task role lacks rds-db:connect on arn:aws:rds-db:<region>:<account>:dbuser:<cluster-resource-id>/<user>; IAM database authentication is not enabled on the cluster; or the clock is skewed (tokens are checked against the signing time)";
-
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,20 +79,11 @@ impl IamError {
     }
 }
 
-/// A signed token and how long it is good for.
-#[derive(Clone)]
+/// A signed token and how long it is good for (`Debug` shows no value: `SecretString`).
+#[derive(Clone, Debug)]
 pub struct Token {
     pub value: SecretString,
     pub expires_at: SystemTime,
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token")
-            .field("value", &"[redacted]")
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
 }
 
 /// The token for `user` at `host:port`, signed at `at` with `creds` for `region`.

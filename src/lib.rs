@@ -15,9 +15,9 @@
 //! | layer | modules | may import |
 //! |---|---|---|
 //! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
-//! | 1 | [`cli`] (clap, converts its enums into [`modes`]), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
+//! | 1 | [`cli`] (clap, converts its enums into the `modes` types), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
 //! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
-//! | 3 | [`db`] (TLS, login and classification, provisioning, the app role's bootstrap, establish, pacing, the wait loop) | layers 0–2 |
+//! | 3 | [`db`] (TLS, login, what a failure is, means and calls for, provisioning, the app role's bootstrap, pacing, the retry loop, the wait) | layers 0–2 |
 //! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once, the file set for a target) | layers 0–3 |
 //! | 5 | [`refresh`] (the refresh state machine and its driver; [`refresh::RefreshCheck`], the real check) | layers 0–4 |
 //! | 6 | [`error`] (the top error and the one exit-code map) | layers 0–5 |
@@ -27,9 +27,25 @@
 //! Inside a folder module the files import each other one way too (`tests/layering.rs`
 //! checks both).
 //!
+//! Where each stage of a start lives, in the order it runs (`once`; `run` goes on with
+//! the refresh):
+//!
+//! | stage | where |
+//! |---|---|
+//! | flags and environment → validated configuration | `cli`, `config::Config::from_args` |
+//! | the flow (`once`, `run`, `exec`, `render`) | `sidecar` |
+//! | out-dir checks, the start-up sweep, `status.json` | `state`, `outdir` |
+//! | the secret read, merged with the flags | `secret::Resolver`, `secret::build_target` |
+//! | an IAM token signed | `iam::Signer` |
+//! | one login attempt: bootstrap, login, create the database | `db::wait::LoginAttempt`, `db::bootstrap`, `db::establish`, `db::provision`, `db::connect` |
+//! | what a failure is, what to say, what to do | `db::classify`, `db::hint`, `db::remedy` |
+//! | retries, paced, within the deadline | `db::retry`, `db::pace` |
+//! | the files rendered and published | `render`, `outdir::Writer::publish` |
+//! | `ready`, then (run) rotation checks and token renewal | `state`, `refresh` (its check in `refresh::check`) |
+//!
 //! What a failed login calls for besides a retry (set the role up with the admin, create
 //! the database) is decided once, in `db::remedy`: the wait and `run`'s refresh carry it
-//! out, `doctor` reports it.
+//! out, `doctor` reports it (a test holds the three against each other).
 
 pub mod class;
 pub mod cli;
@@ -187,7 +203,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run(args) => {
             let mut signals = install_signals(true)?;
             let config = Config::from_args(&args.prepare, env)?;
-            let interval = (!args.refresh_interval.is_zero()).then_some(args.refresh_interval);
+            let interval = config.refresh_interval(args.refresh_interval)?;
             sidecar::run(&config, interval, &mut signals).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -11,9 +11,10 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::class::ErrorClass;
-use crate::config::{Config, ConfigError, MAX_IAM_RENEWAL};
+use crate::config::Config;
 use crate::db::provision::quote_ident;
-use crate::db::wait::{Event, LoginAttempt, Ready, drive};
+use crate::db::retry::{FailedAttempt, until_done};
+use crate::db::wait::{LoginAttempt, Ready};
 use crate::error::Error;
 use crate::exec::{find_program, replace_process};
 use crate::iam::Signer;
@@ -85,7 +86,7 @@ async fn prepare(
         if let Some(admin) = admin.as_mut() {
             job = job.with_admin(admin);
         }
-        let wait = drive(&config.policy, &mut job, |e| observer.observe(state, e));
+        let wait = until_done(&config.policy, &mut job, |e| observer.observe(state, e));
         tokio::select! {
             r = wait => r.map_err(Error::from),
             sig = wakes.stop() => Err(Error::Interrupted(sig)),
@@ -168,15 +169,13 @@ pub async fn once(config: &Config, wakes: &mut impl Wakes) -> Result<(), Error> 
     prepare(config, &mut started, wakes).await.map(|_| ())
 }
 
-/// `run`: steps 1–6. Returns (exit 0) on SIGTERM/SIGINT in every phase, files in place.
+/// `run`: steps 1–6, renewing and checking every `refresh_interval`
+/// ([`Config::refresh_interval`]: validated, `None` for never). Returns (exit 0) on SIGTERM/SIGINT in every phase, files in place.
 pub async fn run(
     config: &Config,
     refresh_interval: Option<Duration>,
     wakes: &mut impl Wakes,
 ) -> Result<(), Error> {
-    if config.iam.is_some() && refresh_interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
-        return Err(ConfigError::IamRenewalTooSlow(refresh_interval.unwrap_or_default()).into());
-    }
     let mut started = start("run", config)?;
     let prepared = match prepare(config, &mut started, wakes).await {
         Err(Error::Interrupted(_)) => return Ok(()),
@@ -346,7 +345,7 @@ impl WaitObserver {
         last.is_none_or(|t| t.elapsed() >= every)
     }
 
-    fn observe(&mut self, state: &mut State, e: &Event<'_>) {
+    fn observe(&mut self, state: &mut State, e: &FailedAttempt<'_>) {
         let class = e.error.class();
         let message = chain(e.error);
         let phase = if class == ErrorClass::MissingDatabase && self.create {

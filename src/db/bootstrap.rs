@@ -27,7 +27,8 @@ use secrecy::ExposeSecret;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use super::connect::{DbError, Stage, login};
+use super::classify::Stage;
+use super::connect::{DbError, login};
 use super::provision::{create_statement, created_concurrently, quote_ident};
 use super::tls::Tls;
 use crate::class::ErrorClass;

@@ -4,7 +4,8 @@
 //! "create it when it is missing" folded in, because a rotated secret may name a database
 //! that does not exist yet.
 
-use super::connect::{DbError, Stage, login};
+use super::classify::Stage;
+use super::connect::{DbError, login};
 use super::provision::{Outcome, Provisioning, ensure_database};
 use super::tls::Tls;
 use crate::class::ErrorClass;

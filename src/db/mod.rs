@@ -1,21 +1,24 @@
-//! Talking to PostgreSQL: TLS (`tls`), one login and what its failure means (`connect`),
-//! creating the app database (`provision`), setting the app's own role up with the admin
-//! credentials (`bootstrap`), what a failed login calls for besides a retry (`remedy`,
-//! shared with the refresh check and doctor), one pass of login-or-create (`establish`),
-//! the retry pacing (`pace`) and the wait loop (`wait`); every login's socket is guarded
-//! (`guard`: no password in clear text without TLS). Imports between these files go
-//! one way: wait → establish → provision → connect → {tls, guard}, wait → bootstrap →
-//! {provision, connect}, wait → remedy → connect, and wait → pace → connect
-//! (`tests/layering.rs` fails on a loop).
+//! Talking to PostgreSQL: TLS (`tls`), one login (`connect`) over a guarded socket
+//! (`guard`: no password in clear text without TLS); what a failure is (`classify`), the
+//! advice for it (`hint`) and what it calls for (`remedy`: retry, set the app role up,
+//! create the database, give up), shared with the refresh check and doctor; creating the
+//! app database (`provision`), setting the app's own role up with the admin credentials
+//! (`bootstrap`), one pass of login-or-create (`establish`), the retry pacing (`pace`),
+//! the retry loop (`retry`) and the wait's attempt (`wait`). Imports between these files
+//! go one way (`tests/layering.rs` fails on a loop): wait → {retry, remedy, establish,
+//! bootstrap} → provision → connect → {classify, hint, tls, guard}.
 
 pub mod bootstrap;
+pub mod classify;
 pub mod connect;
 pub mod establish;
 pub mod guard;
+pub mod hint;
 pub mod pace;
 pub mod provision;
 pub mod remedy;
+pub mod retry;
 pub mod tls;
 pub mod wait;
 
-pub use wait::WaitError;
+pub use retry::WaitError;

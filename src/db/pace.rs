@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use super::connect::Contact;
+use super::classify::Contact;
 
 /// Timing and bounds of the wait.
 #[derive(Debug, Clone)]

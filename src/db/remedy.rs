@@ -4,7 +4,10 @@
 //! role up with the admin credentials") and passes where a start would succeed. Pure:
 //! from the error's class and stage and what the run may do.
 
-use super::connect::Stage;
+use std::time::Duration;
+
+use super::classify::{Contact, Stage};
+use super::pace::{Pace, Policy};
 use crate::class::ErrorClass;
 
 /// What the run may do about a failure.
@@ -57,6 +60,40 @@ pub fn remedy(class: ErrorClass, stage: Stage, context: Context) -> Remedy {
     Remedy::None
 }
 
+/// What the loop should do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pause as the pace says, then try again.
+    Retry(Pace),
+    /// Try again at once without advancing the backoff (the next attempt does different
+    /// work, e.g. creating the missing database).
+    RetryNow,
+    /// Give up.
+    Fatal,
+}
+
+/// What a failed database step means for the wait, from its class, stage and contact
+/// alone (the contact sets the pace of a retry). `elapsed` is the time since the wait
+/// began (28000 is retried only early on).
+pub fn verdict(
+    class: ErrorClass,
+    stage: Stage,
+    contact: Contact,
+    elapsed: Duration,
+    policy: &Policy,
+    create: bool,
+) -> Verdict {
+    let retry = Verdict::Retry(contact.into());
+    match (class, stage) {
+        (ErrorClass::Transient, _) | (ErrorClass::PasswordRejected, _) => retry,
+        (ErrorClass::AuthorizationRejected, _) if elapsed < policy.authorization_window => retry,
+        (ErrorClass::MissingDatabase, Stage::Login) if create => Verdict::RetryNow,
+        // --no-create: somebody else (a migration job, a DBA) is expected to create it.
+        (ErrorClass::MissingDatabase, Stage::Login) => retry,
+        _ => Verdict::Fatal,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +139,61 @@ mod tests {
         assert_eq!(
             r(ErrorClass::MissingDatabase, Stage::Login, no_create),
             Remedy::None
+        );
+    }
+
+    #[test]
+    fn verdicts_follow_the_error_table() {
+        let p = Policy::default();
+        let early = Duration::from_secs(1);
+        let v = |class, stage, contact, create| verdict(class, stage, contact, early, &p, create);
+        use ErrorClass as C;
+        assert_eq!(
+            v(C::Transient, Stage::Login, Contact::Refused, true),
+            Verdict::Retry(Pace::Probe)
+        );
+        assert_eq!(
+            v(C::Transient, Stage::Login, Contact::Answered, true),
+            Verdict::Retry(Pace::Answered)
+        );
+        assert_eq!(
+            v(C::Transient, Stage::Login, Contact::Unknown, true),
+            Verdict::Retry(Pace::Backoff)
+        );
+        assert_eq!(
+            v(C::MissingDatabase, Stage::Login, Contact::Answered, true),
+            Verdict::RetryNow
+        );
+        assert_eq!(
+            v(C::MissingDatabase, Stage::Login, Contact::Answered, false),
+            Verdict::Retry(Pace::Answered)
+        );
+        assert_eq!(
+            v(
+                C::MissingDatabase,
+                Stage::Provision,
+                Contact::Answered,
+                true
+            ),
+            Verdict::Fatal
+        );
+        for fatal in [C::NoPrivilege, C::TlsVerification, C::TlsRequired, C::Other] {
+            assert_eq!(
+                v(fatal, Stage::Login, Contact::Answered, true),
+                Verdict::Fatal
+            );
+        }
+        let late = p.authorization_window;
+        assert_eq!(
+            verdict(
+                C::AuthorizationRejected,
+                Stage::Login,
+                Contact::Answered,
+                late,
+                &p,
+                true
+            ),
+            Verdict::Fatal
         );
     }
 }

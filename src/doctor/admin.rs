@@ -4,7 +4,7 @@ use crate::class::ErrorClass;
 use crate::config::Config;
 use crate::db::bootstrap::check_roles;
 use crate::report::chain;
-use crate::secret::{Overrides, Resolver, Target};
+use crate::secret::{ADMIN_SHAPE, Overrides, Resolver, Target};
 
 use super::database::has_attribute;
 use super::report::Outcome;
@@ -20,9 +20,7 @@ pub(super) async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>
     let admin = match resolver.admin_target(app, maintenance).await {
         Ok(t) => t,
         Err(e) => {
-            let hint =
-                "the admin secret is the cluster's master secret: {\"username\", \"password\"}";
-            return (Outcome::fail(e.class(), chain(&e), hint), None);
+            return (Outcome::fail(e.class(), chain(&e), ADMIN_SHAPE), None);
         }
     };
     // What every start with an admin secret checks first (the wait refuses to start).

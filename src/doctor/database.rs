@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use crate::class::ErrorClass;
 use crate::config::Config;
-use crate::db::connect::{DbError, Stage, hint, login};
+use crate::db::classify::Stage;
+use crate::db::connect::{DbError, login};
+use crate::db::hint;
 use crate::db::remedy::{Context, Remedy, remedy};
 use crate::db::tls::Tls;
 use crate::report::chain;
@@ -21,6 +23,24 @@ pub(super) enum Found {
     NoDatabase,
     /// The login failed in a way a start puts right with the admin credentials first.
     WouldBootstrap,
+}
+
+/// What a start does about a failed first login, as doctor reports it: set the role up
+/// (`remedy`, as the wait decides it), create the missing database or wait for it (the
+/// database step says which), or nothing: a failure to show. Pure (its tests hold it
+/// against the wait's and the refresh's decisions).
+fn first_login(class: ErrorClass, admin: bool, create: bool) -> Option<Found> {
+    let context = Context {
+        admin,
+        bootstrapped: false,
+        create,
+    };
+    match remedy(class, Stage::Login, context) {
+        Remedy::Bootstrap => Some(Found::WouldBootstrap),
+        Remedy::Provision => Some(Found::NoDatabase),
+        Remedy::None if class == ErrorClass::MissingDatabase => Some(Found::NoDatabase),
+        Remedy::None => None,
+    }
 }
 
 /// One real login to the app database. A failure the admin credentials would put right
@@ -44,33 +64,26 @@ pub(super) async fn authenticate(
         }
         Err(e) => {
             let e = DbError::new(e, target, &target.database, Stage::Login, tls.mode);
-            let context = Context {
-                admin: config.admin.is_some(),
-                bootstrapped: false,
-                create: config.provisioning.create,
-            };
-            if remedy(e.class, e.stage, context) == Remedy::Bootstrap {
-                let detail = format!(
-                    "{} cannot log in yet ({}): a start would set the app role up with the admin credentials first (the admin step checks them); doctor sets nothing up",
-                    target.user, e.class
-                );
-                return (Outcome::Ok(detail), Some(Found::WouldBootstrap));
-            }
-            if e.class == ErrorClass::MissingDatabase {
-                return (
-                    Outcome::Ok(format!("{} authenticated", target.user)),
-                    Some(Found::NoDatabase),
-                );
+            let admin = config.admin.is_some();
+            match first_login(e.class, admin, config.provisioning.create) {
+                Some(Found::WouldBootstrap) => {
+                    let detail = format!(
+                        "{} cannot log in yet ({}): a start would set the app role up with the admin credentials first (the admin step checks them); doctor sets nothing up",
+                        target.user, e.class
+                    );
+                    return (Outcome::Ok(detail), Some(Found::WouldBootstrap));
+                }
+                Some(found) => {
+                    let detail = format!("{} authenticated", target.user);
+                    return (Outcome::Ok(detail), Some(found));
+                }
+                None => {}
             }
             let hint = match e.class {
-                ErrorClass::PasswordRejected => {
-                    "the password in the secret is not the user's: a rotation the database has not seen, or the wrong secret"
+                ErrorClass::TokenRejected => hint::IAM_REJECTED,
+                class => {
+                    hint::for_class(class, Stage::Login).unwrap_or("the server's message says why")
                 }
-                ErrorClass::TokenRejected => crate::iam::REJECTED_HINT,
-                ErrorClass::AuthorizationRejected => {
-                    "pg_hba rejects this user, host or database, or the user lacks LOGIN/CONNECT"
-                }
-                class => hint(class, Stage::Login).unwrap_or("the server's message says why"),
             };
             (Outcome::fail(e.class, chain(&e), hint), None)
         }
@@ -153,8 +166,9 @@ pub(super) async fn missing_database(
             (Outcome::Warn(d, hint.into()), Some(()))
         }
         (true, false) => {
-            let hint = "the user may not create databases: create it beforehand, grant CREATEDB, give admin credentials (--admin-secret-*), or pass --no-create";
-            (Outcome::fail(ErrorClass::NoPrivilege, d, hint), None)
+            let class = ErrorClass::NoPrivilege;
+            let hint = hint::for_class(class, Stage::Provision).unwrap_or_default();
+            (Outcome::fail(class, d, hint), None)
         }
     }
 }
@@ -180,4 +194,73 @@ pub(super) async fn has_attribute(
     row.and_then(|r| r.try_get::<_, Option<bool>>(0))
         .map(|may| may == Some(true))
         .map_err(|e| (ErrorClass::Other, chain(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::db::classify::Contact;
+    use crate::db::pace::Policy;
+    use crate::db::remedy::Verdict;
+    use crate::db::wait::next_step;
+    use crate::refresh::RefreshCheck;
+
+    /// The wait, `run`'s refresh and doctor each decide on their own code path what a
+    /// failed login calls for; over every class and every admin × create context they must
+    /// agree: the role is set up first by the wait exactly when the refresh sets it up and
+    /// doctor says a start would, and doctor passes a first login exactly when the wait
+    /// sets something up or waits on a missing database.
+    #[test]
+    fn the_wait_the_refresh_and_doctor_decide_alike() {
+        let policy = Policy::default();
+        let mut bootstraps = 0;
+        for class in ErrorClass::ALL {
+            for (admin, create) in [(false, false), (false, true), (true, false), (true, true)] {
+                let context = Context {
+                    admin,
+                    bootstrapped: false,
+                    create,
+                };
+                for stage in [Stage::Login, Stage::Provision, Stage::Bootstrap] {
+                    let wait = next_step(
+                        class,
+                        stage,
+                        Contact::Answered,
+                        Duration::ZERO,
+                        &policy,
+                        context,
+                    );
+                    let refresh = RefreshCheck::sets_up_first(class, stage, admin, create);
+                    assert_eq!(wait.bootstrap, refresh, "{class} at {stage:?}, {context:?}");
+                    bootstraps += usize::from(wait.bootstrap);
+                }
+                let wait = next_step(
+                    class,
+                    Stage::Login,
+                    Contact::Answered,
+                    Duration::ZERO,
+                    &policy,
+                    context,
+                );
+                let doctor = first_login(class, admin, create);
+                let case = format!("{class}, {context:?}: wait {wait:?}, doctor {doctor:?}");
+                assert_eq!(
+                    wait.bootstrap,
+                    doctor == Some(Found::WouldBootstrap),
+                    "{case}"
+                );
+                let waits_on_database =
+                    class == ErrorClass::MissingDatabase && wait.verdict != Verdict::Fatal;
+                assert_eq!(
+                    wait.bootstrap || wait.provision || waits_on_database,
+                    doctor.is_some(),
+                    "{case}"
+                );
+            }
+        }
+        // Four classes, admin given, at login only.
+        assert_eq!(bootstraps, 4 * 2);
+    }
 }

@@ -206,9 +206,7 @@ async fn credentials(config: &Config, resolver: &mut Resolver) -> (Outcome, Opti
         }
         Err(e) => {
             let hint = match e.class() {
-                ErrorClass::SecretDenied => {
-                    "the task role needs secretsmanager:GetSecretValue and DescribeSecret on this secret (and kms:Decrypt for its key); under Copilot only secrets tagged copilot-application and copilot-environment"
-                }
+                ErrorClass::SecretDenied => crate::secret::aws::IAM_HINT,
                 ErrorClass::SecretNotFound => {
                     "check the secret's name or ARN and the region (AWS_REGION, or the region in the ARN)"
                 }

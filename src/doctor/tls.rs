@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::class::ErrorClass;
+use crate::db::classify::{CertFault, Stage, cert_fault};
 use crate::db::guard::{Guarded, SSL_REQUEST};
+use crate::db::hint;
 use crate::db::tls::Tls;
 use crate::modes::SslMode;
 use crate::secret::Target;
@@ -32,44 +34,8 @@ pub(super) async fn tls_step(
     // The socket type every login uses (allowing any authentication: no login happens
     // here), so the TLS code is the logins' own, not a second copy of it.
     let mut stream = Guarded::new(&addr.ip().to_string(), addr.port(), true);
-    match offers_tls(&mut stream).await {
-        // The guard refused the answer (neither S nor N): what a tampered connection
-        // looks like; nothing more is sent to it.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            let hint = "check what listens at this address; use --sslmode verify-full";
-            return (
-                Outcome::fail(ErrorClass::TlsRequired, e.to_string(), hint),
-                None,
-            );
-        }
-        Err(e) => {
-            let detail = format!("the server closed the connection: {e}");
-            return (
-                Outcome::fail(
-                    ErrorClass::Transient,
-                    detail,
-                    "the port may not be PostgreSQL's",
-                ),
-                None,
-            );
-        }
-        Ok(false) if tls.mode == SslMode::Prefer => {
-            let hint =
-                "passwords then rely on SCRAM alone; enable ssl on the server, and use verify-full";
-            return (
-                Outcome::Warn("the server does not offer TLS".into(), hint.into()),
-                Some(()),
-            );
-        }
-        Ok(false) => {
-            let detail = format!("the server does not offer TLS (sslmode {})", tls.mode);
-            let hint = "enable ssl on the server, or use --sslmode prefer or disable";
-            return (
-                Outcome::fail(ErrorClass::TlsUnsupported, detail, hint),
-                None,
-            );
-        }
-        Ok(true) => {}
+    if let Some(answer) = no_tls(offers_tls(&mut stream).await, tls.mode) {
+        return answer;
     }
     let Ok(name) = rustls::pki_types::ServerName::try_from(target.host.clone()) else {
         let detail = format!("{} is not a valid TLS server name", target.host);
@@ -83,6 +49,37 @@ pub(super) async fn tls_step(
         Ok(conn) => (shook_hands(conn.get_ref().1), Some(())),
         Err(e) => (handshake_failed(&target.host, &e), None),
     }
+}
+
+/// What an SSLRequest answered with anything but `S` means (`None` for `S`: go on to the
+/// handshake).
+fn no_tls(offered: std::io::Result<bool>, mode: SslMode) -> Option<(Outcome, Option<()>)> {
+    Some(match offered {
+        // The guard refused the answer (neither S nor N): what a tampered connection
+        // looks like; nothing more is sent to it.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => (
+            Outcome::fail(ErrorClass::TlsRequired, e.to_string(), hint::TAMPERED),
+            None,
+        ),
+        Err(e) => {
+            let detail = format!("the server closed the connection: {e}");
+            let hint = "the port may not be PostgreSQL's";
+            (Outcome::fail(ErrorClass::Transient, detail, hint), None)
+        }
+        Ok(false) if mode == SslMode::Prefer => {
+            let hint =
+                "passwords then rely on SCRAM alone; enable ssl on the server, and use verify-full";
+            let detail = "the server does not offer TLS".into();
+            (Outcome::Warn(detail, hint.into()), Some(()))
+        }
+        Ok(false) => {
+            let detail = format!("the server does not offer TLS (sslmode {mode})");
+            let class = ErrorClass::TlsUnsupported;
+            let hint = hint::for_class(class, Stage::Login).unwrap_or_default();
+            (Outcome::fail(class, detail, hint), None)
+        }
+        Ok(true) => return None,
+    })
 }
 
 /// The SSLRequest, as a PostgreSQL client sends it; whether the server answered `S`.
@@ -107,24 +104,16 @@ pub(super) fn shook_hands(session: &rustls::ClientConnection) -> Outcome {
     let (cert, expires) = leaf.map(|c| certificate(c.as_ref())).unwrap_or_default();
     let detail = format!("{version}, {suite}; {cert}");
     if expires.is_some_and(|t| t < SystemTime::now() + Duration::from_secs(30 * 86_400)) {
-        let hint = "the server certificate expires within 30 days (or has): rotate the cluster's certificate authority (RDS: modify the instance's CA)";
-        return Outcome::Warn(detail, hint.into());
+        return Outcome::Warn(detail, hint::EXPIRING.into());
     }
     Outcome::Ok(detail)
 }
 
 /// A failed handshake, with the usual cause: the name, the expiry, or the CA bundle.
 pub(super) fn handshake_failed(host: &str, e: &std::io::Error) -> Outcome {
-    let why = e.to_string().to_lowercase();
-    let hint = if why.contains("not valid for name") {
-        format!(
-            "the certificate does not name {host}: connect by the name it carries (the cluster endpoint), or use verify-ca"
-        )
-    } else if why.contains("expired") {
-        "the server certificate has expired: rotate the cluster's certificate".to_string()
-    } else {
-        "the certificate is not signed by a CA in the CA bundle (--sslrootcert, or the image's RDS bundle): give the RDS global bundle".to_string()
-    };
+    // The same typed reading of rustls's verdict as every login's (`classify`).
+    let fault = cert_fault(e).unwrap_or(CertFault::Other);
+    let hint = hint::certificate(fault, host);
     Outcome::Fail(
         ErrorClass::TlsVerification,
         format!("handshake with {host} failed: {e}"),

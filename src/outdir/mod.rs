@@ -31,6 +31,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 mod ahead;
+mod sweep;
 mod version;
 
 pub use ahead::Ahead;
@@ -76,17 +77,6 @@ pub struct WriteError {
 pub const DATA_LINK: &str = "..data";
 /// Temporary names are `.NAME.` + six random characters + this suffix.
 const TEMP_SUFFIX: &str = ".tmp";
-
-/// Whether `name` follows the temporary-file scheme of [`Writer`].
-fn is_temporary(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(TEMP_SUFFIX) else {
-        return false;
-    };
-    let Some((head, random)) = stem.rsplit_once('.') else {
-        return false;
-    };
-    head.len() > 1 && head.starts_with('.') && is_random(random)
-}
 
 /// tempfile's six random characters.
 fn is_random(s: &str) -> bool {
@@ -196,26 +186,7 @@ impl Writer {
             .filter(|f| !current.as_ref().is_some_and(|v| self.is_current(v, f)))
             .map(|f| f.name)
             .collect();
-        let mut renames = Vec::new();
-        let mut version = None;
-        // Written ahead for exactly this set and still whole (another sidecar's sweep may
-        // have removed it), or dropped (and removed) before writing anew.
-        let ahead = ahead
-            .and_then(|a| a.take(set))
-            .filter(|dir| set.iter().all(|f| self.is_current(dir.path(), f)));
-        if !changed.is_empty() {
-            let dir = match ahead {
-                Some(dir) => dir,
-                None => self.write_version(set)?,
-            };
-            renames.push(self.stage_symlink(DATA_LINK, Path::new(&dir_name(dir.path())))?);
-            version = Some(dir);
-        }
-        for f in set {
-            if !self.links_into_data(f.name) {
-                renames.push(self.stage_symlink(f.name, &Path::new(DATA_LINK).join(f.name))?);
-            }
-        }
+        let (mut renames, version) = self.stage_version(set, !changed.is_empty(), ahead)?;
         // Only a new version or new links need the out-dir fsynced.
         let durable = !renames.is_empty();
         if let Some((file, alias)) = last {
@@ -244,6 +215,38 @@ impl Writer {
             self.remove_links_outside(set);
         }
         Ok(changed)
+    }
+
+    /// Stages what makes `set` current: when a file `changed`, a version directory (the one
+    /// written ahead for exactly this set if it is still whole: another sidecar's sweep may
+    /// have removed it; else dropped, and written anew) and `..data` pointing at it; and
+    /// every per-file link not in place yet.
+    fn stage_version(
+        &self,
+        set: &[File],
+        changed: bool,
+        ahead: Option<Ahead>,
+    ) -> Result<(Vec<Staged>, Option<tempfile::TempDir>), WriteError> {
+        let mut renames = Vec::new();
+        let mut version = None;
+        // Joined in every case, so nothing it wrote outlives the publish.
+        let ahead = ahead
+            .and_then(|a| a.take(set))
+            .filter(|dir| set.iter().all(|f| self.is_current(dir.path(), f)));
+        if changed {
+            let dir = match ahead {
+                Some(dir) => dir,
+                None => self.write_version(set)?,
+            };
+            renames.push(self.stage_symlink(DATA_LINK, Path::new(&dir_name(dir.path())))?);
+            version = Some(dir);
+        }
+        for f in set {
+            if !self.links_into_data(f.name) {
+                renames.push(self.stage_symlink(f.name, &Path::new(DATA_LINK).join(f.name))?);
+            }
+        }
+        Ok((renames, version))
     }
 
     /// Mode (exactly: the umask may have narrowed it at creation), owner, then the bytes,
@@ -343,58 +346,6 @@ impl Writer {
     /// Whether the visible `name` is already our symlink into `..data`.
     fn links_into_data(&self, name: &str) -> bool {
         fs::read_link(self.dir.join(name)).is_ok_and(|t| t == Path::new(DATA_LINK).join(name))
-    }
-
-    /// Removes visible symlinks into `..data` for names `set` does not have (the
-    /// `password` file when IAM authentication was turned off): they would dangle.
-    fn remove_links_outside(&self, set: &[File]) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name != DATA_LINK
-                && !set.iter().any(|f| f.name == name)
-                && self.links_into_data(name)
-            {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-
-    /// Removes what a killed run left behind: temporary names (`.NAME.XXXXXX.tmp`) and
-    /// version directories `..data` does not point to; nothing else is touched. Returns
-    /// how many were removed.
-    pub fn sweep(&self) -> Result<usize, WriteError> {
-        let _lock = self.lock()?;
-        let entries = fs::read_dir(&self.dir).map_err(self.error("list", ""))?;
-        let current = self.current_version();
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = entry.path();
-            if !(is_temporary(name) || is_version(name) && Some(&path) != current.as_ref()) {
-                continue;
-            }
-            // Never followed: a symlink is removed itself, a directory with what is in it.
-            let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-            let result = if is_dir {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            match result {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // Another sidecar on this out-dir is filling it (a version written ahead
-                // outside the lock): left for it, which checks it is whole before use.
-                Err(e) if is_dir && e.kind() == io::ErrorKind::DirectoryNotEmpty => {}
-                Err(source) => return Err(self.error("remove", name)(source)),
-            }
-        }
-        Ok(removed)
     }
 
     /// Removes `name` if present. Not fsynced: a crash can only bring back what the next

@@ -7,6 +7,7 @@
 use crate::class::ErrorClass;
 use crate::config::Config;
 use crate::db::bootstrap::{BootstrapError, bootstrap};
+use crate::db::classify::Stage;
 use crate::db::connect::DbError;
 use crate::db::establish::validate;
 use crate::db::remedy::{Context, Remedy, remedy};
@@ -82,14 +83,21 @@ impl<'a> RefreshCheck<'a> {
         }
     }
 
-    /// What a check may do about a failed validation: the same as a wait that has not
-    /// bootstrapped yet (each check's candidate is new).
-    fn context(&self) -> Context {
-        Context {
-            admin: self.admin.is_some(),
+    /// Whether a failed validation calls for setting the role up first: as a wait that has
+    /// not bootstrapped yet decides it (each check's candidate is new). Pure (doctor's
+    /// tests hold it against the wait's and doctor's decisions).
+    pub(crate) fn sets_up_first(
+        class: ErrorClass,
+        stage: Stage,
+        admin: bool,
+        create: bool,
+    ) -> bool {
+        let context = Context {
+            admin,
             bootstrapped: false,
-            create: self.config.provisioning.create,
-        }
+            create,
+        };
+        remedy(class, stage, context) == Remedy::Bootstrap
     }
 
     /// The bootstrap, for a rotated app password (`db::bootstrap`: it sets the role's
@@ -153,7 +161,14 @@ impl<'a> RefreshCheck<'a> {
             // What the wait would do (`remedy`): the app's new password not set on the
             // server yet, its role or database missing. With admin credentials, set the
             // role up first, then validate the new credentials like any other.
-            Err(e) if remedy(e.class, e.stage, self.context()) == Remedy::Bootstrap => {
+            Err(e)
+                if Self::sets_up_first(
+                    e.class,
+                    e.stage,
+                    self.admin.is_some(),
+                    config.provisioning.create,
+                ) =>
+            {
                 self.set_up(&candidate.target).await?;
                 validate(&candidate.target, tls, &config.provisioning).await?
             }

@@ -24,11 +24,12 @@ use crate::report::causes;
 /// The version label GetSecretValue reads; sent explicitly so the intent is in the request.
 pub const CURRENT_STAGE: &str = "AWSCURRENT";
 
-/// IAM advice repeated by several errors: what to grant and, under Copilot, the tags the
-/// generated execution role's condition looks for.
-const IAM_HINT: &str = "grant the task role secretsmanager:GetSecretValue on this secret \
-(plus kms:Decrypt for a customer-managed KMS key); under AWS Copilot the generated \
-policies only match secrets tagged copilot-application=<app> and copilot-environment=<env>";
+/// IAM advice repeated by several errors (and doctor): what to grant (DescribeSecret for
+/// `run`'s rotation checks) and, under Copilot, the tags the generated execution role's
+/// condition looks for.
+pub const IAM_HINT: &str = "grant the task role secretsmanager:GetSecretValue and DescribeSecret \
+on this secret (plus kms:Decrypt for a customer-managed KMS key); under AWS Copilot the \
+generated policies only match secrets tagged copilot-application=<app> and copilot-environment=<env>";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {

@@ -9,19 +9,22 @@
 //!   ("invalid type: integer `12345`"), which could be a password.
 
 pub mod aws;
+mod local;
 mod names;
 mod parse;
+mod target;
 
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::class::ErrorClass;
-use names::check_target_names;
+use local::local_credentials;
+pub use local::{libpq_from, resolve_local};
 pub use names::{MAX_IDENTIFIER_BYTES, check_identifier};
 pub use parse::parse_secret_json;
+pub use target::{Overrides, Target, build_target};
 
 /// Secrets Manager's own limit on a secret value. A local source larger than this is
 /// refused without being read in full.
@@ -65,104 +68,13 @@ impl fmt::Display for Source {
 
 /// What a secret says, before flags are applied. Every field but the password is optional
 /// here because the RDS-managed master secret carries only `username` and `password`.
+#[derive(Debug)]
 pub struct Credentials {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub dbname: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("password", &"[redacted]")
-            .field("dbname", &self.dbname)
-            .finish()
-    }
-}
-
-/// Flags that override what the secret says (`--host --port --user --database`), and
-/// whether the secret must carry a password (not with `--iam-auth`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Overrides {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub user: Option<String>,
-    pub database: Option<String>,
-    pub password_required: bool,
-}
-
-impl Default for Overrides {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: None,
-            user: None,
-            database: None,
-            password_required: true,
-        }
-    }
-}
-
-/// A complete, validated place to log in: the secret merged with the overrides. With
-/// `--iam-auth` the password is empty until the wait loop or the refresh signs a token
-/// into it (`Target::with_password`).
-#[derive(Clone)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: SecretString,
-    pub database: String,
-}
-
-impl fmt::Debug for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &"[redacted]")
-            .field("database", &self.database)
-            .finish()
-    }
-}
-
-impl Target {
-    /// `host:port`, with IPv6 literals bracketed, for messages and URLs.
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-
-    /// The same login with another password (an IAM token).
-    pub fn with_password(&self, password: SecretString) -> Target {
-        Target {
-            password,
-            ..self.clone()
-        }
-    }
-
-    /// True when both name the same server, user and database, whatever the password.
-    pub fn same_place(&self, other: &Target) -> bool {
-        self.host == other.host
-            && self.port == other.port
-            && self.user == other.user
-            && self.database == other.database
-    }
-
-    /// True when both point at the same login with the same password; used to tell whether
-    /// a re-resolved secret actually changed anything.
-    pub fn same_login(&self, other: &Target) -> bool {
-        self.same_place(other) && self.password.expose_secret() == other.password.expose_secret()
-    }
 }
 
 /// The secret after resolution, with the version that produced it (Secrets Manager only)
@@ -173,6 +85,9 @@ pub struct Resolved {
     pub version: Option<String>,
     pub token_expires_at: Option<std::time::SystemTime>,
 }
+
+/// What an admin secret holds (its error and doctor's advice).
+pub const ADMIN_SHAPE: &str = "the admin secret is the cluster's master secret: {\"username\", \"password\"}, host and port optional";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -315,33 +230,7 @@ impl Resolver {
         database: &str,
     ) -> Result<Target, SecretError> {
         let (creds, _) = self.credentials().await?;
-        let origin = self.source.to_string();
-        let missing = |field| SecretError::MissingTarget {
-            origin: origin.clone(),
-            field,
-            hint: "the admin secret is the cluster's master secret: {\"username\", \"password\"}, host and port optional",
-        };
-        let user = creds
-            .username
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| missing("username"))?;
-        let password = password(
-            Some(creds.password.ok_or_else(|| missing("password"))?),
-            &Overrides::default(),
-            false,
-            &origin,
-        )?;
-        check_identifier("admin user name", &user)?;
-        Ok(Target {
-            host: creds
-                .host
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| app.host.clone()),
-            port: creds.port.unwrap_or(app.port),
-            user,
-            password,
-            database: database.to_string(),
-        })
+        target::admin_target(creds, app, database, &self.source.to_string())
     }
 
     /// Looks for credentials other than `published`. Secrets Manager: DescribeSecret, and
@@ -387,203 +276,6 @@ pub enum Check {
     Changed(Resolved),
     /// The source is fixed for the life of the process (env, libpq).
     CannotChange,
-}
-
-/// Reads the secret from a local source (everything but Secrets Manager, which needs a
-/// client: see [`aws::SecretsManager`]).
-pub fn resolve_local(source: &Source, overrides: &Overrides) -> Result<Resolved, SecretError> {
-    Ok(Resolved {
-        target: build_target(local_credentials(source)?, overrides, source)?,
-        version: None,
-        token_expires_at: None,
-    })
-}
-
-/// The credentials of a local source (everything but Secrets Manager, which needs a
-/// client: see [`aws::SecretsManager`]).
-fn local_credentials(source: &Source) -> Result<Credentials, SecretError> {
-    let origin = source.to_string();
-    match source {
-        Source::Env { name } => {
-            let raw = std::env::var_os(name)
-                .ok_or_else(|| SecretError::EnvMissing { name: name.clone() })?;
-            let text = raw
-                .into_string()
-                .map(SecretString::from)
-                .map_err(|_| not_utf8(&origin, None))?;
-            parse_secret_json(text.expose_secret(), &origin)
-        }
-        Source::File { path } => {
-            let text = read_secret_file(path, &origin)?;
-            parse_secret_json(text.expose_secret(), &origin)
-        }
-        Source::Libpq => libpq_from(|k| std::env::var(k).ok()),
-        Source::SecretsManager { .. } => Err(SecretError::Malformed {
-            origin,
-            reason: "internal: Secrets Manager is not a local source".into(),
-        }),
-    }
-}
-
-/// Reads at most one byte more than [`MAX_SECRET_BYTES`] (the parser then refuses it by
-/// size) and tells a file that cannot be read from one that is not text. Only a regular
-/// file is read, and it is opened without blocking: a FIFO nobody writes (or a device)
-/// would otherwise hang the start beyond `--wait-timeout` and SIGTERM. Symlinks are
-/// followed: Kubernetes secret volumes and CSI mounts are made of them.
-fn read_secret_file(path: &Path, origin: &str) -> Result<SecretString, SecretError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let read_err = |source| SecretError::FileRead {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(read_err)?;
-    if !file.metadata().map_err(read_err)?.file_type().is_file() {
-        return Err(read_err(std::io::Error::other(
-            "not a regular file (a FIFO, device or directory)",
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok(SecretString::from(text)),
-        Err(e) => {
-            let at = e.utf8_error().valid_up_to();
-            // The bytes may be (part of) a password: wipe them, say only where it broke.
-            let mut bytes = e.into_bytes();
-            bytes.fill(0);
-            Err(not_utf8(origin, Some(at)))
-        }
-    }
-}
-
-fn not_utf8(origin: &str, at: Option<usize>) -> SecretError {
-    SecretError::Malformed {
-        origin: origin.to_string(),
-        reason: match at {
-            Some(at) => format!(
-                "secret is not UTF-8 text (invalid byte at offset {at}); the secret JSON must be UTF-8"
-            ),
-            None => "secret is not UTF-8 text; the secret JSON must be UTF-8".into(),
-        },
-    }
-}
-
-/// The libpq variables as credentials; `get` is the environment (a parameter for tests).
-pub fn libpq_from(get: impl Fn(&str) -> Option<String>) -> Result<Credentials, SecretError> {
-    let origin = Source::Libpq.to_string();
-    // Required by `build_target` unless IAM authentication signs the password.
-    let password = get("PGPASSWORD");
-    let port = match get("PGPORT") {
-        Some(p) => Some(
-            p.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| SecretError::Malformed {
-                    origin: origin.clone(),
-                    reason: "PGPORT must be a port number from 1 to 65535".into(),
-                })?,
-        ),
-        None => None,
-    };
-    Ok(Credentials {
-        host: get("PGHOST"),
-        port,
-        username: get("PGUSER"),
-        password: password.map(SecretString::from),
-        dbname: get("PGDATABASE"),
-    })
-}
-
-/// Merges flags over the secret and validates the result, the same way for every source.
-///
-/// The database defaults to the user name, as libpq's does, when neither the secret nor
-/// `--database` names one.
-pub fn build_target(
-    creds: Credentials,
-    overrides: &Overrides,
-    source: &Source,
-) -> Result<Target, SecretError> {
-    let origin = &source.to_string();
-    // With no source given at all, name the variable that would have given the value.
-    let libpq = *source == Source::Libpq;
-    let missing = |field, var, hint| {
-        if libpq {
-            SecretError::LibpqMissing { var }
-        } else {
-            SecretError::MissingTarget {
-                origin: origin.clone(),
-                field,
-                hint,
-            }
-        }
-    };
-    let host = (overrides.host.clone().or(creds.host))
-        .filter(|h| !h.is_empty())
-        .ok_or(missing(
-            "host",
-            "PGHOST",
-            "set it in the secret or pass --host",
-        ))?;
-    let port = overrides.port.or(creds.port).unwrap_or(5432);
-    let user = (overrides.user.clone().or(creds.username))
-        .filter(|u| !u.is_empty())
-        .ok_or(missing(
-            "username",
-            "PGUSER",
-            "the secret must carry \"username\", or pass --user",
-        ))?;
-    let password = password(creds.password, overrides, libpq, origin)?;
-    let database = (overrides.database.clone().or(creds.dbname))
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| user.clone());
-    check_target_names(origin, &host, &user, &database)?;
-    Ok(Target {
-        host,
-        port,
-        user,
-        password,
-        database,
-    })
-}
-
-/// The password, required unless IAM authentication signs one, and one that pgpass (one
-/// line) and the wire protocol (C strings) can carry: no newline, carriage return or NUL,
-/// whichever source it came from.
-fn password(
-    given: Option<SecretString>,
-    overrides: &Overrides,
-    libpq: bool,
-    origin: &str,
-) -> Result<SecretString, SecretError> {
-    let field = if libpq {
-        "PGPASSWORD"
-    } else {
-        "field \"password\""
-    };
-    match given {
-        Some(p) if p.expose_secret().contains(['\n', '\r', '\0']) => Err(SecretError::Malformed {
-            origin: origin.to_string(),
-            reason: format!(
-                "{field} contains a newline or NUL character, which pgpass and the PostgreSQL protocol cannot carry"
-            ),
-        }),
-        Some(p) => Ok(p),
-        // IAM authentication signs a token into it before any login.
-        None if !overrides.password_required => Ok(SecretString::from(String::new())),
-        None if libpq => Err(SecretError::LibpqMissing { var: "PGPASSWORD" }),
-        None => Err(SecretError::Malformed {
-            origin: origin.to_string(),
-            reason: "field \"password\" is missing (or pass --iam-auth to log in with IAM tokens)"
-                .into(),
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -739,6 +431,6 @@ mod tests {
         let t = build_target(creds(Some("h"), None), &Overrides::default(), &src()).expect("valid");
         let s = format!("{t:?} {:?}", creds(Some("h"), None));
         assert!(!s.contains("\"pw\""), "{s}");
-        assert!(s.contains("[redacted]"));
+        assert!(s.to_lowercase().contains("[redacted]"), "{s}");
     }
 }
