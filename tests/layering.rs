@@ -7,30 +7,73 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Keep in step with the table in `src/lib.rs`.
-const LAYERS: &[(&str, u32)] = &[
-    ("exit", 0),
-    ("report", 0),
-    ("class", 0),
-    ("modes", 0),
-    ("signal", 0),
-    ("outdir", 0),
-    ("exec", 0),
-    ("privileges", 0),
-    ("testing", 0),
-    ("crypto", 0),
-    ("cli", 1),
-    ("secret", 1),
-    ("iam", 2),
-    ("render", 2),
-    ("state", 2),
-    ("db", 3),
-    ("config", 4),
-    ("refresh", 5),
-    ("error", 6),
-    ("sidecar", 7),
-    ("doctor", 7),
-];
+/// The layer of every module, read from the Layout table of `src/lib.rs` (defined there
+/// once): in each row, every module linked as [`name`] in the modules column; a module
+/// lib.rs declares for tests only (`#[cfg(test)] mod name;`) is a leaf.
+fn layers() -> BTreeMap<String, u32> {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
+    let text = std::fs::read_to_string(lib).expect("read lib.rs");
+    let mut layers = BTreeMap::new();
+    for line in text.lines() {
+        let Some(row) = line.strip_prefix("//! | ") else {
+            continue;
+        };
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let digits: String = cells[0].chars().take_while(char::is_ascii_digit).collect();
+        let Ok(layer) = digits.parse::<u32>() else {
+            continue;
+        };
+        for (at, _) in cells[1].match_indices("[`") {
+            let name = &cells[1][at + 2..];
+            let name = &name[..name.find("`]").expect("closing `]")];
+            if !name.contains("::") {
+                let earlier = layers.insert(name.to_string(), layer);
+                assert!(
+                    earlier.is_none(),
+                    "{name} is in two rows of the Layout table"
+                );
+            }
+        }
+    }
+    for (at, _) in text.match_indices("#[cfg(test)]\nmod ") {
+        let rest = &text[at + "#[cfg(test)]\nmod ".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if rest[name.len()..].starts_with(';') {
+            layers.insert(name, 0);
+        }
+    }
+    layers
+}
+
+#[test]
+fn the_layout_table_places_every_module_of_the_crate_root() {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs");
+    let text = std::fs::read_to_string(lib).expect("read lib.rs");
+    let layers = layers();
+    let declared: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("mod "))
+        })
+        .filter_map(|l| l.strip_suffix(';'))
+        .collect();
+    assert!(declared.len() >= 20, "{declared:?}");
+    for m in &declared {
+        assert!(
+            layers.contains_key(*m),
+            "{m} is not in the Layout table of src/lib.rs"
+        );
+    }
+    assert_eq!(layers.len(), declared.len(), "{layers:?} vs {declared:?}");
+    assert_eq!(
+        (layers["outdir"], layers["db"], layers["doctor"]),
+        (0, 3, 7)
+    );
+}
 
 /// The crate root may use everything.
 const ROOT: u32 = u32::MAX;
@@ -91,7 +134,7 @@ fn imports(text: &str) -> Vec<String> {
 #[test]
 fn every_module_imports_only_from_lower_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let layer: BTreeMap<&str, u32> = LAYERS.iter().copied().collect();
+    let layer = layers();
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let mut violations = Vec::new();
@@ -99,9 +142,9 @@ fn every_module_imports_only_from_lower_layers() {
         let module = module_of(&src, file);
         let own = match &module {
             None => ROOT,
-            Some(m) => *layer
-                .get(m.as_str())
-                .unwrap_or_else(|| panic!("module {m} has no layer: add it to LAYERS and to the Layout table in src/lib.rs")),
+            Some(m) => *layer.get(m.as_str()).unwrap_or_else(|| {
+                panic!("module {m} has no layer: add it to the Layout table in src/lib.rs")
+            }),
         };
         let text = std::fs::read_to_string(file).expect("read");
         for name in imports(&text) {

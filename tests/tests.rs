@@ -9,6 +9,7 @@ mod bad_input;
 mod bootstrap;
 mod doctor;
 mod faults;
+mod house;
 mod iam;
 mod layering;
 mod once;
