@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::class::ErrorClass;
 use crate::config::Config;
+use crate::db::bootstrap::plan;
 use crate::db::provision::quote_ident;
 use crate::db::retry::{FailedAttempt, until_done};
 use crate::db::wait::{LoginAttempt, Ready};
@@ -287,32 +288,18 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
     Ok(out)
 }
 
-/// What the bootstrap would do with the admin credentials, for `render` (which touches no
-/// database: whether the role or the database exist is not known here).
+/// What the bootstrap would do with the admin credentials, for `render`
+/// (`bootstrap::plan`: the statements it runs).
 fn bootstrap_plan(config: &Config, app: &Target, admin: &Source) -> String {
-    let role = quote_ident(&app.user);
-    let credentials = if config.iam.is_some() {
-        format!("GRANT rds_iam TO {role}")
-    } else {
-        format!(
-            "ALTER ROLE {role} WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:…' (a verifier computed here; the password is not sent)"
-        )
-    };
-    let database = quote_ident(&app.database);
-    let create = if config.provisioning.create {
-        format!("CREATE DATABASE {database} OWNER {role} when it is missing; ")
-    } else {
-        String::new()
-    };
-    format!(
+    let mut out = format!(
         "==> bootstrap plan (with the admin credentials from {admin}, only when the app's login fails) <==\n\
-         log in to {maintenance} as the admin user, which needs CREATEROLE\n\
-         CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION when it is missing\n\
-         {credentials}\n\
-         GRANT {role} TO CURRENT_USER\n\
-         {create}ALTER DATABASE {database} OWNER TO {role} when the admin user owns it\n",
-        maintenance = quote_ident(&config.provisioning.maintenance_database),
-    )
+         log in to {} as the admin user, which needs CREATEROLE\n",
+        quote_ident(&config.provisioning.maintenance_database),
+    );
+    for (statement, when) in plan(app, config.iam.is_some(), config.provisioning.create) {
+        out.push_str(&format!("{statement}{when}\n"));
+    }
+    out
 }
 
 /// Logs failed attempts and records them in `status.json`, sparingly: a refusing server

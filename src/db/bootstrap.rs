@@ -157,11 +157,60 @@ pub fn check_roles(admin: &Target, app: &Target) -> Result<(), BootstrapError> {
 pub fn password_statement(role: &str, password: &str) -> String {
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     // The verifier is base64 and `$:`; doubling quotes keeps the literal safe regardless.
+    password_statement_with(role, &verifier.replace('\'', "''"))
+}
+
+fn password_statement_with(role: &str, verifier: &str) -> String {
     format!(
-        "ALTER ROLE {} WITH LOGIN PASSWORD '{}'",
-        quote_ident(role),
-        verifier.replace('\'', "''")
+        "ALTER ROLE {} WITH LOGIN PASSWORD '{verifier}'",
+        quote_ident(role)
     )
+}
+
+fn grant_iam_statement(role: &str) -> String {
+    format!("GRANT rds_iam TO {}", quote_ident(role))
+}
+
+/// Makes the admin a member of the role: whoever makes a role own a database must be able
+/// to act as it (see the module's docs).
+fn grant_to_admin_statement(role: &str) -> String {
+    format!("GRANT {} TO CURRENT_USER", quote_ident(role))
+}
+
+fn hand_over_statement(database: &str, role: &str) -> String {
+    format!(
+        "ALTER DATABASE {} OWNER TO {}",
+        quote_ident(database),
+        quote_ident(role)
+    )
+}
+
+/// What the bootstrap runs, each statement with when it runs, for `render` (which touches
+/// no database, so whether the role or the database exist is not known there): the very
+/// statements, the password verifier elided.
+pub fn plan(app: &Target, iam: bool, create: bool) -> Vec<(String, &'static str)> {
+    let credentials = if iam {
+        (grant_iam_statement(&app.user), "")
+    } else {
+        let verifier = "SCRAM-SHA-256$4096:…";
+        let note = " (a verifier computed here; the password is not sent)";
+        (password_statement_with(&app.user, verifier), note)
+    };
+    let mut plan = vec![
+        (
+            create_role_statement(&app.user),
+            " when the role is missing",
+        ),
+        credentials,
+        (grant_to_admin_statement(&app.user), ""),
+    ];
+    if create {
+        let statement = create_statement(&app.database, Some(&app.user));
+        plan.push((statement, " when the database is missing"));
+    }
+    let hand_over = hand_over_statement(&app.database, &app.user);
+    plan.push((hand_over, " when the admin user owns it and it is empty"));
+    plan
 }
 
 /// `CREATE ROLE` and its mark, one transaction (a simple query's statements commit
@@ -239,13 +288,9 @@ async fn steps(
             admin: admin.user.clone(),
         }));
     }
-    let role = quote_ident(&app.user);
     let role_created = ensure_role(client, &app.user, iam).await?;
     if iam {
-        match client
-            .batch_execute(&format!("GRANT rds_iam TO {role}"))
-            .await
-        {
+        match client.batch_execute(&grant_iam_statement(&app.user)).await {
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => {
                 return Err(Step::Refused(BootstrapError::NoRdsIam {
                     host: admin.host.clone(),
@@ -259,7 +304,7 @@ async fn steps(
             .await?;
     }
     match client
-        .batch_execute(&format!("GRANT {role} TO CURRENT_USER"))
+        .batch_execute(&grant_to_admin_statement(&app.user))
         .await
     {
         // A concurrent bootstrap granted it first.
@@ -381,11 +426,7 @@ async fn hand_over_if_empty(
         return Ok(DatabaseOwner::NotEmpty);
     }
     client
-        .batch_execute(&format!(
-            "ALTER DATABASE {} OWNER TO {}",
-            quote_ident(&app.database),
-            quote_ident(&app.user)
-        ))
+        .batch_execute(&hand_over_statement(&app.database, &app.user))
         .await?;
     Ok(DatabaseOwner::Transferred)
 }

@@ -41,18 +41,14 @@ pub async fn run(config: Result<Config, ConfigError>, step_timeout: Duration) ->
     let started = Instant::now();
     let config = match config {
         Ok(c) => {
-            report.push("configuration", started, Outcome::Ok(describe(&c)));
+            report.push(started, Outcome::Ok(describe(&c)));
             c
         }
         Err(e) => {
             let e = crate::error::Error::from(e);
             let hint =
                 "the message names the flag or variable; `aurora-sidecar doctor --help` lists them";
-            report.push(
-                "configuration",
-                started,
-                Outcome::fail(e.class(), chain(&e), hint),
-            );
+            report.push(started, Outcome::fail(e.class(), chain(&e), hint));
             report.skip_rest();
             return report;
         }
@@ -62,44 +58,25 @@ pub async fn run(config: Result<Config, ConfigError>, step_timeout: Duration) ->
     report
 }
 
-/// The steps after the configuration; `None` as soon as one fails.
+/// The steps after the configuration, in [`STEPS`]' order (a step is named by its place
+/// there: credentials, secret fields, dns, tcp, tls, authentication, database, out-dir,
+/// admin); `None` as soon as one fails.
 async fn walk(config: &Config, limit: Duration, report: &mut Report) -> Option<()> {
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
-    let creds = step(
-        report,
-        "credentials",
-        limit,
-        credentials(config, &mut resolver),
-    )
-    .await?;
-    let target = step(report, "secret fields", limit, async {
-        fields(config, creds)
-    })
-    .await?;
+    let creds = step(report, limit, credentials(config, &mut resolver)).await?;
+    let target = step(report, limit, async { fields(config, creds) }).await?;
     let target = match &config.iam {
         None => target,
         Some(iam) => signed(report, limit, iam.region.clone(), target).await?,
     };
     let tls = config.tls.for_host(&target.host);
-    let addrs = step(report, "dns", limit, dns(&target)).await?;
-    step(report, "tcp", limit, tcp(&addrs)).await?;
-    step(report, "tls", limit, tls_step(&target, addrs[0], tls)).await?;
-    let found = step(
-        report,
-        "authentication",
-        limit,
-        authenticate(config, &target, tls),
-    )
-    .await?;
-    step(
-        report,
-        "database",
-        limit,
-        database(config, &target, tls, found),
-    )
-    .await?;
-    step(report, "out-dir", limit, out_dir(config)).await?;
-    step(report, "admin", limit, admin(config, &target)).await?;
+    let addrs = step(report, limit, dns(&target)).await?;
+    step(report, limit, tcp(&addrs)).await?;
+    step(report, limit, tls_step(&target, addrs[0], tls)).await?;
+    let found = step(report, limit, authenticate(config, &target, tls)).await?;
+    step(report, limit, database(config, &target, tls, found)).await?;
+    step(report, limit, out_dir(config)).await?;
+    step(report, limit, admin(config, &target)).await?;
     Some(())
 }
 
@@ -135,14 +112,13 @@ async fn signed(
     };
     // The fields were fine; the token they need is not: one line for the step.
     report.steps.pop();
-    report.push("secret fields", started, outcome);
+    report.push(started, outcome);
     None
 }
 
 /// Runs one step bounded by `limit`, records it, and gives its value unless it failed.
 async fn step<T>(
     report: &mut Report,
-    name: &'static str,
     limit: Duration,
     work: impl Future<Output = (Outcome, Option<T>)>,
 ) -> Option<T> {
@@ -158,7 +134,7 @@ async fn step<T>(
             None,
         ),
     };
-    report.push(name, started, outcome);
+    report.push(started, outcome);
     if report.failed() { None } else { value }
 }
 

@@ -37,7 +37,8 @@ pub struct Report {
     pub steps: Vec<Step>,
 }
 
-/// The steps, in the order they are walked.
+/// The steps, in the order they are walked (`walk` takes them in this order; a step is
+/// named by its place here).
 pub const STEPS: [&str; 10] = [
     "configuration",
     "credentials",
@@ -102,7 +103,13 @@ impl Report {
         out
     }
 
-    pub(super) fn push(&mut self, name: &'static str, started: Instant, outcome: Outcome) {
+    /// Records the next step: its name is its place in [`STEPS`], so the walk and the list
+    /// cannot disagree.
+    pub(super) fn push(&mut self, started: Instant, outcome: Outcome) {
+        let name = STEPS
+            .get(self.steps.len())
+            .copied()
+            .unwrap_or("(a step STEPS lacks)");
         let (status, detail, hint, error_class) = match outcome {
             Outcome::Ok(d) => (Status::Ok, d, None, None),
             Outcome::Warn(d, h) => (Status::Warn, d, Some(h), None),

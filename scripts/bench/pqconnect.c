@@ -1,6 +1,6 @@
-/* The floor for a process whose whole job is one libpq login, for scripts/bench: connect
+/* The floor for a process whose whole job is one libpq login, for scripts/bench/run: connect
    with the conninfo in argv[1] (password from PGPASSWORD), check, disconnect. Built by
-   scripts/bench against the system's libpq; the prototypes are declared here so that
+   scripts/bench/run against the system's libpq; the prototypes are declared here so that
    libpq's headers (libpq-dev) are not needed. */
 typedef struct pg_conn PGconn;
 extern PGconn *PQconnectdb(const char *conninfo);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The seed article's entry script, as teams run it today (for scripts/bench only): five jq
+# The seed article's entry script, as teams run it today (for scripts/bench/run only): five jq
 # calls on DB_SECRET, DATABASE_URL with the port after the password (its bug, kept),
 # ~/.pg_service.conf and ~/.pgpass, then psql to check whether the database exists and
 # createdb when it does not. HOME is the first argument.

@@ -1,4 +1,4 @@
-"""The measurements behind docs/BENCHMARKS.md; run through scripts/bench, which builds the
+"""The measurements behind docs/BENCHMARKS.md; run through scripts/bench/run, which builds the
 binaries, starts a throwaway PostgreSQL 15 (log_connections on, max_connections 200) and
 passes its coordinates. Everything is measured side by side in this one run; medians and
 percentiles, never single samples, because the machine is shared and noisy."""
@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-# Set by main() from the command line (scripts/bench passes them).
+# Set by main() from the command line (scripts/bench/run passes them).
 ARGS = argparse.Namespace()
 WORK, PORT, PG_BIN = "", 0, ""
 USER, PASSWORD, DB = "bench", "bench-pass", "bench_db"
@@ -116,7 +116,7 @@ def pgbench_connection_time(transactions):
 
 
 def cold_start():
-    """`once` against one libpq login as a process of its own (scripts/bench_pqconnect.c): the
+    """`once` against one libpq login as a process of its own (scripts/bench/pqconnect.c): the
     like-for-like yardstick, what any script or entrypoint that uses libpq pays. pgbench's
     in-process connection time is context. With --baseline-bin, that binary (main's image
     binary) runs interleaved with this one: the A/B of a change."""
@@ -170,7 +170,7 @@ def cold_start():
     floor = statistics.median(pq) if pq else None
     conn = statistics.median(conns)
     if floor:
-        row("cold", "one libpq login as a process of its own (scripts/bench_pqconnect.c: PQconnectdb + "
+        row("cold", "one libpq login as a process of its own (scripts/bench/pqconnect.c: PQconnectdb + "
             "PQfinish, the system's libpq; interleaved): the yardstick",
             f"median {ms(floor)} (min {ms(min(pq))}, max {ms(max(pq))}, n={len(pq)})")
     what = {"image": "the image's static binary (what ECS runs)", "release": "the release binary (dynamic)",
@@ -213,7 +213,7 @@ def cold_start():
     psql = timed(["psql", "-h", "127.0.0.1", "-p", str(PORT), "-U", USER, "-d", DB, "-X", "-c", "select 1"],
                  ARGS.trials, env={**os.environ, "PGPASSWORD": PASSWORD})
     row("cold", "one psql -c 'select 1'", f"median {ms(statistics.median(psql))}")
-    seed = timed(["sh", "scripts/bench_seed.sh", f"{WORK}/seedhome"], 10,
+    seed = timed(["sh", "scripts/bench/seed.sh", f"{WORK}/seedhome"], 10,
                  env={**os.environ, "DB_SECRET": secret()})
     row("cold", "the seed article's shell path (5x jq, files, psql check, createdb)",
         f"median {ms(statistics.median(seed))}")
@@ -459,7 +459,7 @@ def write():
     }
     with open(ARGS.out, "w") as f:
         f.write("# Benchmarks\n\n")
-        f.write(f"Produced by `scripts/bench` on {time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, "
+        f.write(f"Produced by `scripts/bench/run` on {time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, "
                 f"{os.cpu_count()} cores, {rustc}, PostgreSQL 15 on loopback. Everything below comes from this one "
                 "run, side by side; the machine is shared and noisy, so read medians, percentiles and ratios.\n\n")
         if ARGS.baseline_bin:
@@ -477,7 +477,7 @@ def write():
                 if s == section:
                     f.write(f"| {what} | {value} |\n")
             f.write("\n")
-        f.write(open("scripts/bench_notes.md").read())
+        f.write(open("scripts/bench/notes.md").read())
         figures = "target/e2e/figures.md"
         if os.path.exists(figures):
             f.write("\n## Container image and the end-to-end run\n\n"
@@ -496,7 +496,7 @@ def main():
     a.add_argument("--static-bin-aarch64", help="the arm64 image's static binary, for its size")
     a.add_argument("--baseline-bin", help="another image binary to A/B the cold start against (e.g. main's)")
     a.add_argument("--trials", type=int, default=20)
-    a.add_argument("--pqconnect", help="a program making one libpq login (scripts/bench_pqconnect.c)")
+    a.add_argument("--pqconnect", help="a program making one libpq login (scripts/bench/pqconnect.c)")
     a.add_argument("--outages", default="2,30,120")
     a.add_argument("--only", help="comma-separated sections (sizes,cold,wake,slow,concurrent,soak), "
                                   "for a quick look; write such a run to another --out")
