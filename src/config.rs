@@ -4,6 +4,7 @@
 //! milliseconds with exit 78 instead of after a ten-minute wait.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::config::ChannelBinding;
@@ -11,7 +12,7 @@ use tokio_postgres::config::ChannelBinding;
 use crate::cli::{ChannelBindingArg, PrepareArgs};
 use crate::db::pace::Policy;
 use crate::db::provision::Provisioning;
-use crate::db::tls::{Tls, TlsChoice, TlsConfigError, is_rds_host};
+use crate::db::tls::{CaBundle, Tls, TlsChoice, TlsConfigError};
 use crate::modes::{SslMode, UrlScheme};
 use crate::outdir::{File, Owner};
 use crate::render::{self, Inputs, Reveal};
@@ -49,14 +50,6 @@ pub enum ConfigError {
     Tls(#[from] TlsConfigError),
 }
 
-/// The CA bundle, read once: the same bytes build the TLS verifier and are copied into the
-/// out-dir as `rds-ca.pem`.
-#[derive(Debug, Clone)]
-pub struct CaBundle {
-    pub path: PathBuf,
-    pub pem: Vec<u8>,
-}
-
 /// Everything `once` and `render` need, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -71,11 +64,10 @@ pub struct Config {
     pub url_scheme: UrlScheme,
     /// `--sslmode`, or its default for a host that is not an RDS endpoint.
     pub sslmode: SslMode,
-    pub ca: Option<CaBundle>,
-    /// The connectors logins use: built from `sslmode` and `ca`, and for an RDS endpoint
-    /// when `--sslmode` was not given, verify-full against `rds_ca` (the image's bundle).
+    /// The connectors logins use, each with the CA bundle it verifies with: built from
+    /// `sslmode` and `--sslrootcert`, and for an RDS endpoint when `--sslmode` was not
+    /// given, verify-full against the image's bundle (`TlsChoice::for_host` decides).
     pub tls: TlsChoice,
-    pub rds_ca: Option<CaBundle>,
     /// `--iam-auth`: the region to sign for when known up front (`None`: from the host).
     pub iam: Option<Iam>,
     /// `--admin-secret-*`: where the admin credentials are, when given.
@@ -94,32 +86,25 @@ pub const MAX_IAM_RENEWAL: Duration = Duration::from_secs(600);
 impl Config {
     /// What the renderers need to render `target` as this configuration says.
     pub fn inputs<'a>(&'a self, target: &'a Target, reveal: Reveal) -> Inputs<'a> {
+        let tls = self.tls.for_host(&target.host);
         Inputs {
             target,
             reveal,
             service_name: &self.service_name,
             url_scheme: self.url_scheme,
-            sslmode: self.tls.for_host(&target.host).mode,
-            has_ca: self.ca_for(&target.host).is_some(),
+            sslmode: tls.mode,
+            has_ca: tls.ca.is_some(),
             app_dir: &self.app_dir,
             iam: self.iam.is_some(),
-            channel_binding: self.tls.for_host(&target.host).channel_binding
-                == tokio_postgres::config::ChannelBinding::Require,
+            channel_binding: tls.channel_binding == tokio_postgres::config::ChannelBinding::Require,
         }
     }
 
     /// The file set for `target`.
     pub fn files(&self, target: &Target, reveal: Reveal) -> Vec<File> {
-        let ca = self.ca_for(&target.host).map(|c| c.pem.as_slice());
-        render::files(&self.inputs(target, reveal), ca)
-    }
-
-    /// The CA bundle logins to `host` verify with (and the app gets a copy of).
-    fn ca_for(&self, host: &str) -> Option<&CaBundle> {
-        match &self.tls.rds {
-            Some(_) if is_rds_host(host) => self.rds_ca.as_ref(),
-            _ => self.ca.as_ref(),
-        }
+        let inputs = self.inputs(target, reveal);
+        let ca = self.tls.for_host(&target.host).ca.as_ref();
+        render::files(&inputs, ca.map(|c| c.pem.as_slice()))
     }
 
     /// Validates `args`; `env` is the process environment (a parameter for tests).
@@ -139,8 +124,8 @@ impl Config {
         check_names(args)?;
         let sslmode = sslmode(args, iam.is_some())?;
         let ca = read_ca(args.sslrootcert.as_deref(), sslmode)?;
-        let tls = connector(args, sslmode, iam.is_some(), ca.as_ref())?;
-        let (rds, rds_ca) = rds_default(args, iam.is_some())?.unzip();
+        let tls = connector(args, sslmode, iam.is_some(), ca)?;
+        let rds = rds_default(args, iam.is_some())?;
         Ok(Self {
             source,
             overrides: Overrides {
@@ -167,9 +152,7 @@ impl Config {
             service_name: args.service_name.clone(),
             url_scheme: args.url_scheme.into(),
             sslmode,
-            ca,
             tls: TlsChoice { given: tls, rds },
-            rds_ca,
             iam,
             // `--admin-secret-*`: none means no bootstrap.
             admin: given(
@@ -192,7 +175,7 @@ impl Config {
 
     /// Where the CA bundle came from, for logs and messages.
     pub fn sslrootcert(&self) -> Option<&Path> {
-        self.ca.as_ref().map(|c| c.path.as_path())
+        self.tls.given.ca.as_ref().map(|c| c.path.as_path())
     }
 }
 
@@ -270,15 +253,14 @@ fn check_names(args: &PrepareArgs) -> Result<(), ConfigError> {
 /// No --sslmode, no IAM (which defaults to verify-full anyway), and the image's bundle
 /// present: an RDS endpoint is verified against that bundle. Whether a host is one is
 /// known per login (`TlsChoice::for_host`).
-fn rds_default(args: &PrepareArgs, iam: bool) -> Result<Option<(Tls, CaBundle)>, ConfigError> {
+fn rds_default(args: &PrepareArgs, iam: bool) -> Result<Option<Tls>, ConfigError> {
     if args.sslmode.is_some() || iam {
         return Ok(None);
     }
     let Ok(Some(bundle)) = read_ca(None, SslMode::VerifyFull) else {
         return Ok(None);
     };
-    let tls = connector(args, SslMode::VerifyFull, false, Some(&bundle))?;
-    Ok(Some((tls, bundle)))
+    connector(args, SslMode::VerifyFull, false, Some(bundle)).map(Some)
 }
 
 /// The connector for `mode`: channel binding as `--channel-binding` says, or required under
@@ -288,9 +270,9 @@ fn connector(
     args: &PrepareArgs,
     mode: SslMode,
     iam: bool,
-    ca: Option<&CaBundle>,
+    ca: Option<Arc<CaBundle>>,
 ) -> Result<Tls, ConfigError> {
-    let mut tls = Tls::new(mode, ca.map(|c| (c.path.as_path(), &c.pem[..])))?;
+    let mut tls = Tls::new(mode, ca)?;
     tls.channel_binding = match args.channel_binding {
         Some(ChannelBindingArg::Disable) => ChannelBinding::Disable,
         Some(ChannelBindingArg::Prefer) => ChannelBinding::Prefer,
@@ -304,7 +286,7 @@ fn connector(
 
 /// `--sslrootcert`, or for verify-* the bundle the image carries; read once, here, so a
 /// bad path fails in milliseconds rather than after the wait.
-fn read_ca(given: Option<&Path>, mode: SslMode) -> Result<Option<CaBundle>, ConfigError> {
+fn read_ca(given: Option<&Path>, mode: SslMode) -> Result<Option<Arc<CaBundle>>, ConfigError> {
     let path = match given {
         Some(p) => p.to_path_buf(),
         None if mode.verifies() && Path::new(BUNDLED_CA).is_file() => PathBuf::from(BUNDLED_CA),
@@ -312,7 +294,7 @@ fn read_ca(given: Option<&Path>, mode: SslMode) -> Result<Option<CaBundle>, Conf
         None => return Ok(None),
     };
     let pem = std::fs::read(&path).map_err(|e| ConfigError::RootCertUnreadable(path.clone(), e))?;
-    Ok(Some(CaBundle { path, pem }))
+    Ok(Some(Arc::new(CaBundle { path, pem })))
 }
 
 #[cfg(test)]

@@ -9,19 +9,19 @@
 //!
 //! Modules sit in layers; a module imports only from layers below its own, so there is no
 //! import cycle (`tests/layering.rs` reads `src/` and fails when an arrow points up).
-//! Data flows *cli → config → sidecar → {secret, db, render, state}*; imports point the
+//! Data flows *cli → config → flows → {secret, db, render, status}*; imports point the
 //! other way.
 //!
 //! | layer | modules | may import |
 //! |---|---|---|
-//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`report`] (error chains), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
+//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`display`] (error chains, printable server text), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
 //! | 1 | [`cli`] (clap, converts its enums into the `modes` types), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
-//! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set), [`state`] (`status.json`, `ready`, health) | layers 0–1 |
+//! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set), [`status`] (`status.json`, `ready`, health) | layers 0–1 |
 //! | 3 | [`db`] (TLS, login, what a failure is, means and calls for, provisioning, the app role's bootstrap, pacing, the retry loop, the wait) | layers 0–2 |
 //! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once, the file set for a target) | layers 0–3 |
 //! | 5 | [`refresh`] (the refresh state machine and its driver; [`refresh::RefreshCheck`], the real check) | layers 0–4 |
 //! | 6 | [`error`] (the top error and the one exit-code map) | layers 0–5 |
-//! | 7 | [`sidecar`] (the `once`, `run`, `exec`, `render` flows), [`doctor`] (one diagnosis, step by step) | layers 0–6 |
+//! | 7 | [`flows`] (the `once`, `run`, `exec`, `render` flows, a file each, and the steps they share), [`doctor`] (one diagnosis, step by step) | layers 0–6 |
 //! | crate root | `run` dispatches a parsed command; `main.rs` only parses, starts tracing and maps the error | everything |
 //!
 //! Inside a folder module the files import each other one way too (`tests/layering.rs`
@@ -33,15 +33,15 @@
 //! | stage | where |
 //! |---|---|
 //! | flags and environment → validated configuration | `cli`, `config::Config::from_args` |
-//! | the flow (`once`, `run`, `exec`, `render`) | `sidecar` |
-//! | out-dir checks, the start-up sweep, `status.json` | `state`, `outdir` |
+//! | the flow (`once`, `run`, `exec`, `render`) | `flows` (`flows::prepare`: the steps they share) |
+//! | out-dir checks, the start-up sweep, `status.json` | `status`, `outdir` |
 //! | the secret read, merged with the flags | `secret::Resolver`, `secret::build_target` |
 //! | an IAM token signed | `iam::Signer` |
 //! | one login attempt: bootstrap, login, create the database | `db::wait::LoginAttempt`, `db::bootstrap`, `db::establish`, `db::provision`, `db::connect` |
 //! | what a failure is, what to say, what to do | `db::classify`, `db::hint`, `db::remedy` |
 //! | retries, paced, within the deadline | `db::retry`, `db::pace` |
 //! | the files rendered and published | `render`, `outdir::Writer::publish` |
-//! | `ready`, then (run) rotation checks and token renewal | `state`, `refresh` (its check in `refresh::check`) |
+//! | `ready`, then (run) rotation checks and token renewal | `status`, `refresh` (its check in `refresh::check`) |
 //!
 //! What a failed login calls for besides a retry (set the role up with the admin, create
 //! the database) is decided once, in `db::remedy`: the wait and `run`'s refresh carry it
@@ -52,21 +52,21 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod display;
 pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod exit;
+pub mod flows;
 pub mod iam;
 pub mod modes;
 pub mod outdir;
 pub mod privileges;
 pub mod refresh;
 pub mod render;
-pub mod report;
 pub mod secret;
-pub mod sidecar;
 pub mod signal;
-pub mod state;
+pub mod status;
 #[cfg(test)]
 mod testing;
 
@@ -167,7 +167,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let env = |k: &str| std::env::var(k).ok();
     match cli.command {
         Command::Health(args) => {
-            let h = state::health(&args.out_dir);
+            let h = status::health(&args.out_dir);
             println!("{}", h.line);
             Ok(if h.healthy {
                 ExitCode::SUCCESS
@@ -182,12 +182,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 Reveal::Masked
             };
-            print!("{}", sidecar::render(&config, reveal).await?);
+            print!("{}", flows::render(&config, reveal).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor(args) => {
             let config = Config::from_args(&args.prepare, env);
-            let report = doctor::run(config, args.step_timeout).await;
+            let report = doctor::diagnose(config, args.step_timeout).await;
             match args.format {
                 DoctorFormat::Json => print!("{}", report.json()),
                 DoctorFormat::Text => print!("{}", report.text(std::io::stdout().is_terminal())),
@@ -197,20 +197,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Once(args) => {
             let mut signals = install_signals(false)?;
             let config = Config::from_args(&args, env)?;
-            sidecar::once(&config, &mut signals).await?;
+            flows::once(&config, &mut signals).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
             let mut signals = install_signals(true)?;
             let config = Config::from_args(&args.prepare, env)?;
             let interval = config.refresh_interval(args.refresh_interval)?;
-            sidecar::run(&config, interval, &mut signals).await?;
+            flows::run(&config, interval, &mut signals).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec(args) => {
             let mut signals = install_signals(false)?;
             let config = Config::from_args(&args.prepare, env)?;
-            match sidecar::exec(&config, &args.command, args.keep_secret_env, &mut signals).await? {}
+            match flows::exec(&config, &args.command, args.keep_secret_env, &mut signals).await? {}
         }
     }
 }

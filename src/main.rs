@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use aurora_sidecar::cli::Cli;
+use aurora_sidecar::display::chain;
 use aurora_sidecar::error::Error;
 use aurora_sidecar::exit;
-use aurora_sidecar::report::chain;
 use clap::Parser;
 
 fn main() -> ExitCode {

@@ -171,8 +171,8 @@ fn every_module_imports_only_from_lower_layers() {
 
 #[test]
 fn the_checker_sees_imports_in_every_form() {
-    let text = "use crate::db::pace::Policy;\nuse crate::{secret::Target, modes};\nfn f() { crate::report::chain(x) }\n#[cfg(test)]\nmod tests { use crate::sidecar; }";
-    assert_eq!(imports(text), ["db", "secret", "modes", "report"]);
+    let text = "use crate::db::pace::Policy;\nuse crate::{secret::Target, modes};\nfn f() { crate::display::chain(x) }\n#[cfg(test)]\nmod tests { use crate::sidecar; }";
+    assert_eq!(imports(text), ["db", "secret", "modes", "display"]);
 }
 
 /// The sibling files a file of a folder module names (`super::NAME` or

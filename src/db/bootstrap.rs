@@ -32,7 +32,7 @@ use super::connect::{DbError, login};
 use super::provision::{create_statement, created_concurrently, quote_ident};
 use super::tls::Tls;
 use crate::class::ErrorClass;
-use crate::report::printable;
+use crate::display::printable;
 use crate::secret::Target;
 
 /// The comment that marks a role as the sidecar's to manage.
@@ -252,20 +252,20 @@ pub async fn bootstrap(
         d.database = handed.map_err(|e| db_error(e, &app.database))?;
     }
     done.map_err(|e| match e {
-        Step::Sql(e) => BootstrapError::Db(db_error(e, &admin.database)),
-        Step::Refused(e) => e,
+        StepError::Sql(e) => BootstrapError::Db(db_error(e, &admin.database)),
+        StepError::Refused(e) => e,
     })
 }
 
 /// A step's failure: a statement the server refused, or a refusal of ours.
-enum Step {
+enum StepError {
     Sql(tokio_postgres::Error),
     Refused(BootstrapError),
 }
 
-impl From<tokio_postgres::Error> for Step {
+impl From<tokio_postgres::Error> for StepError {
     fn from(e: tokio_postgres::Error) -> Self {
-        Step::Sql(e)
+        StepError::Sql(e)
     }
 }
 
@@ -275,7 +275,7 @@ async fn steps(
     app: &Target,
     iam: bool,
     create: bool,
-) -> Result<Done, Step> {
+) -> Result<Done, StepError> {
     let may: Option<bool> = client
         .query_one(
             "SELECT rolcreaterole OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
@@ -284,7 +284,7 @@ async fn steps(
         .await?
         .try_get(0)?;
     if may != Some(true) {
-        return Err(Step::Refused(BootstrapError::NoCreateRole {
+        return Err(StepError::Refused(BootstrapError::NoCreateRole {
             admin: admin.user.clone(),
         }));
     }
@@ -292,7 +292,7 @@ async fn steps(
     if iam {
         match client.batch_execute(&grant_iam_statement(&app.user)).await {
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => {
-                return Err(Step::Refused(BootstrapError::NoRdsIam {
+                return Err(StepError::Refused(BootstrapError::NoRdsIam {
                     host: admin.host.clone(),
                 }));
             }
@@ -320,7 +320,7 @@ async fn steps(
 
 /// The role, created (and marked) when it is missing; an existing one must carry the mark
 /// and nothing an app role should not have. Returns whether this call created it.
-async fn ensure_role(client: &Client, role: &str, iam: bool) -> Result<bool, Step> {
+async fn ensure_role(client: &Client, role: &str, iam: bool) -> Result<bool, StepError> {
     let created = match client.batch_execute(&create_role_statement(role)).await {
         Ok(()) => true,
         // There already (an earlier start or a concurrent creator): looked at below.
@@ -336,7 +336,7 @@ async fn ensure_role(client: &Client, role: &str, iam: bool) -> Result<bool, Ste
 
 /// Refuses a role without the mark, with a dangerous attribute, or a member of roles the
 /// sidecar did not grant it.
-async fn check_existing_role(client: &Client, role: &str, iam: bool) -> Result<(), Step> {
+async fn check_existing_role(client: &Client, role: &str, iam: bool) -> Result<(), StepError> {
     let row = client
         .query_one(
             "SELECT pg_catalog.shobj_description(r.oid, 'pg_authid') = $2, \
@@ -355,7 +355,7 @@ async fn check_existing_role(client: &Client, role: &str, iam: bool) -> Result<(
             &[&role, &MARK, &iam],
         )
         .await?;
-    let refuse = |e| Err(Step::Refused(e));
+    let refuse = |e| Err(StepError::Refused(e));
     let quoted = printable(&quote_ident(role));
     if row.try_get::<_, Option<bool>>(0)? != Some(true) {
         return refuse(BootstrapError::Unmarked { role: quoted });
@@ -380,7 +380,7 @@ async fn ensure_database(
     admin: &Target,
     app: &Target,
     create: bool,
-) -> Result<DatabaseOwner, Step> {
+) -> Result<DatabaseOwner, StepError> {
     let mut current = database_owner(client, &app.database).await?;
     let mut created = false;
     if current.is_none() && create {
@@ -431,7 +431,7 @@ async fn hand_over_if_empty(
     Ok(DatabaseOwner::Transferred)
 }
 
-async fn database_owner(client: &Client, database: &str) -> Result<Option<String>, Step> {
+async fn database_owner(client: &Client, database: &str) -> Result<Option<String>, StepError> {
     let row = client
         .query_opt(
             "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = $1",

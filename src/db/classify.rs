@@ -7,8 +7,8 @@ use tokio_postgres::error::SqlState;
 
 use super::guard::{InsecureAuth, Unparsed};
 use crate::class::ErrorClass;
+use crate::display::causes;
 use crate::modes::SslMode;
-use crate::report::causes;
 
 /// Which step of the job a database error came from; it changes what some SQLSTATEs
 /// mean (3D000 on the maintenance database is fatal) and what the message advises.

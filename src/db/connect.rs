@@ -18,8 +18,8 @@ use super::guard::{Guarded, WatchedConnect};
 use super::hint;
 use super::tls::{Tls, wire_mode};
 use crate::class::ErrorClass;
+use crate::display::chain;
 use crate::modes::SslMode;
-use crate::report::chain;
 use crate::secret::Target;
 
 /// Shown in `pg_stat_activity.application_name`, so operators can tell our logins apart.

@@ -6,7 +6,7 @@
 
 use super::classify::Stage;
 use super::connect::{DbError, login};
-use super::provision::{Outcome, Provisioning, ensure_database};
+use super::provision::{Provisioned, Provisioning, ensure_database};
 use super::tls::Tls;
 use crate::class::ErrorClass;
 use crate::secret::Target;
@@ -31,7 +31,7 @@ pub async fn establish(
                     tls.mode,
                 )
             })?;
-        created = outcome == Outcome::Created;
+        created = outcome == Provisioned::Created;
         tracing::info!(database = %target.database, created, "database ensured");
     }
     let session = login(target, &target.database, tls)

@@ -98,7 +98,7 @@ impl From<Refusal> for io::Error {
 
 /// Where the conversation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Exchange {
     /// Nothing written yet: the first message says whether TLS is asked for.
     Start,
     /// The SSLRequest went out; the next byte is the server's answer.
@@ -203,7 +203,7 @@ pub struct Guarded {
 /// What the guard knows of the conversation: where it is, and the server's messages.
 #[derive(Debug)]
 struct Conversation {
-    phase: Phase,
+    exchange: Exchange,
     framing: Framing,
 }
 
@@ -212,23 +212,23 @@ impl Conversation {
     fn inspect(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         let result = self.follow(&mut bytes);
         if result.is_err() {
-            self.phase = Phase::Refused;
+            self.exchange = Exchange::Refused;
         }
         result.map_err(io::Error::from)
     }
 
     fn follow(&mut self, bytes: &mut &[u8]) -> Result<(), Refusal> {
-        if self.phase == Phase::SslAnswer && !bytes.is_empty() {
+        if self.exchange == Exchange::SslAnswer && !bytes.is_empty() {
             // The driver consumes this one byte whatever it is; only `S` and `N` mean
             // something the guard can follow.
-            self.phase = match bytes[0] {
-                b'S' => Phase::Tls,
-                b'N' => Phase::Plain,
+            self.exchange = match bytes[0] {
+                b'S' => Exchange::Tls,
+                b'N' => Exchange::Plain,
                 other => return Err(Refusal::Unparsed(Unparsed::SslAnswer(other))),
             };
             *bytes = &bytes[1..];
         }
-        if self.phase == Phase::Plain {
+        if self.exchange == Exchange::Plain {
             self.framing.feed(bytes)?;
         }
         Ok(())
@@ -266,7 +266,7 @@ impl Guarded {
             })),
             socket: None,
             talk: Conversation {
-                phase: Phase::Start,
+                exchange: Exchange::Start,
                 framing: Framing::new(!allow),
             },
         }
@@ -299,7 +299,7 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.talk.phase == Phase::Refused {
+        if this.talk.exchange == Exchange::Refused {
             return Poll::Ready(Err(Self::refused()));
         }
         ready!(this.poll_socket(cx))?;
@@ -318,11 +318,11 @@ impl AsyncWrite for Guarded {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let phase = &mut this.talk.phase;
-        match phase {
-            Phase::Refused => return Poll::Ready(Err(Self::refused())),
-            Phase::Start if buf.starts_with(&SSL_REQUEST) => *phase = Phase::SslAnswer,
-            Phase::Start => *phase = Phase::Plain,
+        let exchange = &mut this.talk.exchange;
+        match exchange {
+            Exchange::Refused => return Poll::Ready(Err(Self::refused())),
+            Exchange::Start if buf.starts_with(&SSL_REQUEST) => *exchange = Exchange::SslAnswer,
+            Exchange::Start => *exchange = Exchange::Plain,
             _ => {}
         }
         let socket = ready!(this.poll_socket(cx))?;
@@ -487,28 +487,28 @@ mod tests {
     fn an_answer_to_the_ssl_request_other_than_s_or_n_is_refused() {
         for byte in [b'E', b'X', 0, b'R'] {
             let mut g = Guarded::new("127.0.0.1", 1, true);
-            g.talk.phase = Phase::SslAnswer;
+            g.talk.exchange = Exchange::SslAnswer;
             let err = g.talk.inspect(&[byte]).expect_err("refused");
             assert!(err.to_string().contains("neither S nor N"), "{err}");
-            assert_eq!(g.talk.phase, Phase::Refused);
+            assert_eq!(g.talk.exchange, Exchange::Refused);
         }
     }
 
     #[test]
     fn the_guard_steps_aside_once_tls_is_agreed() {
         let mut g = Guarded::new("127.0.0.1", 1, false);
-        g.talk.phase = Phase::SslAnswer;
+        g.talk.exchange = Exchange::SslAnswer;
         // Under TLS the bytes are encrypted; whatever they look like is not looked at.
         g.talk.inspect(b"S").expect("tls");
         g.talk.inspect(&auth(3, b"")).expect("not read under TLS");
         let mut plain = Guarded::new("127.0.0.1", 1, false);
-        plain.talk.phase = Phase::SslAnswer;
+        plain.talk.exchange = Exchange::SslAnswer;
         let refused = [vec![b'N'], auth(3, b"")].concat();
         let err = plain.talk.inspect(&refused).expect_err("refused");
         assert!(err.to_string().contains("clear text"), "{err}");
-        assert_eq!(plain.talk.phase, Phase::Refused);
+        assert_eq!(plain.talk.exchange, Exchange::Refused);
         let mut allowed = Guarded::new("127.0.0.1", 1, true);
-        allowed.talk.phase = Phase::Plain;
+        allowed.talk.exchange = Exchange::Plain;
         allowed
             .talk
             .inspect(&auth(3, b""))

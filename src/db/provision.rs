@@ -39,7 +39,7 @@ pub fn create_statement(database: &str, owner: Option<&str>) -> String {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Provisioned {
     Created,
     /// It was there after all (created between our failed login and now, or by a
     /// concurrent creator that won the race).
@@ -54,7 +54,7 @@ pub async fn ensure_database(
     maintenance_db: &str,
     owner: Option<&str>,
     tls: &Tls,
-) -> Result<Outcome, tokio_postgres::Error> {
+) -> Result<Provisioned, tokio_postgres::Error> {
     let session = login(target, maintenance_db, tls).await?;
     let result = create_if_missing(&session, &target.database, owner).await;
     session.close().await;
@@ -65,7 +65,7 @@ async fn create_if_missing(
     session: &Session,
     database: &str,
     owner: Option<&str>,
-) -> Result<Outcome, tokio_postgres::Error> {
+) -> Result<Provisioned, tokio_postgres::Error> {
     let exists = session
         .client
         .query_opt(
@@ -75,15 +75,15 @@ async fn create_if_missing(
         .await?
         .is_some();
     if exists {
-        return Ok(Outcome::AlreadyExists);
+        return Ok(Provisioned::AlreadyExists);
     }
     match session
         .client
         .batch_execute(&create_statement(database, owner))
         .await
     {
-        Ok(()) => Ok(Outcome::Created),
-        Err(e) if created_concurrently(&e) => Ok(Outcome::AlreadyExists),
+        Ok(()) => Ok(Provisioned::Created),
+        Err(e) if created_concurrently(&e) => Ok(Provisioned::AlreadyExists),
         Err(e) => Err(e),
     }
 }

@@ -55,11 +55,21 @@ pub enum TlsConfigError {
     Rustls(#[source] rustls::Error),
 }
 
-/// The connector for one run: mode plus a rustls config shared by every attempt, and how
-/// the password may travel.
+/// A CA bundle, read once: the same bytes build the TLS verifier and are copied into the
+/// out-dir as `rds-ca.pem`.
+#[derive(Debug)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+/// The connector for one run: mode plus a rustls config shared by every attempt, the CA
+/// bundle it verifies with, and how the password may travel.
 #[derive(Clone)]
 pub struct Tls {
     pub mode: SslMode,
+    /// What the verifier trusts (and the app gets a copy of); `None` without one.
+    pub ca: Option<Arc<CaBundle>>,
     connector: MakeRustlsConnect,
     /// The same rustls configuration, for `doctor`'s own handshake.
     config: Arc<ClientConfig>,
@@ -80,13 +90,12 @@ impl fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// `rootcert` is the bundle's path (for messages) and its PEM bytes, read once by the
-    /// caller, which also copies them into the out-dir.
-    pub fn new(mode: SslMode, rootcert: Option<(&Path, &[u8])>) -> Result<Self, TlsConfigError> {
+    /// `ca` is the bundle, read once by the caller; the renderers copy it into the out-dir.
+    pub fn new(mode: SslMode, ca: Option<Arc<CaBundle>>) -> Result<Self, TlsConfigError> {
         let provider = crate::crypto::provider();
-        let verifier: Arc<dyn ServerCertVerifier> = match rootcert {
-            Some((path, pem)) if mode != SslMode::Disable => {
-                let roots = Arc::new(load_roots(path, pem)?);
+        let verifier: Arc<dyn ServerCertVerifier> = match &ca {
+            Some(ca) if mode != SslMode::Disable => {
+                let roots = Arc::new(load_roots(&ca.path, &ca.pem)?);
                 let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
@@ -108,6 +117,7 @@ impl Tls {
             .with_no_client_auth();
         Ok(Self {
             mode,
+            ca,
             connector: MakeRustlsConnect::new(config.clone()),
             config: Arc::new(config),
             channel_binding: ChannelBinding::Prefer,

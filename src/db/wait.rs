@@ -17,8 +17,8 @@ use super::remedy::{Context, Remedy, Verdict, remedy, verdict};
 use super::retry::{Attempt, AttemptError, Failure};
 use super::tls::TlsChoice;
 use crate::class::ErrorClass;
+use crate::display::printable;
 use crate::iam::Signer;
-use crate::report::printable;
 use crate::secret::{Resolved, Resolver, Target};
 
 /// A cached IAM token this close to its expiry is replaced before the next attempt.

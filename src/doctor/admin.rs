@@ -3,7 +3,7 @@
 use crate::class::ErrorClass;
 use crate::config::Config;
 use crate::db::bootstrap::check_roles;
-use crate::report::chain;
+use crate::display::chain;
 use crate::secret::{ADMIN_SHAPE, Overrides, Resolver, Target};
 
 use super::database::has_attribute;

@@ -10,7 +10,7 @@ use crate::db::connect::{DbError, login};
 use crate::db::hint;
 use crate::db::remedy::{Context, Remedy, remedy};
 use crate::db::tls::Tls;
-use crate::report::chain;
+use crate::display::chain;
 use crate::secret::Target;
 
 use super::report::Outcome;

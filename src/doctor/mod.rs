@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::class::ErrorClass;
 use crate::config::{Config, ConfigError};
+use crate::display::chain;
 use crate::iam::Signer;
-use crate::report::chain;
 use crate::secret::{Credentials, Resolver, Source, Target, build_target};
 
 mod admin;
@@ -36,7 +36,7 @@ use out_dir::out_dir;
 use tls::tls_step;
 
 /// Walks every step once. `config` is what the flags gave, or why they are unusable.
-pub async fn run(config: Result<Config, ConfigError>, step_timeout: Duration) -> Report {
+pub async fn diagnose(config: Result<Config, ConfigError>, step_timeout: Duration) -> Report {
     let mut report = Report::default();
     let started = Instant::now();
     let config = match config {

@@ -7,8 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::class::ErrorClass;
+use crate::display::{millis, printable};
 use crate::error::exit_code_of;
-use crate::report::{millis, printable};
 
 /// How a step went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -24,7 +24,7 @@ pub(super) fn certificate(der: &[u8]) -> (String, Option<SystemTime>) {
         common_name(&tbs.subject),
         names.join(", "),
         common_name(&tbs.issuer),
-        crate::state::rfc3339(expires)
+        crate::status::rfc3339(expires)
     );
     (text, Some(expires))
 }

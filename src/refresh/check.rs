@@ -11,11 +11,11 @@ use crate::db::classify::Stage;
 use crate::db::connect::DbError;
 use crate::db::establish::validate;
 use crate::db::remedy::{Context, Remedy, remedy};
+use crate::display::chain;
 use crate::iam::{IamError, Signer};
 use crate::outdir::{WriteError, Writer};
 use crate::render::Reveal;
-use crate::report::chain;
-use crate::secret::{Check, Overrides, Resolved, Resolver, SecretError, Target};
+use crate::secret::{Overrides, Resolved, Resolver, Rotation, SecretError, Target};
 
 use super::{Checked, Checker};
 
@@ -119,8 +119,8 @@ impl<'a> RefreshCheck<'a> {
 
     async fn try_check(&mut self) -> Result<Checked, RefreshError> {
         let changed = match self.resolver.check(&self.published).await? {
-            Check::Unchanged | Check::CannotChange => None,
-            Check::Changed(c) => Some(c),
+            Rotation::Unchanged | Rotation::CannotChange => None,
+            Rotation::Changed(c) => Some(c),
         };
         let Some(signer) = self.signer.as_mut() else {
             return match changed {

@@ -26,9 +26,9 @@ mod check;
 pub use check::{RefreshCheck, RefreshError};
 
 use crate::class::ErrorClass;
-use crate::report::{chain, millis};
+use crate::display::{chain, millis};
 use crate::signal::{Signal, Wake, Wakes};
-use crate::state::{Phase, State};
+use crate::status::{Phase, State};
 
 /// Where the loop is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,7 +426,7 @@ mod tests {
 
     use super::*;
     use crate::outdir::Writer;
-    use crate::state::{READY_FILE, STATUS_FILE, Status};
+    use crate::status::{READY_FILE, STATUS_FILE, Status};
 
     const INTERVAL: Duration = Duration::from_secs(300);
 

@@ -19,7 +19,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
 
 use crate::class::ErrorClass;
-use crate::report::causes;
+use crate::display::causes;
 
 /// The version label GetSecretValue reads; sent explicitly so the intent is in the request.
 pub const CURRENT_STAGE: &str = "AWSCURRENT";

@@ -236,9 +236,9 @@ impl Resolver {
     /// Looks for credentials other than `published`. Secrets Manager: DescribeSecret, and
     /// GetSecretValue only when the `AWSCURRENT` version differs from the published one;
     /// a file is re-read and compared.
-    pub async fn check(&mut self, published: &Resolved) -> Result<Check, SecretError> {
+    pub async fn check(&mut self, published: &Resolved) -> Result<Rotation, SecretError> {
         match &self.source {
-            Source::Env { .. } | Source::Libpq => Ok(Check::CannotChange),
+            Source::Env { .. } | Source::Libpq => Ok(Rotation::CannotChange),
             Source::SecretsManager { secret_id } => {
                 let secret_id = secret_id.clone();
                 let current = self
@@ -247,7 +247,7 @@ impl Resolver {
                     .current_version(&secret_id)
                     .await?;
                 if current.is_some() && current == published.version {
-                    return Ok(Check::Unchanged);
+                    return Ok(Rotation::Unchanged);
                 }
                 let fresh = self.resolve().await?;
                 Ok(changed(fresh, published))
@@ -260,17 +260,17 @@ impl Resolver {
     }
 }
 
-fn changed(fresh: Resolved, published: &Resolved) -> Check {
+fn changed(fresh: Resolved, published: &Resolved) -> Rotation {
     if fresh.version == published.version && fresh.target.same_login(&published.target) {
-        Check::Unchanged
+        Rotation::Unchanged
     } else {
-        Check::Changed(fresh)
+        Rotation::Changed(fresh)
     }
 }
 
 /// The result of a refresh check.
 #[derive(Debug)]
-pub enum Check {
+pub enum Rotation {
     Unchanged,
     /// New credentials, not yet validated.
     Changed(Resolved),

@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::class::ErrorClass;
+use crate::display::{chain, printable};
 use crate::outdir::{Ahead, File, WriteError, Writer, read_regular};
-use crate::report::{chain, printable};
 
 pub const STATUS_FILE: &str = "status.json";
 pub const READY_FILE: &str = "ready";

@@ -1,0 +1,57 @@
+//! `render`: step 1 and step 4 to a string, touching no database and writing nothing.
+
+use crate::config::Config;
+use crate::db::bootstrap::plan;
+use crate::db::provision::quote_ident;
+use crate::error::Error;
+use crate::iam::Signer;
+use crate::render::{self, Reveal};
+use crate::secret::{Resolver, Source, Target};
+
+/// Step 1 + step 4 to a string: what `once` would write, password masked unless
+/// `reveal`. No database access, nothing written.
+pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
+    use std::fmt::Write as _;
+    let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
+    let mut resolved = resolver.resolve().await?;
+    // A token is only signed when it is to be shown: masked output needs no credentials.
+    if let (Some(iam), Reveal::Password) = (&config.iam, reveal) {
+        resolved = Signer::new(iam.region.clone()).sign(resolved).await?;
+    }
+    let mut out = String::new();
+    for f in config.files(&resolved.target, reveal) {
+        let path = config.out_dir.join(f.name);
+        let _ = writeln!(out, "==> {} (mode {:04o}) <==", path.display(), f.mode);
+        if f.name == render::CA_FILE {
+            if let Some(src) = config.sslrootcert() {
+                let _ = writeln!(
+                    out,
+                    "(copy of {}, {} bytes)\n",
+                    src.display(),
+                    f.contents.len()
+                );
+            }
+            continue;
+        }
+        out.push_str(&String::from_utf8_lossy(&f.contents));
+        out.push('\n');
+    }
+    if let Some(admin) = &config.admin {
+        out.push_str(&bootstrap_plan(config, &resolved.target, admin));
+    }
+    Ok(out)
+}
+
+/// What the bootstrap would do with the admin credentials, for `render`
+/// (`bootstrap::plan`: the statements it runs).
+fn bootstrap_plan(config: &Config, app: &Target, admin: &Source) -> String {
+    let mut out = format!(
+        "==> bootstrap plan (with the admin credentials from {admin}, only when the app's login fails) <==\n\
+         log in to {} as the admin user, which needs CREATEROLE\n",
+        quote_ident(&config.provisioning.maintenance_database),
+    );
+    for (statement, when) in plan(app, config.iam.is_some(), config.provisioning.create) {
+        out.push_str(&format!("{statement}{when}\n"));
+    }
+    out
+}
