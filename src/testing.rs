@@ -1,7 +1,8 @@
-//! Test-only support (compiled under `cfg(test)`): counts the cases a property test really
-//! ran and, when `scripts/reliability` asks for figures (`AURORA_SIDECAR_FIGURES`),
-//! records the count for `docs/RELIABILITY.md`; lists a directory for the file tests. A
-//! leaf: it imports nothing of the crate.
+//! Test-only support (compiled under `cfg(test)`, and included by the integration tests'
+//! `tests/common`): counts the cases a property test really ran; records figures for
+//! `docs/RELIABILITY.md` when `scripts/reliability` asks for them
+//! (`AURORA_SIDECAR_FIGURES`); lists a directory for the file tests. A leaf: it imports
+//! nothing of the crate.
 
 use std::io::Write;
 use std::path::Path;
@@ -32,23 +33,28 @@ impl Cases {
     /// Call once at the top of the property's body.
     pub fn tick(&self) {
         if self.ran.fetch_add(1, Ordering::Relaxed) + 1 == self.total {
-            record(self.name, self.total);
+            figure(self.name, self.total);
         }
     }
 }
 
-fn record(name: &str, value: u32) {
+/// Records a figure for `docs/RELIABILITY.md`: appends `{"figure": name, "value": value}`
+/// to the file named by `AURORA_SIDECAR_FIGURES` when `scripts/reliability` sets it; a
+/// no-op otherwise (a plain `cargo test`). Shared with the integration tests
+/// (`tests/common` includes this file).
+pub fn figure(name: &str, value: impl Into<serde_json::Value>) {
     let Some(path) = std::env::var_os("AURORA_SIDECAR_FIGURES") else {
         return;
     };
-    let line = format!("{{\"figure\":\"{name}\",\"value\":{value}}}\n");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
+    let line = serde_json::json!({ "figure": name, "value": value.into() }).to_string();
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-    {
-        let _ = f.write_all(line.as_bytes());
-    }
+        .open(&path)
+        .expect("figures file opens");
+    // One write per line, so figures from parallel tests do not interleave.
+    f.write_all(format!("{line}\n").as_bytes())
+        .expect("figure written");
 }
 
 /// The names in `dir`, sorted.

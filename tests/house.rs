@@ -5,26 +5,19 @@
 //! belongs to) and is named from everywhere else.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::layering::rust_files;
 
 const MAX_FILE_LINES: usize = 450;
 const MAX_FN_LINES: usize = 60;
 const MIN_ADVICE_CHARS: usize = 40;
 
+/// Every file of `src/` by its path there, with its text before `#[cfg(test)]`.
 fn production_files() -> Vec<(String, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read src") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
-    walk(&src, &mut files);
+    rust_files(&src, &mut files);
     files.sort();
     files
         .iter()

@@ -78,7 +78,8 @@ fn the_layout_table_places_every_module_of_the_crate_root() {
 /// The crate root may use everything.
 const ROOT: u32 = u32::MAX;
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// The `.rs` files below `dir` (`tests/house.rs` reads the same ones).
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read src") {
         let path = entry.expect("entry").path();
         if path.is_dir() {
