@@ -157,9 +157,7 @@ impl SecretsManager {
                 })?;
         Ok(SecretValue { text, version_id })
     }
-}
 
-impl SecretsManager {
     /// DescribeSecret: the version id that carries `AWSCURRENT`, without reading the value.
     /// Rotation checks call this and GetSecretValue only when it moved (as the AWS Secrets
     /// Manager Agent and the CSI provider do), which keeps a 5-minute refresh cheap.
