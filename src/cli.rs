@@ -258,8 +258,14 @@ pub struct PrepareArgs {
     #[arg(long, env = "AURORA_SIDECAR_IAM_AUTH")]
     pub iam_auth: bool,
 
+    /// Aurora DSQL: tokens for service dsql (DbConnectAdmin for the admin role, DbConnect
+    /// for any other), the one database postgres, nothing created, verify-full against the
+    /// system roots. Implies --iam-auth; a *.dsql.REGION.on.aws host selects it by itself.
+    #[arg(long, env = "AURORA_SIDECAR_DSQL")]
+    pub dsql: bool,
+
     /// AWS region the IAM token is signed for [default: AWS_REGION, AWS_DEFAULT_REGION, or
-    /// the *.REGION.rds.amazonaws.com host name].
+    /// the *.REGION.rds.amazonaws.com or ID.dsql.REGION.on.aws host name].
     #[arg(long, env = "AURORA_SIDECAR_REGION")]
     pub region: Option<String>,
 

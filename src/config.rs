@@ -13,6 +13,7 @@ use crate::cli::{ChannelBindingArg, PrepareArgs};
 use crate::db::pace::Policy;
 use crate::db::provision::Provisioning;
 use crate::db::tls::{CaBundle, Tls, TlsChoice, TlsConfigError};
+use crate::endpoint::{self, Endpoint};
 use crate::modes::{SslMode, UrlScheme};
 use crate::outdir::{File, Owner};
 use crate::render::{self, Inputs, Reveal};
@@ -44,6 +45,18 @@ pub enum ConfigError {
         "--iam-auth with --refresh-interval {0:?}: tokens live 15 minutes, so they must be renewed at least every 10 minutes"
     )]
     IamRenewalTooSlow(Duration),
+    #[error(
+        "Aurora DSQL has no passwords: give --host and --user (or PGHOST and PGUSER) instead of {0}; the token is signed with the task role's credentials"
+    )]
+    DsqlSecret(String),
+    #[error(
+        "Aurora DSQL has one database, postgres, and no CREATE DATABASE: --database (or PGDATABASE) {0:?} cannot be used"
+    )]
+    DsqlDatabase(String),
+    #[error(
+        "the admin set-up is not done for Aurora DSQL (its roles are granted with AWS IAM GRANT): create the app role beforehand, as the README's DSQL section shows, and drop --admin-secret-*"
+    )]
+    DsqlAdmin,
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
     #[error(transparent)]
@@ -78,7 +91,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Iam {
     pub region: Option<String>,
+    /// Aurora DSQL (`--dsql`, or a `*.dsql.REGION.on.aws` host): its tokens, its rules.
+    pub dsql: bool,
 }
+
+/// Where the system's CA roots are (Debian's ca-certificates; the image carries them),
+/// unless `SSL_CERT_FILE` names another bundle, as for OpenSSL.
+pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Tokens live 15 minutes; renewing at least every 10 leaves a margin for a slow renewal.
 pub const MAX_IAM_RENEWAL: Duration = Duration::from_secs(600);
@@ -112,18 +131,15 @@ impl Config {
         args: &PrepareArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let iam = args.iam_auth.then(|| Iam {
-            region: args
-                .region
-                .clone()
-                .or_else(|| env("AWS_REGION"))
-                .or_else(|| env("AWS_DEFAULT_REGION"))
-                .filter(|r| !r.is_empty()),
-        });
-        let source = source(args, env);
+        let source = source(args, &env);
+        let dsql = dsql(args, &env, &source)?;
+        let iam = iam(args, &env, dsql);
         check_names(args)?;
         let sslmode = sslmode(args, iam.is_some())?;
-        let ca = read_ca(args.sslrootcert.as_deref(), sslmode)?;
+        // DSQL's chain is public (Amazon Root CA): the system roots, not the RDS bundle.
+        let system_roots = || env("SSL_CERT_FILE").map_or_else(|| SYSTEM_CA.into(), PathBuf::from);
+        let rootcert = args.sslrootcert.clone().or_else(|| dsql.then(system_roots));
+        let ca = read_ca(rootcert.as_deref(), sslmode)?;
         let tls = connector(args, sslmode, iam.is_some(), ca)?;
         let rds = rds_default(args, iam.is_some())?;
         Ok(Self {
@@ -132,11 +148,14 @@ impl Config {
                 host: args.host.clone(),
                 port: args.port,
                 user: args.user.clone(),
-                database: args.database.clone(),
+                database: args
+                    .database
+                    .clone()
+                    .or_else(|| dsql.then(|| "postgres".into())),
                 password_required: iam.is_none(),
             },
             provisioning: Provisioning {
-                create: !args.no_create,
+                create: !args.no_create && !dsql,
                 maintenance_database: args.maintenance_database.clone(),
                 owner: args.database_owner.clone(),
             },
@@ -176,6 +195,52 @@ impl Config {
     /// Where the CA bundle came from, for logs and messages.
     pub fn sslrootcert(&self) -> Option<&Path> {
         self.tls.given.ca.as_ref().map(|c| c.path.as_path())
+    }
+}
+
+/// `--iam-auth` (implied by DSQL) and the region to sign for, when known up front.
+fn iam(args: &PrepareArgs, env: impl Fn(&str) -> Option<String>, dsql: bool) -> Option<Iam> {
+    (args.iam_auth || dsql).then(|| Iam {
+        region: args
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .filter(|r| !r.is_empty()),
+        dsql,
+    })
+}
+
+/// Aurora DSQL, when `--dsql` asks for it or the host (`--host`, else `PGHOST` for the
+/// libpq source) is a DSQL endpoint; its rules are checked here, before anything runs:
+/// no secret (DSQL has no passwords), no admin set-up, the one database `postgres`.
+fn dsql(
+    args: &PrepareArgs,
+    env: impl Fn(&str) -> Option<String>,
+    source: &Source,
+) -> Result<bool, ConfigError> {
+    let libpq = *source == Source::Libpq;
+    let host = args
+        .host
+        .clone()
+        .or_else(|| env("PGHOST").filter(|_| libpq));
+    if !args.dsql && host.is_none_or(|h| endpoint::kind(&h) != Endpoint::Dsql) {
+        return Ok(false);
+    }
+    if !libpq {
+        return Err(ConfigError::DsqlSecret(source.to_string()));
+    }
+    let admin = given(
+        &args.admin_secret_id,
+        &args.admin_secret_env,
+        &args.admin_secret_file,
+    );
+    if admin.is_some() {
+        return Err(ConfigError::DsqlAdmin);
+    }
+    match args.database.clone().or_else(|| env("PGDATABASE")) {
+        Some(d) if d != "postgres" => Err(ConfigError::DsqlDatabase(d)),
+        _ => Ok(true),
     }
 }
 
@@ -371,6 +436,58 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("--sslrootcert"));
+    }
+
+    /// A DSQL host (or `--dsql`): IAM tokens, the database `postgres`, nothing created,
+    /// verify-full against the system roots (`SSL_CERT_FILE` here, holding Amazon Root
+    /// CA 1, DSQL's public root); and each rule's refusal.
+    #[test]
+    fn dsql_brings_its_own_rules() {
+        let roots = tempfile::NamedTempFile::new().expect("temp");
+        std::fs::write(roots.path(), include_str!("testdata/amazon-root-ca-1.pem")).expect("write");
+        let path = roots.path().to_string_lossy().into_owned();
+        let env = |k: &str| (k == "SSL_CERT_FILE").then(|| path.clone());
+        let host = ["--host", "abc.dsql.us-east-1.on.aws", "--user", "app"];
+        let c = Config::from_args(&args(&host), env).expect("dsql");
+        let iam = c.iam.as_ref().expect("IAM implied");
+        assert!(iam.dsql);
+        assert_eq!(c.overrides.database.as_deref(), Some("postgres"));
+        assert!(!c.provisioning.create);
+        assert_eq!(c.sslmode, SslMode::VerifyFull);
+        assert_eq!(c.sslrootcert(), Some(roots.path()));
+        assert!(c.tls.rds.is_none());
+        // --dsql for a custom name; --sslrootcert wins over the system roots.
+        let flag = ["--dsql", "--host", "db.internal", "--sslrootcert", &path];
+        let c = Config::from_args(&args(&flag), no_env).expect("--dsql");
+        assert!(c.iam.as_ref().is_some_and(|i| i.dsql));
+        let refuse = |extra: &[&str], env: &dyn Fn(&str) -> Option<String>| {
+            let argv: Vec<&str> = host.iter().chain(extra).copied().collect();
+            Config::from_args(&args(&argv), env).expect_err("refused")
+        };
+        let e = refuse(&["--database", "app"], &env);
+        assert!(
+            matches!(e, ConfigError::DsqlDatabase(ref d) if d == "app"),
+            "{e}"
+        );
+        let e = refuse(&[], &|k: &str| (k == "PGDATABASE").then(|| "other".into()));
+        assert!(matches!(e, ConfigError::DsqlDatabase(_)), "{e}");
+        let e = refuse(&["--secret-env", "X"], &env);
+        assert!(matches!(e, ConfigError::DsqlSecret(_)), "{e}");
+        let e = refuse(&["--admin-secret-env", "A"], &env);
+        assert!(matches!(e, ConfigError::DsqlAdmin), "{e}");
+        let e = refuse(&["--sslmode", "disable"], &env);
+        assert!(
+            matches!(e, ConfigError::IamNeedsTls(SslMode::Disable)),
+            "{e}"
+        );
+        // Not DSQL: a host from a secret is not looked at here; PGHOST only for libpq.
+        let rds = ["--host", "c.cluster-x.eu-west-1.rds.amazonaws.com"];
+        assert!(
+            Config::from_args(&args(&rds), no_env)
+                .expect("rds")
+                .iam
+                .is_none()
+        );
     }
 
     #[test]

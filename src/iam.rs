@@ -1,7 +1,10 @@
 //! IAM database authentication: the password is a token, a SigV4-presigned
 //! `GET https://HOST:PORT/?Action=connect&DBUser=USER` for service `rds-db`, signed with the
-//! task role's credentials, valid 15 minutes, with `https://` removed. Signed here with
-//! `aws-sigv4` directly (not the `aws-sdk-rds` client, which compiles the whole RDS API).
+//! task role's credentials, valid 15 minutes, with `https://` removed. Aurora DSQL's is
+//! the same but for `GET https://HOST/?Action=DbConnectAdmin` (the `admin` role) or
+//! `?Action=DbConnect` (any other), service `dsql`: no port, no user (botocore's
+//! `_dsql_generate_db_auth_token`). Signed here with `aws-sigv4` directly (not the
+//! `aws-sdk-rds` client, which compiles the whole RDS API).
 //!
 //! Invariants:
 //! - the token lives in a [`SecretString`] from the moment it is made; nothing here logs it
@@ -25,10 +28,15 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::SecretString;
 
 use crate::class::ErrorClass;
+use crate::endpoint::{self, Endpoint};
 use crate::secret::Resolved;
 
-/// How long RDS accepts a token (`X-Amz-Expires`); 900 s is the maximum.
+/// How long RDS accepts a token (`X-Amz-Expires`); 900 s is the maximum (and DSQL's
+/// default).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
+
+/// The DSQL role whose tokens are for `DbConnectAdmin`.
+pub const DSQL_ADMIN: &str = "admin";
 
 /// SigV4's canonical query encoding: everything but RFC 3986's unreserved characters.
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC
@@ -42,7 +50,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 pub enum IamError {
     #[error(
-        "no AWS region to sign an IAM token for {host}: pass --region or set AWS_REGION (ECS sets it), or use the cluster's *.REGION.rds.amazonaws.com host name"
+        "no AWS region to sign an IAM token for {host}: pass --region or set AWS_REGION (ECS sets it), or use the cluster's *.REGION.rds.amazonaws.com (DSQL: ID.dsql.REGION.on.aws) host name"
     )]
     NoRegion { host: String },
     #[error(
@@ -95,12 +103,48 @@ pub fn sign_token(
     creds: &Credentials,
     at: SystemTime,
 ) -> Result<SecretString, IamError> {
-    let signing = |e: BoxError| IamError::Signing { source: e };
     // Host names are case-insensitive and RDS endpoints are lowercase; signing one
     // spelling consistently keeps the signed host header and the token's own text equal.
     let host = host.to_ascii_lowercase();
     let user = utf8_percent_encode(user, QUERY).to_string();
     let unsigned = format!("{host}:{port}/?Action=connect&DBUser={user}");
+    presign(unsigned, "rds-db", region, creds, at)
+}
+
+/// The Aurora DSQL token for `user` (`DbConnectAdmin` for `admin`, else `DbConnect`) at
+/// `host`, signed at `at` with `creds` for `region`.
+pub fn sign_dsql_token(
+    host: &str,
+    user: &str,
+    region: &str,
+    creds: &Credentials,
+    at: SystemTime,
+) -> Result<SecretString, IamError> {
+    let host = host.to_ascii_lowercase();
+    let action = if user == DSQL_ADMIN {
+        "DbConnectAdmin"
+    } else {
+        "DbConnect"
+    };
+    presign(
+        format!("{host}/?Action={action}"),
+        "dsql",
+        region,
+        creds,
+        at,
+    )
+}
+
+/// `unsigned` (host, path and query, no scheme) presigned for `service`, valid
+/// [`TOKEN_LIFETIME`]: the signature's query parameters appended.
+fn presign(
+    unsigned: String,
+    service: &str,
+    region: &str,
+    creds: &Credentials,
+    at: SystemTime,
+) -> Result<SecretString, IamError> {
+    let signing = |e: BoxError| IamError::Signing { source: e };
     let url = format!("https://{unsigned}");
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -109,7 +153,7 @@ pub fn sign_token(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("rds-db")
+        .name(service)
         .time(at)
         .settings(settings)
         .build()
@@ -130,37 +174,34 @@ pub fn sign_token(
     Ok(SecretString::from(token))
 }
 
-/// `*.REGION.rds.amazonaws.com` (and `.com.cn`) → `REGION`: cluster, reader, instance and
-/// proxy endpoints all carry it as the label before `rds`.
-pub fn region_from_host(host: &str) -> Option<&str> {
-    let host = host.trim_end_matches('.');
-    let rest = host
-        .strip_suffix(".rds.amazonaws.com")
-        .or_else(|| host.strip_suffix(".rds.amazonaws.com.cn"))?;
-    let region = rest.rsplit('.').next()?;
-    (!region.is_empty() && region.contains('-')).then_some(region)
-}
-
 /// Signs tokens with the default credential chain (the ECS task role).
 pub struct Signer {
     /// `--region` or the environment; `None`: from each target's host name.
     region: Option<String>,
+    /// `--dsql`: DSQL tokens for any host (else for `*.dsql.REGION.on.aws` hosts only).
+    dsql: bool,
     provider: Option<SharedCredentialsProvider>,
 }
 
 impl Signer {
-    pub fn new(region: Option<String>) -> Self {
+    pub fn new(region: Option<String>, dsql: bool) -> Self {
         Self {
             region,
+            dsql,
             provider: None,
         }
+    }
+
+    /// Whether tokens for `host` are DSQL's.
+    pub fn dsql_for(&self, host: &str) -> bool {
+        self.dsql || endpoint::kind(host) == Endpoint::Dsql
     }
 
     /// The region a token for `host` is signed for.
     pub fn region_for(&self, host: &str) -> Result<String, IamError> {
         self.region
             .clone()
-            .or_else(|| region_from_host(host).map(str::to_string))
+            .or_else(|| endpoint::region(host))
             .ok_or_else(|| IamError::NoRegion {
                 host: host.to_string(),
             })
@@ -204,7 +245,11 @@ impl Signer {
             },
         })?;
         let now = SystemTime::now();
-        let value = sign_token(host, port, user, &region, &creds, now)?;
+        let value = if self.dsql_for(host) {
+            sign_dsql_token(host, user, &region, &creds, now)?
+        } else {
+            sign_token(host, port, user, &region, &creds, now)?
+        };
         let lifetime = now + TOKEN_LIFETIME;
         let expires_at = creds.expiry().map_or(lifetime, |c| c.min(lifetime));
         Ok(Token { value, expires_at })
@@ -243,6 +288,31 @@ mod tests {
         );
     }
 
+    /// botocore's `generate_db_connect_admin_auth_token` and
+    /// `generate_db_connect_auth_token` for these credentials at this time, byte for byte
+    /// (made by `tests/iam/dsql_vectors.py`).
+    #[test]
+    fn dsql_tokens_match_botocores_signer() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_724_709_600);
+        let host = "peccy.dsql.us-east-1.on.aws";
+        let sign =
+            |user| sign_dsql_token(host, user, "us-east-1", &creds(None), at).expect("signs");
+        assert_eq!(
+            sign("admin").expose_secret(),
+            "peccy.dsql.us-east-1.on.aws/?Action=DbConnectAdmin&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=akid%2F20240826%2Fus-east-1%2Fdsql%2Faws4_request&X-Amz-Date=20240826T220000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=b2b75a9b74a054d3cb4236fb03909324359778a172edc6e9463a559fc99ed4d8"
+        );
+        assert_eq!(
+            sign("app").expose_secret(),
+            "peccy.dsql.us-east-1.on.aws/?Action=DbConnect&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=akid%2F20240826%2Fus-east-1%2Fdsql%2Faws4_request&X-Amz-Date=20240826T220000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=0cd578ed49683a128e7a90641b40e7a04776644b1958a9921d33e6658f0d14dd"
+        );
+        let signer = Signer::new(None, false);
+        assert!(signer.dsql_for(host) && !signer.dsql_for("db.internal"));
+        assert!(
+            Signer::new(None, true).dsql_for("db.internal"),
+            "--dsql: any host"
+        );
+    }
+
     #[test]
     fn session_token_and_user_name_are_encoded() {
         let at = UNIX_EPOCH + Duration::from_secs(1_724_709_600);
@@ -275,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn region_comes_from_rds_host_names_only() {
+    fn region_comes_from_aws_host_names_only() {
         for (host, region) in [
             (
                 "c1.cluster-abc123.eu-west-1.rds.amazonaws.com",
@@ -296,15 +366,17 @@ mod tests {
             ("127.0.0.1", None),
             ("db.internal", None),
             ("rds.amazonaws.com", None),
+            ("c1.dsql.us-east-1.on.aws", Some("us-east-1")),
         ] {
-            assert_eq!(region_from_host(host), region, "{host}");
+            let found = Signer::new(None, false).region_for(host).ok();
+            assert_eq!(found.as_deref(), region, "{host}");
         }
-        let err = Signer::new(None)
+        let err = Signer::new(None, false)
             .region_for("db.internal")
             .expect_err("no region");
         assert_eq!(err.class(), ErrorClass::Config);
         assert_eq!(
-            Signer::new(Some("eu-central-1".into()))
+            Signer::new(Some("eu-central-1".into()), false)
                 .region_for("c.cluster-x.us-east-1.rds.amazonaws.com")
                 .expect("flag wins"),
             "eu-central-1"

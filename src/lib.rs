@@ -14,7 +14,7 @@
 //!
 //! | layer | modules | may import |
 //! |---|---|---|
-//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`display`] (error chains, printable server text), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it); `testing` (property-case counts, tests only) | nothing of the crate |
+//! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`display`] (error chains, printable server text), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it), [`endpoint`] (what an AWS host name is: RDS, DSQL, other, and its region); `testing` (property-case counts, tests only) | nothing of the crate |
 //! | 1 | [`cli`] (clap, converts its enums into the `modes` types), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
 //! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set), [`status`] (`status.json`, `ready`, health) | layers 0–1 |
 //! | 3 | [`db`] (TLS, login, what a failure is, means and calls for, provisioning, the app role's bootstrap, pacing, the retry loop, the wait) | layers 0–2 |
@@ -54,6 +54,7 @@ pub mod crypto;
 pub mod db;
 pub mod display;
 pub mod doctor;
+pub mod endpoint;
 pub mod error;
 pub mod exec;
 pub mod exit;

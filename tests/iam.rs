@@ -21,7 +21,7 @@ use crate::common::*;
 
 const ACCESS_KEY: &str = "AKIDIAMTEST0001";
 const SECRET_KEY: &str = "iam-test-secret-key/with+specials";
-const REGION: &str = "eu-west-1";
+pub const REGION: &str = "eu-west-1";
 const IAM_USER: &str = "iam_app";
 const IAM_DB: &str = "iam_app_db";
 /// A role the bootstrap creates and grants rds_iam (`the_bootstrap_grants_rds_iam…`).
@@ -77,15 +77,15 @@ fn system_python() -> &'static str {
 }
 
 /// The cluster, its PAM service and verifier, shared by this binary's tests.
-struct Rig {
-    pg: Pg,
-    ca: PathBuf,
+pub struct Rig {
+    pub pg: Pg,
+    pub ca: PathBuf,
     dir: PathBuf,
-    _pki: Pki,
+    pub pki: Pki,
 }
 
 impl Rig {
-    fn log(&self) -> Vec<serde_json::Value> {
+    pub fn log(&self) -> Vec<serde_json::Value> {
         fs::read_to_string(self.dir.join("verdicts.log"))
             .unwrap_or_default()
             .lines()
@@ -115,80 +115,105 @@ fn rig() -> (std::sync::MutexGuard<'static, ()>, &'static Rig) {
 fn shared_rig() -> &'static Rig {
     static RIG: OnceLock<Rig> = OnceLock::new();
     RIG.get_or_init(|| {
-        require_root("the IAM rig writes a PAM service to /etc/pam.d");
-        let pki = Pki::new();
-        let ca = pki.ca("iam-ca");
-        let (cert, key) = pki.server("iam-server", "iam-ca", "IP:127.0.0.1");
-        let service = format!("aurora-sidecar-test-{}", std::process::id());
-        let pg = Pg::start(PgOptions {
-            tls: Some((cert, key)),
-            hba_prepend: [IAM_USER, BOOT_USER]
-                .map(|user| format!("hostssl all {user} 127.0.0.1/32 pam pamservice={service}"))
-                .to_vec(),
-            settings: vec!["log_connections=on".into()],
-            ..PgOptions::default()
-        });
-        pg.sql("postgres", &format!("CREATE ROLE {IAM_USER} LOGIN CREATEDB"));
-        pg.sql("postgres", &format!("CREATE DATABASE {IAM_DB} OWNER {IAM_USER}"));
+        let rig = start_rig("rds", &[IAM_USER, BOOT_USER]);
+        let pg = &rig.pg;
+        pg.sql(
+            "postgres",
+            &format!("CREATE ROLE {IAM_USER} LOGIN CREATEDB"),
+        );
+        pg.sql(
+            "postgres",
+            &format!("CREATE DATABASE {IAM_DB} OWNER {IAM_USER}"),
+        );
         // What RDS has, and its master user's privileges, for the bootstrap.
         pg.sql("postgres", "CREATE ROLE rds_iam NOLOGIN");
         pg.sql(
             "postgres",
             &format!("CREATE ROLE iam_admin LOGIN CREATEROLE CREATEDB PASSWORD '{BOOT_ADMIN_PW}'"),
         );
-
-        // The verifier and its files: readable by the server's user, the log writable.
-        let dir = tempfile::Builder::new()
-            .prefix("aurora-sidecar-iam.")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let script = dir.join("verify_token.py");
-        fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iam/verify_token.py"),
-            &script,
-        )
-        .expect("verifier");
-        let config = serde_json::json!({
-            "site_packages": site_packages(),
-            "host": "127.0.0.1",
-            "port": pg.port,
-            "region": REGION,
-            "access_key": ACCESS_KEY,
-            "secret_key": SECRET_KEY,
-            "log": dir.join("verdicts.log"),
-            "control": dir.join("control"),
-        });
-        fs::write(dir.join("config.json"), config.to_string()).expect("config");
-        for f in ["verdicts.log", "control"] {
-            fs::write(dir.join(f), "").expect("touch");
-            fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o666)).expect("chmod");
-        }
-        for f in ["verify_token.py", "config.json"] {
-            fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
-        }
-        let pam_file = PathBuf::from("/etc/pam.d").join(&service);
-        fs::write(
-            &pam_file,
-            format!(
-                "auth required pam_exec.so expose_authtok quiet {} {} {}\naccount required pam_permit.so\n",
-                system_python(),
-                script.display(),
-                dir.join("config.json").display()
-            ),
-        )
-        .expect("PAM service file");
-        // The rig lives in a static, which is never dropped: remove the PAM service and
-        // the verifier's files when this test process is gone.
-        watchdog(&format!("rm -f '{}'; rm -rf '{}'", pam_file.display(), dir.display()));
-        Rig {
-            pg,
-            ca,
-            dir,
-            _pki: pki,
-        }
+        rig
     })
+}
+
+/// A cluster on 127.0.0.1 with TLS from a CA of its own, whose `pam_users` log in through
+/// a PAM service that runs the verifier for `service` (`rds` or `dsql`) with the test's
+/// static credentials.
+pub fn start_rig(service: &str, pam_users: &[&str]) -> Rig {
+    require_root("the IAM rig writes a PAM service to /etc/pam.d");
+    let pki = Pki::new();
+    let ca = pki.ca("iam-ca");
+    let (cert, key) = pki.server("iam-server", "iam-ca", "IP:127.0.0.1");
+    let pam_service = format!("aurora-sidecar-test-{service}-{}", std::process::id());
+    let pg = Pg::start(PgOptions {
+        tls: Some((cert, key)),
+        hba_prepend: pam_users
+            .iter()
+            .map(|user| format!("hostssl all {user} 127.0.0.1/32 pam pamservice={pam_service}"))
+            .collect(),
+        settings: vec!["log_connections=on".into()],
+        ..PgOptions::default()
+    });
+
+    // The verifier and its files: readable by the server's user, the log writable.
+    let dir = tempfile::Builder::new()
+        .prefix("aurora-sidecar-iam.")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let script = dir.join("verify_token.py");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/iam/verify_token.py"),
+        &script,
+    )
+    .expect("verifier");
+    let config = serde_json::json!({
+        "service": service,
+        "site_packages": site_packages(),
+        "host": "127.0.0.1",
+        "port": pg.port,
+        "region": REGION,
+        "access_key": ACCESS_KEY,
+        "secret_key": SECRET_KEY,
+        "log": dir.join("verdicts.log"),
+        "control": dir.join("control"),
+    });
+    fs::write(dir.join("config.json"), config.to_string()).expect("config");
+    for f in ["verdicts.log", "control"] {
+        fs::write(dir.join(f), "").expect("touch");
+        fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
+    for f in ["verify_token.py", "config.json"] {
+        fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let pam_file = PathBuf::from("/etc/pam.d").join(&pam_service);
+    fs::write(
+        &pam_file,
+        format!(
+            "auth required pam_exec.so expose_authtok quiet {} {} {}\naccount required pam_permit.so\n",
+            system_python(),
+            script.display(),
+            dir.join("config.json").display()
+        ),
+    )
+    .expect("PAM service file");
+    // The rig lives in a static, which is never dropped: remove the PAM service and
+    // the verifier's files when this test process is gone.
+    watchdog(&format!(
+        "rm -f '{}'; rm -rf '{}'",
+        pam_file.display(),
+        dir.display()
+    ));
+    Rig { pg, ca, dir, pki }
+}
+
+/// The static credentials and the clean AWS environment the rigs' verifiers expect.
+pub fn aws_env(c: &mut Command) -> &mut Command {
+    c.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 /// The sidecar with the rig's flags and static credentials (no secret, no password).
@@ -207,12 +232,8 @@ fn iam_sidecar_as(command: &str, out: &Path, user: &str, database: &str) -> Comm
         .arg("--out-dir")
         .arg(out)
         .args(["--wait-timeout", "60s"])
-        .env("AURORA_SIDECAR_LOG_FORMAT", "text")
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+        .env("AURORA_SIDECAR_LOG_FORMAT", "text");
+    aws_env(&mut c);
     c
 }
 

@@ -373,10 +373,13 @@ fn another_process_of_the_same_uid_cannot_read_the_environment() {
             .output()
             .expect("cat runs")
     };
-    let theirs = read(ordinary.id());
-    assert!(
-        String::from_utf8_lossy(&theirs.stdout).contains(CANARY),
-        "the control: an ordinary process's environment is readable"
+    // The control: an ordinary process's environment is readable. setpriv drops to nobody
+    // and execs `sleep` in its own time (under load, after the sidecar's status appeared);
+    // until then the environ is root's.
+    wait_for(
+        "the control: an ordinary process's environment readable",
+        10,
+        || String::from_utf8_lossy(&read(ordinary.id()).stdout).contains(CANARY),
     );
     let ours = read(sidecar.id());
     assert!(!ours.status.success(), "the sidecar's environ was readable");

@@ -8,6 +8,7 @@ mod atomicity;
 mod bad_input;
 mod bootstrap;
 mod doctor;
+mod dsql;
 mod faults;
 mod house;
 mod iam;

@@ -28,6 +28,7 @@ use rustls::{
 use tokio_postgres::config::ChannelBinding;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::endpoint::{self, Endpoint};
 use crate::modes::SslMode;
 
 /// What tokio-postgres itself understands; verification is the connector's job.
@@ -147,16 +148,10 @@ pub struct TlsChoice {
 impl TlsChoice {
     pub fn for_host(&self, host: &str) -> &Tls {
         match &self.rds {
-            Some(rds) if is_rds_host(host) => rds,
+            Some(rds) if endpoint::kind(host) == Endpoint::Rds => rds,
             _ => &self.given,
         }
     }
-}
-
-/// An RDS or Aurora endpoint (`*.rds.amazonaws.com`, and `.com.cn` in China).
-pub fn is_rds_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host.ends_with(".rds.amazonaws.com") || host.ends_with(".rds.amazonaws.com.cn")
 }
 
 fn load_roots(path: &Path, pem: &[u8]) -> Result<RootCertStore, TlsConfigError> {
@@ -282,25 +277,5 @@ mod tests {
             ..choice
         };
         assert_eq!(given_only.for_host(host).mode, SslMode::Prefer);
-    }
-
-    #[test]
-    fn rds_and_aurora_endpoints_are_recognised() {
-        for host in [
-            "app.cluster-c9abcdefghij.eu-west-1.rds.amazonaws.com",
-            "app.cluster-ro-c9abcdefghij.us-east-1.rds.amazonaws.com.",
-            "db.c9abcdefghij.cn-north-1.rds.amazonaws.com.cn",
-            "DB.X.EU-CENTRAL-1.RDS.AMAZONAWS.COM",
-        ] {
-            assert!(is_rds_host(host), "{host}");
-        }
-        for host in [
-            "127.0.0.1",
-            "postgres",
-            "rds.amazonaws.com.evil.example",
-            "myrds.amazonaws.com",
-        ] {
-            assert!(!is_rds_host(host), "{host}");
-        }
     }
 }

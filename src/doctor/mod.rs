@@ -13,9 +13,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::class::ErrorClass;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Iam};
 use crate::display::chain;
-use crate::iam::Signer;
+use crate::iam::{DSQL_ADMIN, Signer};
 use crate::secret::{Credentials, Resolver, Source, Target, build_target};
 
 mod admin;
@@ -67,7 +67,7 @@ async fn walk(config: &Config, limit: Duration, report: &mut Report) -> Option<(
     let target = step(report, limit, async { fields(config, creds) }).await?;
     let target = match &config.iam {
         None => target,
-        Some(iam) => signed(report, limit, iam.region.clone(), target).await?,
+        Some(iam) => signed(report, limit, iam, target).await?,
     };
     let tls = config.tls.for_host(&target.host);
     let addrs = step(report, limit, dns(&target)).await?;
@@ -81,22 +81,23 @@ async fn walk(config: &Config, limit: Duration, report: &mut Report) -> Option<(
 }
 
 /// With IAM: the target with a token signed as its password, told on the fields' line.
-async fn signed(
-    report: &mut Report,
-    limit: Duration,
-    region: Option<String>,
-    target: Target,
-) -> Option<Target> {
+async fn signed(report: &mut Report, limit: Duration, iam: &Iam, target: Target) -> Option<Target> {
     let started = Instant::now();
+    let mut signer = Signer::new(iam.region.clone(), iam.dsql);
+    let what = match signer.dsql_for(&target.host) {
+        true if target.user == DSQL_ADMIN => "a DSQL token (DbConnectAdmin)",
+        true => "a DSQL token (DbConnect)",
+        false => "an IAM token",
+    };
     let resolved = crate::secret::Resolved {
         target,
         version: None,
         token_expires_at: None,
     };
-    let outcome = match bounded(limit, Signer::new(region).sign(resolved)).await {
+    let outcome = match bounded(limit, signer.sign(resolved)).await {
         Ok(Ok(signed)) => {
             if let Some(s) = report.steps.last_mut() {
-                s.detail.push_str("; an IAM token signed for it");
+                s.detail.push_str(&format!("; {what} signed for it"));
             }
             return Some(signed.target);
         }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use tokio::net::TcpStream;
 
 use crate::class::ErrorClass;
-use crate::db::tls::is_rds_host;
+use crate::endpoint::{self, Endpoint};
 use crate::secret::Target;
 
 use super::report::{Outcome, TIMEOUT_HINT};
@@ -27,7 +27,7 @@ pub(super) async fn dns(target: &Target) -> (Outcome, Option<Vec<SocketAddr>>) {
             let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
             let d = format!("{} → {}", target.host, list.join(", "));
             let public = addrs.iter().any(|a| is_public(a.ip()));
-            let outcome = if public && is_rds_host(&target.host) {
+            let outcome = if public && endpoint::kind(&target.host) == Endpoint::Rds {
                 Outcome::Warn(d, "the cluster endpoint resolves to a public address: the task reaches it over the internet (publicly accessible instance, or a DNS lookup from outside the VPC); keep the cluster private".into())
             } else {
                 Outcome::Ok(d)

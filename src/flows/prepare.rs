@@ -52,7 +52,10 @@ pub(super) async fn prepare(
     wakes: &mut impl Wakes,
 ) -> Result<Prepared, Error> {
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
-    let mut signer = config.iam.as_ref().map(|i| Signer::new(i.region.clone()));
+    let mut signer = config
+        .iam
+        .as_ref()
+        .map(|i| Signer::new(i.region.clone(), i.dsql));
     let mut admin = config
         .admin
         .clone()

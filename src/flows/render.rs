@@ -16,7 +16,9 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
     let mut resolved = resolver.resolve().await?;
     // A token is only signed when it is to be shown: masked output needs no credentials.
     if let (Some(iam), Reveal::Password) = (&config.iam, reveal) {
-        resolved = Signer::new(iam.region.clone()).sign(resolved).await?;
+        resolved = Signer::new(iam.region.clone(), iam.dsql)
+            .sign(resolved)
+            .await?;
     }
     let mut out = String::new();
     for f in config.files(&resolved.target, reveal) {

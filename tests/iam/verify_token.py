@@ -1,9 +1,13 @@
-"""PAM verifier for IAM tokens, as Aurora's PAM module checks them (tests/iam.rs).
+"""PAM verifier for IAM tokens, as Aurora's PAM module checks them (tests/iam.rs), or
+as Aurora DSQL checks its own (tests/dsql.rs: config "service": "dsql").
 
 pam_exec (expose_authtok) runs it as the server's user with the password on stdin. It
 accepts only a token for the configured host, port and region, for the user logging in,
 signed with the test's static credentials, not expired: it recomputes the token with
-botocore's own generate_db_auth_token at the token's signing time and compares.
+botocore's own generate_db_auth_token at the token's signing time and compares. For DSQL:
+a token for the host alone (no port), for Action DbConnectAdmin when the user is admin
+and DbConnect for any other, no DBUser, recomputed with botocore's
+generate_db_connect_admin_auth_token / generate_db_connect_auth_token.
 Every verdict is appended to the log (one JSON line), which the tests count.
 
 Usage: verify_token.py CONFIG.json   (token on stdin; PAM_USER in the environment)
@@ -36,8 +40,10 @@ if reject > 0:
         f.write(str(reject - 1))
     verdict(False, "refused on request")
 
+dsql = cfg.get("service") == "dsql"
 authority, sep, query = token.partition("/?")
-if not sep or authority != f"{cfg['host']}:{cfg['port']}":
+want_authority = cfg["host"] if dsql else f"{cfg['host']}:{cfg['port']}"
+if not sep or authority != want_authority:
     verdict(False, "not a token for this host and port")
 try:
     params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True))
@@ -45,7 +51,11 @@ try:
     expires = int(params["X-Amz-Expires"])
 except (KeyError, ValueError):
     verdict(False, "malformed token")
-if params.get("Action") != "connect" or params.get("DBUser") != user:
+if dsql:
+    action = "DbConnectAdmin" if user == "admin" else "DbConnect"
+    if params.get("Action") != action or "DBUser" in params:
+        verdict(False, "not a token for this role's action")
+elif params.get("Action") != "connect" or params.get("DBUser") != user:
     verdict(False, "not a token for this user")
 now = datetime.datetime.utcnow()
 # The client matrix (scripts/clients.py) shortens a token's life to see clients renew it.
@@ -61,8 +71,14 @@ import botocore.session  # noqa: E402
 botocore.auth.get_current_datetime = lambda *a, **k: signed_at
 session = botocore.session.get_session()
 session.set_credentials(cfg["access_key"], cfg["secret_key"])
-client = session.create_client("rds", region_name=cfg["region"])
-expected = client.generate_db_auth_token(cfg["host"], cfg["port"], user, Region=cfg["region"])
+if dsql:
+    client = session.create_client("dsql", region_name=cfg["region"])
+    sign = (client.generate_db_connect_admin_auth_token if user == "admin"
+            else client.generate_db_connect_auth_token)
+    expected = sign(cfg["host"], cfg["region"])
+else:
+    client = session.create_client("rds", region_name=cfg["region"])
+    expected = client.generate_db_auth_token(cfg["host"], cfg["port"], user, Region=cfg["region"])
 want = dict(urllib.parse.parse_qsl(expected.partition("/?")[2]))
 if params != want:
     verdict(False, "signature does not match")
