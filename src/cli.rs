@@ -159,6 +159,12 @@ pub struct PrepareArgs {
     #[arg(long, group = "admin", env = "AURORA_SIDECAR_ADMIN_SECRET_FILE")]
     pub admin_secret_file: Option<PathBuf>,
 
+    /// The admin user logs in with an IAM token too, signed with the task's credentials
+    /// (which then need rds-db:connect on that user): for clusters with no password at
+    /// all, such as Aurora's express configuration. Needs --iam-auth.
+    #[arg(long, group = "admin", env = "AURORA_SIDECAR_ADMIN_IAM_USER")]
+    pub admin_iam_user: Option<String>,
+
     /// Host, overriding the secret's (needed for the RDS-managed master secret).
     #[arg(long, env = "AURORA_SIDECAR_HOST")]
     pub host: Option<String>,

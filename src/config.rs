@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_postgres::config::ChannelBinding;
 
 use crate::cli::{ChannelBindingArg, PrepareArgs};
+use crate::db::admin::{Admin, AdminSource};
 use crate::db::pace::Policy;
 use crate::db::provision::Provisioning;
 use crate::db::tls::{CaBundle, Tls, TlsChoice, TlsConfigError};
@@ -57,6 +58,10 @@ pub enum ConfigError {
         "the admin set-up is not done for Aurora DSQL (its roles are granted with AWS IAM GRANT): create the app role beforehand, as the README's DSQL section shows, and drop --admin-secret-*"
     )]
     DsqlAdmin,
+    #[error(
+        "--admin-iam-user signs the admin's IAM token with the task's credentials and needs --iam-auth for the app too (a cluster that takes no password from the admin takes none from the app)"
+    )]
+    AdminIamNeedsIam,
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
     #[error(transparent)]
@@ -83,8 +88,9 @@ pub struct Config {
     pub tls: TlsChoice,
     /// `--iam-auth`: the region to sign for when known up front (`None`: from the host).
     pub iam: Option<Iam>,
-    /// `--admin-secret-*`: where the admin credentials are, when given.
-    pub admin: Option<Source>,
+    /// `--admin-secret-*` or `--admin-iam-user`: where the admin login comes from, when
+    /// given.
+    pub admin: Option<AdminSource>,
 }
 
 /// IAM database authentication settings.
@@ -134,6 +140,8 @@ impl Config {
         let source = source(args, &env);
         let dsql = dsql(args, &env, &source)?;
         let iam = iam(args, &env, dsql);
+        // None means no bootstrap.
+        let admin = admin(args, iam.is_some())?;
         check_names(args)?;
         let sslmode = sslmode(args, iam.is_some())?;
         // DSQL's chain is public (Amazon Root CA): the system roots, not the RDS bundle.
@@ -173,12 +181,7 @@ impl Config {
             sslmode,
             tls: TlsChoice { given: tls, rds },
             iam,
-            // `--admin-secret-*`: none means no bootstrap.
-            admin: given(
-                &args.admin_secret_id,
-                &args.admin_secret_env,
-                &args.admin_secret_file,
-            ),
+            admin,
         })
     }
 
@@ -190,6 +193,16 @@ impl Config {
             return Err(ConfigError::IamRenewalTooSlow(given));
         }
         Ok(interval)
+    }
+
+    /// The admin login for the bootstrap, when one is configured; an IAM admin's token is
+    /// signed for the app's region, DSQL or not, as the app's is.
+    pub fn admin_login(&self) -> Option<Admin> {
+        let (region, dsql) = self
+            .iam
+            .as_ref()
+            .map_or((None, false), |i| (i.region.clone(), i.dsql));
+        self.admin.as_ref().map(|a| Admin::new(a, region, dsql))
     }
 
     /// Where the CA bundle came from, for logs and messages.
@@ -211,6 +224,24 @@ fn iam(args: &PrepareArgs, env: impl Fn(&str) -> Option<String>, dsql: bool) -> 
     })
 }
 
+/// `--admin-secret-*`, or `--admin-iam-user` (which needs IAM authentication: a cluster
+/// without passwords for the admin has none for the app either).
+fn admin(args: &PrepareArgs, iam: bool) -> Result<Option<AdminSource>, ConfigError> {
+    if let Some(user) = &args.admin_iam_user {
+        secret::check_identifier("--admin-iam-user", user)?;
+        if !iam {
+            return Err(ConfigError::AdminIamNeedsIam);
+        }
+        return Ok(Some(AdminSource::Iam { user: user.clone() }));
+    }
+    let secret = given(
+        &args.admin_secret_id,
+        &args.admin_secret_env,
+        &args.admin_secret_file,
+    );
+    Ok(secret.map(AdminSource::Secret))
+}
+
 /// Aurora DSQL, when `--dsql` asks for it or the host (`--host`, else `PGHOST` for the
 /// libpq source) is a DSQL endpoint; its rules are checked here, before anything runs:
 /// no secret (DSQL has no passwords), no admin set-up, the one database `postgres`.
@@ -230,12 +261,7 @@ fn dsql(
     if !libpq {
         return Err(ConfigError::DsqlSecret(source.to_string()));
     }
-    let admin = given(
-        &args.admin_secret_id,
-        &args.admin_secret_env,
-        &args.admin_secret_file,
-    );
-    if admin.is_some() {
+    if admin(args, true)?.is_some() {
         return Err(ConfigError::DsqlAdmin);
     }
     match args.database.clone().or_else(|| env("PGDATABASE")) {

@@ -27,6 +27,10 @@ const IAM_DB: &str = "iam_app_db";
 /// A role the bootstrap creates and grants rds_iam (`the_bootstrap_grants_rds_iam…`).
 const BOOT_USER: &str = "iam_boot";
 const BOOT_ADMIN_PW: &str = "iam-admin-pw";
+/// An admin with no password at all, as on Aurora's express configuration: it logs in
+/// with IAM tokens (`--admin-iam-user`), and sets up `FRESH_USER`, which does not exist.
+const TOKEN_ADMIN: &str = "iam_boss";
+const FRESH_USER: &str = "iam_fresh";
 
 /// The test venv's `bin/` (MOTO_SERVER as scripts/test sets it, else scripts/test's
 /// default place), where botocore is installed with moto.
@@ -115,7 +119,7 @@ fn rig() -> (std::sync::MutexGuard<'static, ()>, &'static Rig) {
 fn shared_rig() -> &'static Rig {
     static RIG: OnceLock<Rig> = OnceLock::new();
     RIG.get_or_init(|| {
-        let rig = start_rig("rds", &[IAM_USER, BOOT_USER]);
+        let rig = start_rig("rds", &[IAM_USER, BOOT_USER, TOKEN_ADMIN, FRESH_USER]);
         let pg = &rig.pg;
         pg.sql(
             "postgres",
@@ -130,6 +134,10 @@ fn shared_rig() -> &'static Rig {
         pg.sql(
             "postgres",
             &format!("CREATE ROLE iam_admin LOGIN CREATEROLE CREATEDB PASSWORD '{BOOT_ADMIN_PW}'"),
+        );
+        pg.sql(
+            "postgres",
+            &format!("CREATE ROLE {TOKEN_ADMIN} LOGIN CREATEROLE CREATEDB; GRANT rds_iam TO {TOKEN_ADMIN}"),
         );
         rig
     })
@@ -547,6 +555,78 @@ fn the_bootstrap_grants_rds_iam_and_the_role_logs_in_with_tokens() {
     assert!(!stderr(&o).contains(BOOT_ADMIN_PW));
     assert_eq!(status(&out)["bootstrapped"], true);
     figure("iam_bootstrap_rds_iam_granted", 1);
+}
+
+/// No password anywhere (Aurora's express configuration): the admin logs in with its own
+/// IAM token, creates the app role, grants it rds_iam and its database, and the app logs
+/// in with tokens; doctor beforehand says the admin may set it up and what a start does.
+#[test]
+fn an_iam_admin_sets_the_app_role_up_with_no_password_anywhere() {
+    let (_serial, r) = rig();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let flags = ["--admin-iam-user", TOKEN_ADMIN];
+    let doctor = iam_sidecar_as("doctor", &out, FRESH_USER, "iam_fresh_db")
+        .args(flags)
+        .output()
+        .expect("doctor runs");
+    assert_exit(&doctor, 0);
+    let text = stdout(&doctor);
+    assert!(
+        text.contains(&format!("{TOKEN_ADMIN} logs in and has CREATEROLE")),
+        "{text}"
+    );
+    assert!(
+        text.contains("set the app role up with the admin credentials"),
+        "{text}"
+    );
+    let before = r.log().len();
+    let o = iam_sidecar_as("once", &out, FRESH_USER, "iam_fresh_db")
+        .args(flags)
+        .output()
+        .expect("runs");
+    assert_exit(&o, 0);
+    let users: Vec<String> = r.log()[before..]
+        .iter()
+        .filter(|v| v["ok"] == true)
+        .map(|v| v["user"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        users.contains(&TOKEN_ADMIN.to_string()),
+        "the admin's own token: {users:?}"
+    );
+    assert!(users.contains(&FRESH_USER.to_string()), "{users:?}");
+    let granted = r.pg.sql(
+        "postgres",
+        &format!("SELECT pg_has_role('{FRESH_USER}', 'rds_iam', 'member')"),
+    );
+    assert_eq!(granted, "t");
+    let owner = r.pg.sql(
+        "postgres",
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'iam_fresh_db'",
+    );
+    assert_eq!(owner, FRESH_USER);
+    let q = psql_app(&out);
+    assert_exit(&q, 0);
+    assert_eq!(stdout(&q).trim(), format!("{FRESH_USER} true"));
+    assert_eq!(status(&out)["bootstrapped"], true);
+    // Without --iam-auth there is nothing to sign the admin's token for the app with.
+    let o = sidecar()
+        .args([
+            "once",
+            "--host",
+            "127.0.0.1",
+            "--user",
+            "x",
+            "--admin-iam-user",
+            TOKEN_ADMIN,
+        ])
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert_exit(&o, 78);
+    assert!(stderr(&o).contains("needs --iam-auth"), "{}", stderr(&o));
 }
 
 /// `doctor` with IAM: the token is signed, and the server's rejection (the verifier told

@@ -8,6 +8,7 @@
 //! go one way (`tests/layering.rs` fails on a loop): wait → {retry, remedy, establish,
 //! bootstrap} → provision → connect → {classify, hint, tls, guard}.
 
+pub mod admin;
 pub mod bootstrap;
 pub mod classify;
 pub mod connect;

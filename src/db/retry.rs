@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::admin::AdminError;
 use super::bootstrap::BootstrapError;
 use super::connect::DbError;
 use super::pace::{Pace, Policy, pacer};
@@ -46,6 +47,15 @@ pub enum AttemptError {
         #[source]
         last: Box<DbError>,
     },
+}
+
+impl From<AdminError> for AttemptError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Secret(e) => AttemptError::Secret(e),
+            AdminError::Iam(e) => AttemptError::Iam(e),
+        }
+    }
 }
 
 impl From<DbError> for AttemptError {

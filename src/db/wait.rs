@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::admin::Admin;
 use super::bootstrap::{BootstrapError, DatabaseOwner, bootstrap, check_roles};
 use super::classify::{Contact, Stage};
 use super::connect::DbError;
@@ -88,7 +89,7 @@ pub struct LoginAttempt<'a> {
     password_rejections: u32,
     token_rejections: u32,
     /// `--admin-secret-*`: sets the app role up when its login fails in a way that can fix.
-    admin: Option<&'a mut Resolver>,
+    admin: Option<&'a mut Admin>,
     /// The next attempt runs the bootstrap first (once per wait, unless it failed for a
     /// passing reason).
     bootstrap_next: bool,
@@ -123,7 +124,7 @@ impl<'a> LoginAttempt<'a> {
 
     /// Sets the app role up with the admin credentials `admin` resolves when the app's
     /// login fails because of the role, its credentials or the database.
-    pub fn with_admin(mut self, admin: &'a mut Resolver) -> Self {
+    pub fn with_admin(mut self, admin: &'a mut Admin) -> Self {
         self.admin = Some(admin);
         self
     }
@@ -259,10 +260,12 @@ impl LoginAttempt<'_> {
         let Some(source) = self.admin.as_deref_mut() else {
             return Ok(None);
         };
-        let admin = match &self.admin_target {
+        // A secret is read once per wait; an IAM token is signed afresh, as it expires.
+        let cached = self.admin_target.as_ref().filter(|_| source.is_secret());
+        let admin = match cached {
             Some(admin) => admin.clone(),
             None => source
-                .admin_target(app, &self.provisioning.maintenance_database)
+                .target(app, &self.provisioning.maintenance_database)
                 .await
                 .map_err(|e| Failure {
                     verdict: if e.is_retryable() {

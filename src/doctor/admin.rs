@@ -2,25 +2,30 @@
 
 use crate::class::ErrorClass;
 use crate::config::Config;
+use crate::db::admin::AdminError;
 use crate::db::bootstrap::check_roles;
+use crate::db::hint;
 use crate::display::chain;
-use crate::secret::{ADMIN_SHAPE, Overrides, Resolver, Target};
+use crate::secret::{ADMIN_SHAPE, Target};
 
 use super::database::has_attribute;
 use super::report::Outcome;
 
 /// With admin credentials: whether they log in and may set the app role up.
 pub(super) async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>) {
-    let Some(source) = &config.admin else {
+    let Some(mut login) = config.admin_login() else {
         let detail = "no admin credentials given (none needed)";
         return (Outcome::Ok(detail.into()), Some(()));
     };
-    let mut resolver = Resolver::new(source.clone(), Overrides::default());
     let maintenance = &config.provisioning.maintenance_database;
-    let admin = match resolver.admin_target(app, maintenance).await {
+    let admin = match login.target(app, maintenance).await {
         Ok(t) => t,
         Err(e) => {
-            return (Outcome::fail(e.class(), chain(&e), ADMIN_SHAPE), None);
+            let hint = match e {
+                AdminError::Secret(_) => ADMIN_SHAPE,
+                AdminError::Iam(_) => hint::ADMIN_TOKEN,
+            };
+            return (Outcome::fail(e.class(), chain(&e), hint), None);
         }
     };
     // What every start with an admin secret checks first (the wait refuses to start).

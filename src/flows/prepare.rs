@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::iam::Signer;
 use crate::outdir::{Ahead, Writer};
 use crate::render::Reveal;
-use crate::secret::{Overrides, Resolved, Resolver, Source, resolve_local};
+use crate::secret::{Resolved, Resolver, Source, resolve_local};
 use crate::signal::Wakes;
 use crate::status::{Auth, Phase, State};
 
@@ -56,10 +56,7 @@ pub(super) async fn prepare(
         .iam
         .as_ref()
         .map(|i| Signer::new(i.region.clone(), i.dsql));
-    let mut admin = config
-        .admin
-        .clone()
-        .map(|s| Resolver::new(s, Overrides::default()));
+    let mut admin = config.admin_login();
     // Written with the first failure (the observer always writes the first ones): in the
     // common case the first login works and `starting` goes straight to `ready`.
     state.status.phase = Phase::Waiting;

@@ -1,12 +1,13 @@
 //! `render`: step 1 and step 4 to a string, touching no database and writing nothing.
 
 use crate::config::Config;
+use crate::db::admin::AdminSource;
 use crate::db::bootstrap::plan;
 use crate::db::provision::quote_ident;
 use crate::error::Error;
 use crate::iam::Signer;
 use crate::render::{self, Reveal};
-use crate::secret::{Resolver, Source, Target};
+use crate::secret::{Resolver, Target};
 
 /// Step 1 + step 4 to a string: what `once` would write, password masked unless
 /// `reveal`. No database access, nothing written.
@@ -46,7 +47,7 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
 
 /// What the bootstrap would do with the admin credentials, for `render`
 /// (`bootstrap::plan`: the statements it runs).
-fn bootstrap_plan(config: &Config, app: &Target, admin: &Source) -> String {
+fn bootstrap_plan(config: &Config, app: &Target, admin: &AdminSource) -> String {
     let mut out = format!(
         "==> bootstrap plan (with the admin credentials from {admin}, only when the app's login fails) <==\n\
          log in to {} as the admin user, which needs CREATEROLE\n",

@@ -6,6 +6,7 @@
 
 use crate::class::ErrorClass;
 use crate::config::Config;
+use crate::db::admin::{Admin, AdminError};
 use crate::db::bootstrap::{BootstrapError, bootstrap};
 use crate::db::classify::Stage;
 use crate::db::connect::DbError;
@@ -15,7 +16,7 @@ use crate::display::chain;
 use crate::iam::{IamError, Signer};
 use crate::outdir::{WriteError, Writer};
 use crate::render::Reveal;
-use crate::secret::{Overrides, Resolved, Resolver, Rotation, SecretError, Target};
+use crate::secret::{Resolved, Resolver, Rotation, SecretError, Target};
 
 use super::{Checked, Checker};
 
@@ -32,6 +33,15 @@ pub enum RefreshError {
     Publish(#[from] WriteError),
     #[error("setting the new password with the admin credentials")]
     Bootstrap(#[from] BootstrapError),
+}
+
+impl From<AdminError> for RefreshError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Secret(e) => RefreshError::Secret(e),
+            AdminError::Iam(e) => RefreshError::Iam(e),
+        }
+    }
 }
 
 impl RefreshError {
@@ -57,8 +67,9 @@ pub struct RefreshCheck<'a> {
     signer: Option<Signer>,
     /// What the files in the out-dir say now.
     published: Resolved,
-    /// `--admin-secret-*`: sets a rotated password the server does not know yet.
-    admin: Option<Resolver>,
+    /// `--admin-secret-*` or `--admin-iam-user`: sets a rotated password the server does
+    /// not know yet.
+    admin: Option<Admin>,
 }
 
 impl<'a> RefreshCheck<'a> {
@@ -76,10 +87,7 @@ impl<'a> RefreshCheck<'a> {
             resolver,
             signer,
             published,
-            admin: config
-                .admin
-                .clone()
-                .map(|s| Resolver::new(s, Overrides::default())),
+            admin: config.admin_login(),
         }
     }
 
@@ -108,7 +116,7 @@ impl<'a> RefreshCheck<'a> {
         };
         let config = self.config;
         let admin = admin
-            .admin_target(app, &config.provisioning.maintenance_database)
+            .target(app, &config.provisioning.maintenance_database)
             .await?;
         let tls = config.tls.for_host(&admin.host);
         let iam = self.signer.is_some();
