@@ -85,10 +85,13 @@ def check_task_definition_dict(td, path, shape):
                 check(c.get("essential", True), f"{path}: run sidecar must be essential")
                 check(c.get("stopTimeout", 30) <= 120, f"{path}: stopTimeout above Fargate's 120 s")
             env = {e["name"] for e in c.get("environment", [])}
-            if "--iam-auth" in cmd:
-                # IAM: the login's place from the environment, no secret, and a task role
-                # (whose policy must grant rds-db:connect) to sign with.
+            if "--iam-auth" in cmd or "--dsql" in cmd:
+                # IAM (DSQL too): the login's place from the environment, no secret, and a
+                # task role (whose policy must grant rds-db:connect, or dsql:DbConnect) to
+                # sign with.
                 check({"AURORA_SIDECAR_HOST", "AURORA_SIDECAR_USER"} <= env, f"{path}: --iam-auth without host and user")
+                check(not c.get("secrets") and "AURORA_SIDECAR_SECRET_ID" not in env,
+                      f"{path}: an IAM-only sidecar with a secret")
                 check(not any(a.startswith("--sslmode=") and a.split("=", 1)[1] in ("disable", "prefer") for a in cmd),
                       f"{path}: --iam-auth needs TLS")
                 check("taskRoleArn" in td, f"{path}: --iam-auth needs a task role to sign with")
@@ -203,7 +206,8 @@ def main():
     shape = register_shape()
     for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json",
                  "deploy/ecs/task-definition.iam.json", "deploy/ecs/task-definition.least-privilege.json",
-                 "deploy/ecs/task-definition.arm64.json"):
+                 "deploy/ecs/task-definition.arm64.json", "deploy/ecs/task-definition.express.json",
+                 "deploy/ecs/task-definition.dsql.json"):
         check_task_definition(path, shape)
     check_arm64_variant("deploy/ecs/task-definition.arm64.json", "deploy/ecs/task-definition.json")
     check_copilot("copilot/api/manifest.yml")
