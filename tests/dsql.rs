@@ -227,6 +227,24 @@ fn dsql_bad_input_exits_78_naming_the_rule() {
         assert!(stderr(&o).contains(says), "{extra:?}: {}", stderr(&o));
         assert!(!out.join("pgpass").exists());
     }
+    // A custom name under --dsql carries no region: without --region or AWS_REGION the
+    // token cannot be signed (78, naming the flag), before any connection.
+    let o = sidecar()
+        .args(base)
+        .args(["--wait-timeout", "5s"])
+        .arg("--out-dir")
+        .arg(&out)
+        .env(
+            "SSL_CERT_FILE",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/testdata/amazon-root-ca-1.pem"),
+        )
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("runs");
+    assert_exit(&o, 78);
+    assert!(stderr(&o).contains("no AWS region"), "{}", stderr(&o));
     // A DSQL host name selects DSQL by itself: the same refusal without --dsql.
     let o = sidecar()
         .args([
