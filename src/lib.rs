@@ -36,8 +36,8 @@
 //! | the flow (`once`, `run`, `exec`, `render`) | `flows` (`flows::prepare`: the steps they share) |
 //! | out-dir checks, the start-up sweep, `status.json` | `status`, `outdir` |
 //! | the secret read, merged with the flags | `secret::Resolver`, `secret::build_target` |
-//! | an IAM token signed | `iam::Signer` |
-//! | one login attempt: bootstrap, login, create the database | `db::wait::LoginAttempt`, `db::bootstrap`, `db::establish`, `db::provision`, `db::connect` |
+//! | an IAM token signed (RDS or DSQL, by `endpoint`) | `iam::Signer` |
+//! | one login attempt: bootstrap (its admin login from `db::admin`), login, create the database | `db::wait::LoginAttempt`, `db::bootstrap`, `db::establish`, `db::provision`, `db::connect` |
 //! | what a failure is, what to say, what to do | `db::classify`, `db::hint`, `db::remedy` |
 //! | retries, paced, within the deadline | `db::retry`, `db::pace` |
 //! | the files rendered and published | `render`, `outdir::Writer::publish` |

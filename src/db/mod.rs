@@ -3,7 +3,7 @@
 //! advice for it (`hint`) and what it calls for (`remedy`: retry, set the app role up,
 //! create the database, give up), shared with the refresh check and doctor; creating the
 //! app database (`provision`), setting the app's own role up with the admin credentials
-//! (`bootstrap`), one pass of login-or-create (`establish`), the retry pacing (`pace`),
+//! (`bootstrap`; where the admin login comes from, a secret or an IAM token: `admin`), one pass of login-or-create (`establish`), the retry pacing (`pace`),
 //! the retry loop (`retry`) and the wait's attempt (`wait`). Imports between these files
 //! go one way (`tests/layering.rs` fails on a loop): wait → {retry, remedy, establish,
 //! bootstrap} → provision → connect → {classify, hint, tls, guard}.
