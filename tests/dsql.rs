@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::common::*;
@@ -145,12 +145,9 @@ fn run_renews_dsql_tokens_without_logging_in() {
     let (_serial, r) = rig();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let child = dsql_sidecar(r, "run", &out, APP, &r.ca)
-        .args(["--refresh-interval", "1500ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_quiet(
+        dsql_sidecar(r, "run", &out, APP, &r.ca).args(["--refresh-interval", "1500ms"]),
+    );
     wait_for("ready", 60, || health(&out).status.success());
     let first = fs::read_to_string(out.join("password")).expect("password");
     let verdicts = r.log().len();

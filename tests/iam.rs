@@ -318,12 +318,7 @@ fn run_renews_the_token_on_schedule_without_logging_in() {
     let (_serial, r) = rig();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let child = iam_sidecar("run", &out)
-        .args(["--refresh-interval", "1500ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_quiet(iam_sidecar("run", &out).args(["--refresh-interval", "1500ms"]));
     wait_for("ready", 60, || health(&out).status.success());
     let first = fs::read_to_string(out.join("password")).expect("password");
     let (verdicts, logins) = (r.log().len(), logins_in_server_log());

@@ -156,3 +156,11 @@ pub fn spawn_run_with_file(secret: &Path, out: &Path, interval: &str) -> std::pr
         .spawn()
         .expect("spawn run")
 }
+
+/// `c` started with its output discarded (a `run` left running while a test looks on).
+pub fn spawn_quiet(c: &mut Command) -> std::process::Child {
+    c.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
