@@ -227,15 +227,15 @@ mod tests {
     #[test]
     fn rust_log_directives_and_the_default() {
         let default = log_filter(None);
-        assert!(default.would_enable("aurora_sidecar::sidecar", &Level::INFO));
-        assert!(!default.would_enable("aurora_sidecar::sidecar", &Level::DEBUG));
+        assert!(default.would_enable("aurora_sidecar::flows", &Level::INFO));
+        assert!(!default.would_enable("aurora_sidecar::flows", &Level::DEBUG));
         assert!(!default.would_enable("hyper", &Level::INFO));
         assert!(default.would_enable("hyper", &Level::WARN));
         let trace = log_filter(Some("trace"));
         assert!(trace.would_enable("aws_config", &Level::TRACE));
         let mixed = log_filter(Some("error,aurora_sidecar::db=debug"));
         assert!(mixed.would_enable("aurora_sidecar::db::wait", &Level::DEBUG));
-        assert!(!mixed.would_enable("aurora_sidecar::sidecar", &Level::INFO));
+        assert!(!mixed.would_enable("aurora_sidecar::flows", &Level::INFO));
         // Garbage falls back to the default rather than silencing everything.
         assert!(log_filter(Some("=[")).would_enable("aurora_sidecar", &Level::INFO));
     }

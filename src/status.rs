@@ -171,7 +171,7 @@ impl State {
     }
 
     /// The in-memory half of [`State::record_failure`]: the wait loop probes a refusing
-    /// server twenty times a second and saves only now and then (see `sidecar`).
+    /// server twenty times a second and saves only now and then (see `flows::observe`).
     pub fn set_failure(&mut self, phase: Phase, attempt: u32, class: ErrorClass, message: &str) {
         self.status.phase = phase;
         self.status.attempt = attempt;

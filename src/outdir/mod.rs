@@ -1,5 +1,5 @@
 //! The out-dir: atomic publishing of the rendered files, used by `render`'s callers and
-//! by `state` alike. A leaf: it imports nothing of the crate.
+//! by `status` alike. A leaf: it imports nothing of the crate.
 //!
 //! Two schemes, one for each kind of file:
 //! - **a set of files** (the credential files: `pgpass`, `pg_service.conf`, …) is published
@@ -158,7 +158,7 @@ impl Writer {
     }
 
     /// [`Writer::publish`], then `last` under its own name and as `alias`, a second hard
-    /// link to the same file (one write), renamed after the set: `state` publishes
+    /// link to the same file (one write), renamed after the set: `status` publishes
     /// `status.json` and the `ready` marker this way, so the marker appears only once
     /// everything else is in place. One out-dir fsync for all of it; `last` itself is not
     /// fsynced ([`Writer::replace`] says why). A version written [`ahead`] for this very
