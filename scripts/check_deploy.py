@@ -90,8 +90,12 @@ def check_task_definition_dict(td, path, shape):
                 # task role (whose policy must grant rds-db:connect, or dsql:DbConnect) to
                 # sign with.
                 check({"AURORA_SIDECAR_HOST", "AURORA_SIDECAR_USER"} <= env, f"{path}: --iam-auth without host and user")
-                check(not c.get("secrets") and "AURORA_SIDECAR_SECRET_ID" not in env,
-                      f"{path}: an IAM-only sidecar with a secret")
+                # The app's own secret has no place here (an admin secret may set its role up);
+                # DSQL has no secrets at all.
+                secrets = {s["name"] for s in c.get("secrets", [])}
+                check("AURORA_SIDECAR_SECRET_ID" not in env and "DB_SECRET" not in secrets,
+                      f"{path}: an IAM sidecar given the app's secret")
+                check("--dsql" not in cmd or not secrets, f"{path}: a DSQL sidecar given a secret")
                 check(not any(a.startswith("--sslmode=") and a.split("=", 1)[1] in ("disable", "prefer") for a in cmd),
                       f"{path}: --iam-auth needs TLS")
                 check("taskRoleArn" in td, f"{path}: --iam-auth needs a task role to sign with")
@@ -218,6 +222,12 @@ def main():
     del broken["family"]
     report = ParamValidator().validate(broken, shape)
     check(report.has_errors(), "botocore accepted a task definition without family and with a string interval")
+    # ... and an IAM-only sidecar handed the app's secret is refused by the rules here.
+    given = json.load(open("deploy/ecs/task-definition.dsql.json"))
+    sidecar = next(c for c in given["containerDefinitions"] if "aurora-sidecar" in c["image"])
+    sidecar["secrets"] = [{"name": "DB_SECRET", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db"}]
+    check(len(task_definition_failures(given, "dsql with a secret")) == 2,
+          "a DSQL task definition given the app's secret passed the checks")
     if failures:
         print("\n".join(f"FAIL {f}" for f in failures))
         sys.exit(1)
