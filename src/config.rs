@@ -261,7 +261,12 @@ fn dsql(
     if !libpq {
         return Err(ConfigError::DsqlSecret(source.to_string()));
     }
-    if admin(args, true)?.is_some() {
+    let admin_secret = given(
+        &args.admin_secret_id,
+        &args.admin_secret_env,
+        &args.admin_secret_file,
+    );
+    if admin_secret.is_some() || args.admin_iam_user.is_some() {
         return Err(ConfigError::DsqlAdmin);
     }
     match args.database.clone().or_else(|| env("PGDATABASE")) {

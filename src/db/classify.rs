@@ -186,22 +186,18 @@ pub enum CertFault {
 /// The certificate fault inside `err`, if a certificate check failed there.
 pub fn cert_fault(err: &(dyn std::error::Error + 'static)) -> Option<CertFault> {
     use rustls::CertificateError as C;
-    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cur) = e {
-        if let Some(rustls::Error::InvalidCertificate(c)) = rustls_error(cur) {
-            return Some(match c {
-                C::NotValidForName | C::NotValidForNameContext { .. } => CertFault::NotForName,
-                C::Expired
-                | C::ExpiredContext { .. }
-                | C::NotValidYet
-                | C::NotValidYetContext { .. } => CertFault::Expired,
-                C::UnknownIssuer => CertFault::UnknownIssuer,
-                _ => CertFault::Other,
-            });
-        }
-        e = cur.source();
-    }
-    None
+    causes(err).find_map(|e| match rustls_error(e)? {
+        rustls::Error::InvalidCertificate(c) => Some(match c {
+            C::NotValidForName | C::NotValidForNameContext { .. } => CertFault::NotForName,
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => CertFault::Expired,
+            C::UnknownIssuer => CertFault::UnknownIssuer,
+            _ => CertFault::Other,
+        }),
+        _ => None,
+    })
 }
 
 /// The guard refused the conversation itself (a clear-text password without TLS, or an

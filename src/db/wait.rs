@@ -253,7 +253,8 @@ impl<'a> LoginAttempt<'a> {
 }
 
 impl LoginAttempt<'_> {
-    /// The admin login (read once per wait), checked against `app`
+    /// The admin login (a secret read once per wait, a token signed each time), checked
+    /// against `app`
     /// (`bootstrap::check_roles`: the app role is not the admin, its names are not
     /// reserved); `None` without an admin source.
     async fn admin_target(&mut self, app: &Target) -> Result<Option<Target>, Failure> {
