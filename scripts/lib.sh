@@ -23,10 +23,14 @@ ensure_postgres() {
   [ -x "$PG_BIN/postgres" ] || need+=(postgresql-15)
   command -v psql >/dev/null || need+=(postgresql-client-15)
   command -v openssl >/dev/null || need+=(openssl)
+  # tests/pgbouncer.rs: the PgBouncer the sidecar feeds (Debian bookworm's 1.18).
+  [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
   [ "${#need[@]}" -eq 0 ] && return 0
   apt_install "${need[@]}"
-  # The Debian package starts a cluster of its own; ours are started per run.
+  # The Debian packages start a cluster and a PgBouncer of their own; ours are started
+  # per run.
   pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+  service pgbouncer stop >/dev/null 2>&1 || true
 }
 
 # moto[server] in a venv (target/moto-venv unless AURORA_SIDECAR_VENV says otherwise);

@@ -278,6 +278,58 @@ pub struct PrepareArgs {
     /// CA bundle (PEM) to verify the server with; copied to the out-dir as rds-ca.pem.
     #[arg(long, env = "AURORA_SIDECAR_SSLROOTCERT")]
     pub sslrootcert: Option<PathBuf>,
+
+    /// PgBouncer (transaction pooling) between the app and the database: the sidecar
+    /// renders pgbouncer.ini and pgbouncer.users, points the app's files at PgBouncer with
+    /// a local login, and RELOADs PgBouncer after every rotation and token renewal, so idle
+    /// server connections close and Aurora Serverless v2 can pause.
+    #[arg(long, env = "AURORA_SIDECAR_PGBOUNCER")]
+    pub pgbouncer: bool,
+
+    /// Where the app (and the sidecar, for RELOAD) reaches PgBouncer; a loopback address
+    /// makes PgBouncer listen only there.
+    #[arg(
+        long,
+        default_value = "127.0.0.1",
+        env = "AURORA_SIDECAR_PGBOUNCER_HOST"
+    )]
+    pub pgbouncer_host: String,
+
+    /// PgBouncer's port.
+    #[arg(long, default_value_t = 6432, env = "AURORA_SIDECAR_PGBOUNCER_PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub pgbouncer_port: u16,
+
+    /// The app's local login to PgBouncer (its password is new at every start).
+    #[arg(
+        long,
+        default_value = "app_local",
+        env = "AURORA_SIDECAR_PGBOUNCER_USER"
+    )]
+    pub pgbouncer_user: String,
+
+    /// PgBouncer's server_idle_timeout: idle server connections close after it, so the
+    /// database sees none while the app idles.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "AURORA_SIDECAR_PGBOUNCER_IDLE_TIMEOUT")]
+    pub pgbouncer_idle_timeout: std::time::Duration,
+
+    /// The longest upstream password or IAM token the PgBouncer in use carries; a longer
+    /// one is refused before PgBouncer sees it (1024: what Debian bookworm's 1.18 carries).
+    #[arg(
+        long,
+        default_value_t = 1024,
+        env = "AURORA_SIDECAR_PGBOUNCER_MAX_PASSWORD"
+    )]
+    pub pgbouncer_max_password: usize,
+
+    /// PgBouncer 1.21+: track this many named prepared statements per connection in
+    /// transaction mode (max_prepared_statements), so clients keep theirs; 0 leaves the
+    /// setting out (1.18 refuses it).
+    #[arg(
+        long,
+        default_value_t = 0,
+        env = "AURORA_SIDECAR_PGBOUNCER_MAX_PREPARED_STATEMENTS"
+    )]
+    pub pgbouncer_max_prepared_statements: u32,
 }
 
 /// `--channel-binding`: libpq's names.

@@ -16,6 +16,7 @@ mod layering;
 mod once;
 mod outage;
 mod outdir;
+mod pgbouncer;
 mod privileges;
 mod run;
 mod security;

@@ -4,7 +4,8 @@
 //! create the database, give up), shared with the refresh check and doctor; creating the
 //! app database (`provision`), setting the app's own role up with the admin credentials
 //! (`bootstrap`; where the admin login comes from, a secret or an IAM token: `admin`), one pass of login-or-create (`establish`), the retry pacing (`pace`),
-//! the retry loop (`retry`) and the wait's attempt (`wait`). Imports between these files
+//! the retry loop (`retry`) and the wait's attempt (`wait`); `RELOAD` for PgBouncer
+//! (`reload`, on its own). Imports between these files
 //! go one way (`tests/layering.rs` fails on a loop): wait → {retry, remedy, establish,
 //! bootstrap} → provision → connect → {classify, hint, tls, guard}.
 
@@ -17,6 +18,7 @@ pub mod guard;
 pub mod hint;
 pub mod pace;
 pub mod provision;
+pub mod reload;
 pub mod remedy;
 pub mod retry;
 pub mod tls;

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use crate::config::Config;
 use crate::error::Error;
 use crate::exec::{find_program, replace_process};
-use crate::render::{self, Reveal};
+use crate::render::Reveal;
 use crate::signal::Wakes;
 
 use super::prepare::{prepare, start};
@@ -33,7 +33,7 @@ pub async fn exec(
         .map_err(|e| exec_error(program, e))?;
     let mut started = start("exec", config)?;
     let prepared = prepare(config, &mut started, wakes).await?;
-    let vars = render::environment(&config.inputs(&prepared.published.target, Reveal::Password));
+    let vars = config.environment(&prepared.published.target, Reveal::Password);
     // The admin secret never reaches the child; the app's own one unless asked to.
     let mut remove: Vec<&str> = config
         .admin

@@ -110,7 +110,7 @@ fn publish(
     let target = &ready.resolved.target;
     state.status.role = Some(target.user.clone());
     state.status.bootstrapped = ready.bootstrapped;
-    let set = config.files(target, Reveal::Password);
+    let set = config.files(target, Reveal::Password)?;
     let changed = state.publish_ready(attempts, ready.resolved.version.clone(), &set, ahead)?;
     tracing::info!(
         attempts,
@@ -144,7 +144,7 @@ pub(super) fn start(command: &str, config: &Config) -> Result<(State, Option<Ahe
         .then(|| {
             Ahead::start(state.writer(), || {
                 let r = resolve_local(&config.source, &config.overrides).ok()?;
-                Some(config.files(&r.target, Reveal::Password))
+                config.files(&r.target, Reveal::Password).ok()
             })
         })
         .flatten();

@@ -22,7 +22,7 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
             .await?;
     }
     let mut out = String::new();
-    for f in config.files(&resolved.target, reveal) {
+    for f in config.files(&resolved.target, reveal)? {
         let path = config.out_dir.join(f.name);
         let _ = writeln!(out, "==> {} (mode {:04o}) <==", path.display(), f.mode);
         if f.name == render::CA_FILE {

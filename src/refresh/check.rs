@@ -5,12 +5,13 @@
 //! without a login, so the refresh never keeps Aurora Serverless v2 from pausing.
 
 use crate::class::ErrorClass;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::db::admin::{Admin, AdminError};
 use crate::db::bootstrap::{BootstrapError, bootstrap};
 use crate::db::classify::Stage;
 use crate::db::connect::DbError;
 use crate::db::establish::validate;
+use crate::db::reload::{ReloadError, reload};
 use crate::db::remedy::{Context, Remedy, remedy};
 use crate::display::chain;
 use crate::iam::{IamError, Signer};
@@ -33,6 +34,10 @@ pub enum RefreshError {
     Publish(#[from] WriteError),
     #[error("setting the new password with the admin credentials")]
     Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Reload(#[from] ReloadError),
 }
 
 impl From<AdminError> for RefreshError {
@@ -52,6 +57,8 @@ impl RefreshError {
             RefreshError::Validate(e) => e.class,
             RefreshError::Publish(_) => ErrorClass::OutDir,
             RefreshError::Bootstrap(e) => e.class(),
+            RefreshError::Config(_) => ErrorClass::Config,
+            RefreshError::Reload(e) => e.class(),
         }
     }
 }
@@ -70,6 +77,26 @@ pub struct RefreshCheck<'a> {
     /// `--admin-secret-*` or `--admin-iam-user`: sets a rotated password the server does
     /// not know yet.
     admin: Option<Admin>,
+    /// `--pgbouncer`: files were published that PgBouncer has not been told about (its
+    /// admin console did not answer); every check tries again until it does.
+    reload_pending: bool,
+    /// What was published while PgBouncer could not be told, reported once it is.
+    untold: Option<Checked>,
+}
+
+/// What a check reports when an earlier one published files PgBouncer was not told
+/// about: the earlier publication, brought up to date by this check's.
+fn untold(earlier: Option<Checked>, now: Checked) -> Checked {
+    match (earlier, now) {
+        (Some(earlier), Checked::Unchanged) => earlier,
+        (Some(Checked::Published { version, .. }), Checked::Renewed { expires_at }) => {
+            Checked::Published {
+                version,
+                token_expires_at: Some(expires_at),
+            }
+        }
+        (_, now) => now,
+    }
 }
 
 impl<'a> RefreshCheck<'a> {
@@ -88,7 +115,36 @@ impl<'a> RefreshCheck<'a> {
             signer,
             published,
             admin: config.admin_login(),
+            // The first check tells PgBouncer too: one that was running before this
+            // start (a restarted sidecar) learns the new files, and a missing one is
+            // reported.
+            reload_pending: config.pgbouncer.is_some(),
+            untold: None,
         }
+    }
+
+    /// Publishes the files for `resolved` (nothing is written when they cannot be
+    /// rendered, e.g. a token longer than PgBouncer carries) and makes it what the files
+    /// say; with `--pgbouncer`, PgBouncer is to be told ([`Self::tell_pgbouncer`]).
+    fn publish(&mut self, resolved: Resolved) -> Result<Vec<&'static str>, RefreshError> {
+        let set = self.config.files(&resolved.target, Reveal::Password)?;
+        let changed = self.writer.publish(&set)?;
+        self.published = resolved;
+        self.reload_pending = self.config.pgbouncer.is_some();
+        Ok(changed)
+    }
+
+    /// `RELOAD` when files were published that PgBouncer has not been told about. One that
+    /// fails leaves the files published: the check fails (degraded) and the next one tries
+    /// again.
+    async fn tell_pgbouncer(&mut self) -> Result<(), RefreshError> {
+        let (Some(p), true) = (&self.config.pgbouncer, self.reload_pending) else {
+            return Ok(());
+        };
+        reload(p, self.config.policy.attempt_timeout).await?;
+        self.reload_pending = false;
+        tracing::info!(pgbouncer = %format!("{}:{}", p.host, p.port), "PgBouncer reloaded");
+        Ok(())
     }
 
     /// Whether a failed validation calls for setting the role up first: as a wait that has
@@ -125,7 +181,20 @@ impl<'a> RefreshCheck<'a> {
         Ok(())
     }
 
+    /// A check, then (`--pgbouncer`) `RELOAD` after a publish, or again after one that
+    /// failed. What was published stays to be reported until PgBouncer has been told, so
+    /// status.json's version and token expiry catch up when it answers.
     async fn try_check(&mut self) -> Result<Checked, RefreshError> {
+        let checked = self.look_and_publish().await?;
+        let checked = untold(self.untold.take(), checked);
+        if let Err(e) = self.tell_pgbouncer().await {
+            self.untold = Some(checked);
+            return Err(e);
+        }
+        Ok(checked)
+    }
+
+    async fn look_and_publish(&mut self) -> Result<Checked, RefreshError> {
         let changed = match self.resolver.check(&self.published).await? {
             Rotation::Unchanged | Rotation::CannotChange => None,
             Rotation::Changed(c) => Some(c),
@@ -146,12 +215,10 @@ impl<'a> RefreshCheck<'a> {
             maybe => {
                 let base = maybe.unwrap_or_else(|| self.published.clone());
                 let renewed = signer.sign(base).await?;
-                let set = self.config.files(&renewed.target, Reveal::Password);
-                self.writer.publish(&set)?;
                 let expires_at = renewed
                     .token_expires_at
                     .unwrap_or_else(std::time::SystemTime::now);
-                self.published = renewed;
+                self.publish(renewed)?;
                 Ok(Checked::Renewed { expires_at })
             }
         }
@@ -182,21 +249,20 @@ impl<'a> RefreshCheck<'a> {
             }
             other => other?,
         };
-        let set = config.files(&candidate.target, Reveal::Password);
-        let changed = self.writer.publish(&set)?;
-        tracing::info!(
-            old_version = self.published.version.as_deref(),
-            new_version = candidate.version.as_deref(),
-            database = %candidate.target.database,
-            created,
-            changed = ?changed,
-            "new credentials validated"
-        );
+        let old_version = self.published.version.clone();
         let published = Checked::Published {
             version: candidate.version.clone(),
             token_expires_at: candidate.token_expires_at,
         };
-        self.published = candidate;
+        let changed = self.publish(candidate)?;
+        tracing::info!(
+            old_version = old_version.as_deref(),
+            new_version = self.published.version.as_deref(),
+            database = %self.published.target.database,
+            created,
+            changed = ?changed,
+            "new credentials validated"
+        );
         Ok(published)
     }
 }
@@ -210,5 +276,52 @@ impl Checker for RefreshCheck<'_> {
                 message: chain(&e),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn published(version: &str, expires: Option<SystemTime>) -> Checked {
+        Checked::Published {
+            version: Some(version.into()),
+            token_expires_at: expires,
+        }
+    }
+
+    /// What was published while PgBouncer could not be told is what the check that tells
+    /// it reports: the version, with the newest token's expiry.
+    #[test]
+    fn a_publication_pgbouncer_was_not_told_about_is_reported_when_it_is() {
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(900);
+        assert_eq!(untold(None, Checked::Unchanged), Checked::Unchanged);
+        assert_eq!(
+            untold(Some(published("v2", None)), Checked::Unchanged),
+            published("v2", None)
+        );
+        assert_eq!(
+            untold(
+                Some(published("v2", None)),
+                Checked::Renewed { expires_at: later }
+            ),
+            published("v2", Some(later))
+        );
+        assert_eq!(
+            untold(Some(published("v2", None)), published("v3", None)),
+            published("v3", None)
+        );
+        let renewed = Checked::Renewed { expires_at: later };
+        assert_eq!(
+            untold(
+                Some(Checked::Renewed {
+                    expires_at: SystemTime::UNIX_EPOCH
+                }),
+                renewed.clone()
+            ),
+            renewed
+        );
     }
 }

@@ -12,6 +12,8 @@
 //!   3986's unreserved set, so Ecto (`URI.parse`, userinfo split on `:`, `URI.decode`) and
 //!   libpq both recover the exact bytes; host:port form the authority.
 
+pub mod pgbouncer;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio_postgres::config::ChannelBinding;
 
 use crate::cli::{ChannelBindingArg, PrepareArgs};
@@ -16,12 +17,14 @@ use crate::db::provision::Provisioning;
 use crate::db::tls::{CaBundle, Tls, TlsChoice, TlsConfigError};
 use crate::endpoint::{self, Endpoint};
 use crate::modes::{SslMode, UrlScheme};
-use crate::outdir::{File, Owner};
-use crate::render::{self, Inputs, Reveal};
-use crate::secret::{self, Overrides, Source, Target};
+use crate::outdir::Owner;
+use crate::render::pgbouncer::{self, PgBouncer};
+use crate::secret::{self, Overrides, Source};
 
 /// The environment variable read when no source flag is given (what Copilot and ECS
 /// `secrets:` inject in the seed setup).
+mod files;
+
 pub const DEFAULT_SECRET_ENV: &str = "DB_SECRET";
 
 /// Where the image carries the RDS global CA bundle; used by verify-* when
@@ -62,13 +65,20 @@ pub enum ConfigError {
         "--admin-iam-user signs the admin's IAM token with the task's credentials and needs --iam-auth for the app too (a cluster that takes no password from the admin takes none from the app)"
     )]
     AdminIamNeedsIam,
+    #[error("--app-dir {} cannot be written into pgbouncer.ini: it holds a control character", .0.display())]
+    PgBouncerPath(PathBuf),
+    #[error("the system's random source failed while choosing PgBouncer's local passwords")]
+    Random,
+    #[error(transparent)]
+    Carry(#[from] pgbouncer::CarryError),
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
 }
 
-/// Everything `once` and `render` need, validated.
+/// Everything `once` and `render` need, validated; the files it calls for are built in
+/// `files`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: Source,
@@ -91,6 +101,8 @@ pub struct Config {
     /// `--admin-secret-*` or `--admin-iam-user`: where the admin login comes from, when
     /// given.
     pub admin: Option<AdminSource>,
+    /// `--pgbouncer`: PgBouncer between the app and the database, its local logins.
+    pub pgbouncer: Option<PgBouncer>,
 }
 
 /// IAM database authentication settings.
@@ -109,29 +121,6 @@ pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const MAX_IAM_RENEWAL: Duration = Duration::from_secs(600);
 
 impl Config {
-    /// What the renderers need to render `target` as this configuration says.
-    pub fn inputs<'a>(&'a self, target: &'a Target, reveal: Reveal) -> Inputs<'a> {
-        let tls = self.tls.for_host(&target.host);
-        Inputs {
-            target,
-            reveal,
-            service_name: &self.service_name,
-            url_scheme: self.url_scheme,
-            sslmode: tls.mode,
-            has_ca: tls.ca.is_some(),
-            app_dir: &self.app_dir,
-            iam: self.iam.is_some(),
-            channel_binding: tls.channel_binding == tokio_postgres::config::ChannelBinding::Require,
-        }
-    }
-
-    /// The file set for `target`.
-    pub fn files(&self, target: &Target, reveal: Reveal) -> Vec<File> {
-        let inputs = self.inputs(target, reveal);
-        let ca = self.tls.for_host(&target.host).ca.as_ref();
-        render::files(&inputs, ca.map(|c| c.pem.as_slice()))
-    }
-
     /// Validates `args`; `env` is the process environment (a parameter for tests).
     pub fn from_args(
         args: &PrepareArgs,
@@ -150,6 +139,8 @@ impl Config {
         let ca = read_ca(rootcert.as_deref(), sslmode)?;
         let tls = connector(args, sslmode, iam.is_some(), ca)?;
         let rds = rds_default(args, iam.is_some())?;
+        let app_dir = args.app_dir.clone().unwrap_or_else(|| args.out_dir.clone());
+        let pgbouncer = pgbouncer_settings(args, &app_dir)?;
         Ok(Self {
             source,
             overrides: Overrides {
@@ -174,7 +165,7 @@ impl Config {
                 ..Policy::default()
             },
             out_dir: args.out_dir.clone(),
-            app_dir: args.app_dir.clone().unwrap_or_else(|| args.out_dir.clone()),
+            app_dir,
             owner: args.owner,
             service_name: args.service_name.clone(),
             url_scheme: args.url_scheme.into(),
@@ -182,6 +173,7 @@ impl Config {
             tls: TlsChoice { given: tls, rds },
             iam,
             admin,
+            pgbouncer,
         })
     }
 
@@ -273,6 +265,42 @@ fn dsql(
         Some(d) if d != "postgres" => Err(ConfigError::DsqlDatabase(d)),
         _ => Ok(true),
     }
+}
+
+/// `--pgbouncer`'s settings, with the local logins' passwords chosen now (48 hex digits
+/// from the system's random source: safe in a URL, pgpass and PgBouncer's files alike).
+fn pgbouncer_settings(
+    args: &PrepareArgs,
+    app_dir: &Path,
+) -> Result<Option<PgBouncer>, ConfigError> {
+    if !args.pgbouncer {
+        return Ok(None);
+    }
+    secret::check_identifier("--pgbouncer-user", &args.pgbouncer_user)?;
+    if app_dir.to_string_lossy().chars().any(char::is_control) {
+        return Err(ConfigError::PgBouncerPath(app_dir.to_path_buf()));
+    }
+    let random = || -> Result<SecretString, ConfigError> {
+        let mut bytes = [0u8; 24];
+        crate::crypto::provider()
+            .secure_random
+            .fill(&mut bytes)
+            .map_err(|_| ConfigError::Random)?;
+        Ok(SecretString::from(
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        ))
+    };
+    Ok(Some(PgBouncer {
+        host: args.pgbouncer_host.clone(),
+        port: args.pgbouncer_port,
+        user: args.pgbouncer_user.clone(),
+        password: random()?,
+        admin_password: random()?,
+        server_idle_timeout: args.pgbouncer_idle_timeout,
+        server_connect_timeout: args.attempt_timeout,
+        max_password: args.pgbouncer_max_password,
+        max_prepared_statements: args.pgbouncer_max_prepared_statements,
+    }))
 }
 
 /// A duration flag where 0 means "never" (`--wait-timeout`, `--refresh-interval`).
@@ -475,7 +503,11 @@ mod tests {
     #[test]
     fn dsql_brings_its_own_rules() {
         let roots = tempfile::NamedTempFile::new().expect("temp");
-        std::fs::write(roots.path(), include_str!("testdata/amazon-root-ca-1.pem")).expect("write");
+        std::fs::write(
+            roots.path(),
+            include_str!("../testdata/amazon-root-ca-1.pem"),
+        )
+        .expect("write");
         let path = roots.path().to_string_lossy().into_owned();
         let env = |k: &str| (k == "SSL_CERT_FILE").then(|| path.clone());
         let host = ["--host", "abc.dsql.us-east-1.on.aws", "--user", "app"];
