@@ -836,3 +836,74 @@ fn a_password_for_a_pam_user_is_refused_with_advice() {
         assert_eq!(r.log().len() - before, logins, "{extra:?}: not retried");
     }
 }
+
+/// `--pgbouncer` with IAM tokens: every renewal is published and RELOADed, PgBouncer's
+/// new server logins use the newest token (each one verified by PAM), and a query loop
+/// through PgBouncer sees no error. The rig's tokens are signed with static credentials
+/// (under 1,024 bytes, what Debian's PgBouncer carries); a task role's session
+/// credentials make them longer, which `--pgbouncer-max-password` refuses.
+#[test]
+fn pgbouncer_gets_every_renewed_token_with_no_client_error() {
+    use crate::pgbouncer::{Bouncer, admin_password, bouncer_port, owner_flags, shared_dir};
+    let (_serial, r) = rig();
+    let dir = shared_dir();
+    let out = dir.path().join("out");
+    let port = free_port().to_string();
+    let mut c = iam_sidecar("run", &out);
+    c.args([
+        "--refresh-interval",
+        "1500ms",
+        "--pgbouncer",
+        "--pgbouncer-port",
+        &port,
+    ])
+    .args(owner_flags());
+    let child = spawn_quiet(&mut c);
+    wait_for("ready", 60, || health(&out).status.success());
+    let bouncer = Bouncer::start(&out);
+    let token_len = fs::read_to_string(out.join("pgbouncer.users"))
+        .expect("users")
+        .lines()
+        .last()
+        .map_or(0, |l| l.len());
+    let verdicts = r.log().len();
+    let (mut queries, mut errors) = (0u32, Vec::new());
+    let started = std::time::Instant::now();
+    while bouncer.reloads() < 3 || status(&out)["token_renewals"].as_u64() < Some(3) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "three renewals and RELOADs"
+        );
+        // Close PgBouncer's server connections now and then, so logins use new tokens.
+        if queries % 10 == 0 {
+            let _ = Command::new("psql")
+                .env("PGPASSWORD", admin_password(&out))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &bouncer_port(&out),
+                    "-U",
+                    "aurora_sidecar",
+                ])
+                .args(["-X", "-tAc", &format!("RECONNECT {IAM_DB}"), "pgbouncer"])
+                .output();
+        }
+        let o = psql_service(&out, "app", "select current_user");
+        if o.status.success() {
+            queries += 1;
+        } else {
+            errors.push(stderr(&o));
+        }
+    }
+    assert!(errors.is_empty(), "client errors: {errors:?}");
+    assert!(
+        r.log().len() > verdicts,
+        "PgBouncer's server logins reached PAM"
+    );
+    assert_eq!(status(&out)["phase"], "ready");
+    assert_eq!(terminate(child).0, Some(0));
+    figure("pgbouncer_iam_reloads", bouncer.reloads() as u64);
+    figure("pgbouncer_iam_loop_queries", queries);
+    figure("iam_token_line_bytes_static_credentials", token_len as u64);
+}

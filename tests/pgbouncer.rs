@@ -24,7 +24,7 @@ fn pgbouncer_bin() -> String {
 
 /// PgBouncer refuses to run as root: as root (CI), it and the files it reads belong to
 /// the `postgres` user (`--owner`).
-fn owner_flags() -> Vec<String> {
+pub(crate) fn owner_flags() -> Vec<String> {
     if !is_root() {
         return vec![];
     }
@@ -36,7 +36,7 @@ fn owner_flags() -> Vec<String> {
 }
 
 /// A temp dir PgBouncer (the `postgres` user) can walk into.
-fn shared_dir() -> tempfile::TempDir {
+pub(crate) fn shared_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -44,13 +44,13 @@ fn shared_dir() -> tempfile::TempDir {
 }
 
 /// A PgBouncer reading the rendered `pgbouncer.ini`, stopped when dropped.
-struct Bouncer {
+pub(crate) struct Bouncer {
     child: Child,
     log: PathBuf,
 }
 
 impl Bouncer {
-    fn start(out: &Path) -> Bouncer {
+    pub(crate) fn start(out: &Path) -> Bouncer {
         let log = out.with_extension("pgbouncer.log");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -83,11 +83,11 @@ impl Bouncer {
         b
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn reloads(&self) -> usize {
+    pub(crate) fn reloads(&self) -> usize {
         self.log().matches("RELOAD command issued").count()
     }
 
@@ -420,7 +420,7 @@ fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
 }
 
 /// A field of the rendered files: the admin console's password (from the auth file).
-fn admin_password(out: &Path) -> String {
+pub(crate) fn admin_password(out: &Path) -> String {
     let users = std::fs::read_to_string(out.join("pgbouncer.users")).expect("users");
     let line = users
         .lines()
@@ -429,7 +429,7 @@ fn admin_password(out: &Path) -> String {
     line.split('"').nth(3).expect("its password").to_string()
 }
 
-fn bouncer_port(out: &Path) -> String {
+pub(crate) fn bouncer_port(out: &Path) -> String {
     let ini = std::fs::read_to_string(out.join("pgbouncer.ini")).expect("ini");
     ini.lines()
         .find_map(|l| l.strip_prefix("listen_port = "))
