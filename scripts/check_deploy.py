@@ -103,6 +103,8 @@ def check_task_definition_dict(td, path, shape):
                 check("AURORA_SIDECAR_SECRET_ID" in env or c.get("secrets"), f"{path}: sidecar has no secret source")
             if any(a.startswith("--drop-to") for a in cmd):
                 check(c.get("user") in ("0", "0:0", "root"), f"{path}: --drop-to needs user 0")
+            if "--pgbouncer" in cmd:
+                check_pgbouncer(td, c, cmd, path)
             admin = [a.split("=", 1)[1] for a in cmd if a.startswith("--admin-secret-env=")]
             if admin:
                 # Least privilege: the master secret reaches the sidecar only, injected.
@@ -116,6 +118,30 @@ def check_task_definition_dict(td, path, shape):
             mounts = c.get("mountPoints", [])
             check(all(m.get("readOnly") for m in mounts), f"{path}: app mounts the volume writable")
     return td
+
+
+def check_pgbouncer(td, sidecar, cmd, path):
+    """`--pgbouncer`: a PgBouncer container reads the rendered pgbouncer.ini as the uid the
+    files belong to (--owner), starts once the sidecar is healthy (the files exist), and the
+    app starts after it."""
+    def argv(c):
+        return c.get("entryPoint", []) + c.get("command", [])
+    bouncers = [c for c in td["containerDefinitions"]
+                if any(a.endswith("/pgbouncer.ini") for a in argv(c)) and c is not sidecar]
+    check(len(bouncers) == 1, f"{path}: --pgbouncer without one PgBouncer container reading pgbouncer.ini")
+    if not bouncers:
+        return
+    bouncer = bouncers[0]
+    owner = next((a.split("=", 1)[1] for a in cmd if a.startswith("--owner=")), None)
+    check(owner is not None and bouncer.get("user") == owner,
+          f"{path}: PgBouncer runs as {bouncer.get('user')}, the files belong to {owner} (0600)")
+    deps = {(d["containerName"], d["condition"]) for d in bouncer.get("dependsOn", [])}
+    check((sidecar["name"], "HEALTHY") in deps, f"{path}: PgBouncer starts before the sidecar is healthy")
+    apps = [c for c in td["containerDefinitions"] if c is not sidecar and c is not bouncer]
+    for app in apps:
+        names = {d["containerName"] for d in app.get("dependsOn", [])}
+        check(bouncer["name"] in names, f"{path}: {app['name']} does not wait for PgBouncer")
+        check(app.get("user") == owner, f"{path}: {app['name']} runs as {app.get('user')}, pgpass belongs to {owner}")
 
 
 def check_arm64_variant(path, x86_path):
@@ -211,7 +237,7 @@ def main():
     for path in ("deploy/ecs/task-definition.json", "deploy/ecs/task-definition.once.json",
                  "deploy/ecs/task-definition.iam.json", "deploy/ecs/task-definition.least-privilege.json",
                  "deploy/ecs/task-definition.arm64.json", "deploy/ecs/task-definition.express.json",
-                 "deploy/ecs/task-definition.dsql.json"):
+                 "deploy/ecs/task-definition.dsql.json", "deploy/ecs/task-definition.pgbouncer.json"):
         check_task_definition(path, shape)
     check_arm64_variant("deploy/ecs/task-definition.arm64.json", "deploy/ecs/task-definition.json")
     check_copilot("copilot/api/manifest.yml")
@@ -228,6 +254,12 @@ def main():
     sidecar["secrets"] = [{"name": "DB_SECRET", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db"}]
     check(len(task_definition_failures(given, "dsql with a secret")) == 2,
           "a DSQL task definition given the app's secret passed the checks")
+    # ... and a PgBouncer that does not wait for the sidecar, or runs as another uid.
+    given = json.load(open("deploy/ecs/task-definition.pgbouncer.json"))
+    bouncer = next(c for c in given["containerDefinitions"] if c["name"] == "pgbouncer")
+    bouncer["dependsOn"], bouncer["user"] = [], "70:70"
+    check(len(task_definition_failures(given, "pgbouncer out of order")) == 2,
+          "a PgBouncer container started early as another uid passed the checks")
     if failures:
         print("\n".join(f"FAIL {f}" for f in failures))
         sys.exit(1)

@@ -16,8 +16,8 @@
 //! |---|---|---|
 //! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`display`] (error chains, printable server text), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it), [`endpoint`] (what an AWS host name is: RDS, DSQL, other, and its region); `testing` (property-case counts, tests only) | nothing of the crate |
 //! | 1 | [`cli`] (clap, converts its enums into the `modes` types), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
-//! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set), [`status`] (`status.json`, `ready`, health) | layers 0–1 |
-//! | 3 | [`db`] (TLS, login, what a failure is, means and calls for, provisioning, the app role's bootstrap, pacing, the retry loop, the wait) | layers 0–2 |
+//! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set; PgBouncer's files in `render::pgbouncer`), [`status`] (`status.json`, `ready`, health) | layers 0–1 |
+//! | 3 | [`db`] (TLS, login, what a failure is, means and calls for, provisioning, the app role's bootstrap, pacing, the retry loop, the wait; PgBouncer's `RELOAD`) | layers 0–2 |
 //! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once, the file set for a target) | layers 0–3 |
 //! | 5 | [`refresh`] (the refresh state machine and its driver; [`refresh::RefreshCheck`], the real check) | layers 0–4 |
 //! | 6 | [`error`] (the top error and the one exit-code map) | layers 0–5 |
@@ -40,8 +40,8 @@
 //! | one login attempt: bootstrap (its admin login from `db::admin`), login, create the database | `db::wait::LoginAttempt`, `db::bootstrap`, `db::establish`, `db::provision`, `db::connect` |
 //! | what a failure is, what to say, what to do | `db::classify`, `db::hint`, `db::remedy` |
 //! | retries, paced, within the deadline | `db::retry`, `db::pace` |
-//! | the files rendered and published | `render`, `outdir::Writer::publish` |
-//! | `ready`, then (run) rotation checks and token renewal | `status`, `refresh` (its check in `refresh::check`) |
+//! | the files rendered and published (with `--pgbouncer`, PgBouncer's too, the app's pointing at it) | `config::Config::files` (in `config/files.rs`), `render`, `outdir::Writer::publish` |
+//! | `ready`, then (run) rotation checks and token renewal, each publish RELOADed into PgBouncer | `status`, `refresh` (its check in `refresh::check`), `db::reload` |
 //!
 //! What a failed login calls for besides a retry (set the role up with the admin, create
 //! the database) is decided once, in `db::remedy`: the wait and `run`'s refresh carry it

@@ -7,6 +7,9 @@ starts only once aurora-sidecar says the database is usable.
     cdk deploy -c appRole=app           # least privilege: the app logs in as role "app",
                                         # set up by the sidecar with the master secret
     cdk deploy -c arch=arm64            # Graviton: the task on ARM64 (the app image too)
+    cdk deploy -c pgbouncerImage=…/pgbouncer:1.24
+                                        # PgBouncer between the app and the cluster, so
+                                        # the cluster pauses while the app idles
     cdk deploy -c sidecarImage=…/aurora-sidecar:0.1.0 -c appImage=…/my-app:latest
 
 Everything here is least-privilege and passes cdk-nag's AwsSolutions checks (v3: a CDK
@@ -40,7 +43,8 @@ ARCHITECTURES = {"x86_64": ecs.CpuArchitecture.X86_64, "arm64": ecs.CpuArchitect
 
 class AppStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, auth: str, sidecar_image: str,
-                 app_image: str, app_role: str = "", arch: str = "x86_64", **kwargs) -> None:
+                 app_image: str, app_role: str = "", arch: str = "x86_64", pgbouncer_image: str = "",
+                 **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         vpc = ec2.Vpc(self, "Vpc", max_azs=2, nat_gateways=1)
         vpc.add_flow_log("FlowLogs", destination=ec2.FlowLogDestination.to_cloud_watch_logs(
@@ -56,7 +60,8 @@ class AppStack(Stack):
             # Pause after 5 idle minutes. The sidecar holds no connection while idle, but a
             # running app's connection pool does (Ecto keeps pool_size connections open and
             # pinged): the cluster pauses only while no task runs (the service scaled to 0,
-            # or between scheduled tasks), or behind a pooler that closes idle connections.
+            # or between scheduled tasks), or behind a pooler that closes idle connections
+            # (-c pgbouncerImage=…: PgBouncer closes them after 60 s).
             serverless_v2_auto_pause_duration=Duration.minutes(5),
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
@@ -118,6 +123,7 @@ class AppStack(Stack):
             app_uid=APP_UID,
             service_security_group=service_sg,
             log_group=log_group,
+            pgbouncer_image=ecs.ContainerImage.from_registry(pgbouncer_image) if pgbouncer_image else None,
             **credentials,
         )
         ecs.FargateService(
@@ -179,6 +185,7 @@ def main() -> None:
         auth=auth,
         app_role=app_role,
         arch=arch,
+        pgbouncer_image=app.node.try_get_context("pgbouncerImage") or "",
         sidecar_image=app.node.try_get_context("sidecarImage")
         or "123456789012.dkr.ecr.eu-west-1.amazonaws.com/aurora-sidecar:0.1.0",
         app_image=app.node.try_get_context("appImage") or "123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-app:latest",

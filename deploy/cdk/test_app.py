@@ -292,6 +292,35 @@ class Construct(unittest.TestCase):
         env = {e["Name"] for e in containers(template)["aurora-sidecar"]["Environment"]}
         self.assertIn("AURORA_SIDECAR_SECRET_ID", env)
 
+    def test_pgbouncer_reads_the_files_as_the_app_and_starts_between_the_sidecar_and_the_app(self):
+        stack, db, task, app = self.stack()
+        AuroraSidecar(stack, "S", task_definition=task, app_container=app, cluster=db, secret=db.secret,
+                      image=ecs.ContainerImage.from_registry(SIDECAR_IMAGE),
+                      pgbouncer_image=ecs.ContainerImage.from_registry("pgbouncer:1.24"))
+        template = Template.from_stack(stack)
+        c = containers(template)
+        sidecar, bouncer = c["aurora-sidecar"], c["pgbouncer"]
+        app_c = c[next(n for n in c if n not in ("aurora-sidecar", "pgbouncer"))]
+        self.assertIn("--pgbouncer", sidecar["Command"])
+        self.assertEqual((bouncer["User"], bouncer["EntryPoint"], bouncer["Command"]),
+                         ("1000:1000", ["pgbouncer"], ["/run/aurora-sidecar/pgbouncer.ini"]))
+        self.assertTrue(bouncer["Essential"])
+        self.assertEqual(bouncer["MountPoints"], [{"ContainerPath": "/run/aurora-sidecar",
+                                                   "ReadOnly": True, "SourceVolume": "aurora-sidecar"}])
+        self.assertEqual(bouncer["DependsOn"], [{"Condition": "HEALTHY", "ContainerName": "aurora-sidecar"}])
+        self.assertIn({"Condition": "START", "ContainerName": "pgbouncer"}, app_c["DependsOn"])
+        # The app's own uid is set in a real task; the ECS rules want it equal to --owner.
+        td = api_shape(only(template, "AWS::ECS::TaskDefinition")["Properties"])
+        td["family"] = "pgbouncer"
+        for container in td["containerDefinitions"]:
+            if container["name"] not in ("aurora-sidecar", "pgbouncer"):
+                container["user"] = "1000:1000"
+        self.assertEqual(check_deploy.task_definition_failures(td, "synthesized pgbouncer"), [])
+        with self.assertRaises(ValueError):
+            AuroraSidecar(stack, "Once", task_definition=task, app_container=app, cluster=db, secret=db.secret,
+                          mode="once", image=ecs.ContainerImage.from_registry(SIDECAR_IMAGE),
+                          pgbouncer_image=ecs.ContainerImage.from_registry("pgbouncer:1.24"))
+
 
 if __name__ == "__main__":
     unittest.main()

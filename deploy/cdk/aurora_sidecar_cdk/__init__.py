@@ -10,7 +10,8 @@ the shared volume (read-write for the sidecar, read-only for the app), the app's
 `dependsOn` (HEALTHY, or SUCCESS for `once`), the exec-form `health` check with a start
 period that covers an Aurora resume, `--drop-to`/`--owner` for the app's uid,
 `--sslmode verify-full` with the bundled RDS CA, the credentials and their IAM, and the
-network path from the service to the cluster.
+network path from the service to the cluster; with `pgbouncer_image`, PgBouncer between
+the app and the cluster (`--pgbouncer`).
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -65,6 +66,13 @@ class AuroraSidecar(Construct):
     Graviton: the sidecar runs on the task definition's architecture (its
     `runtime_platform`, e.g. `ecs.CpuArchitecture.ARM64`); give it an `image` that has that
     platform (the multi-architecture image has linux/amd64 and linux/arm64).
+
+    PgBouncer: with `pgbouncer_image` (any image with a `pgbouncer` binary) the sidecar runs
+    with `--pgbouncer`, a `pgbouncer` container (essential, as the app's uid: the files are
+    0600) reads the rendered `pgbouncer.ini` once the sidecar is healthy, and the app waits
+    for it too and reaches the cluster through it, so idle server connections close and the
+    cluster can pause (README, "PgBouncer"). Needs `mode="run"`: the sidecar RELOADs
+    PgBouncer after each rotation and token renewal.
     """
 
     def __init__(
@@ -85,12 +93,15 @@ class AuroraSidecar(Construct):
         app_uid: str = "1000:1000",
         service_security_group: Optional[ec2.ISecurityGroup] = None,
         log_group: Optional[logs.ILogGroup] = None,
+        pgbouncer_image: Optional[ecs.ContainerImage] = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if (secret is None) == (iam_auth is None):
             raise ValueError("AuroraSidecar: give exactly one of secret and iam_auth")
         if mode not in ("run", "once"):
             raise ValueError("AuroraSidecar: mode is 'run' or 'once'")
+        if pgbouncer_image is not None and mode != "run":
+            raise ValueError("AuroraSidecar: PgBouncer needs mode 'run' (the sidecar RELOADs it)")
 
         task_definition.add_volume(name=SIDECAR)
         command = [mode, f"--drop-to={SIDECAR_UID}", f"--owner={app_uid}", "--sslmode=verify-full"]
@@ -100,6 +111,8 @@ class AuroraSidecar(Construct):
         }
         if database:
             environment["AURORA_SIDECAR_DATABASE"] = database
+        if pgbouncer_image is not None:
+            command.append("--pgbouncer")
         secrets = {}
         if admin_secret is not None:
             command.append("--admin-secret-env=DB_ADMIN_SECRET")
@@ -154,6 +167,9 @@ class AuroraSidecar(Construct):
                      else ecs.ContainerDependencyCondition.SUCCESS)
         app_container.add_container_dependencies(
             ecs.ContainerDependency(container=self.container, condition=condition))
+        if pgbouncer_image is not None:
+            self.pgbouncer = self._add_pgbouncer(task_definition, app_container, pgbouncer_image,
+                                                 app_uid, log_group)
         for name, value in (("PGSERVICEFILE", f"{OUT_DIR}/pg_service.conf"),
                             ("PGPASSFILE", f"{OUT_DIR}/pgpass"), ("PGSERVICE", "app")):
             app_container.add_environment(name, value)
@@ -162,3 +178,25 @@ class AuroraSidecar(Construct):
             cluster.connections.allow_default_port_from(
                 service_security_group, "aurora-sidecar: the service's tasks reach the cluster")
 
+    def _add_pgbouncer(self, task_definition, app_container, image, app_uid, log_group):
+        """PgBouncer reading the files the sidecar renders, started once they exist; the app
+        starts after it."""
+        pgbouncer = task_definition.add_container(
+            "pgbouncer",
+            container_name="pgbouncer",
+            image=image,
+            essential=True,
+            # pgbouncer.users is 0600 and belongs to the app's uid (--owner).
+            user=app_uid,
+            entry_point=["pgbouncer"],
+            command=[f"{OUT_DIR}/pgbouncer.ini"],
+            stop_timeout=Duration.seconds(30),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="pgbouncer", log_group=log_group),
+        )
+        pgbouncer.add_mount_points(
+            ecs.MountPoint(source_volume=SIDECAR, container_path=OUT_DIR, read_only=True))
+        pgbouncer.add_container_dependencies(
+            ecs.ContainerDependency(container=self.container, condition=ecs.ContainerDependencyCondition.HEALTHY))
+        app_container.add_container_dependencies(
+            ecs.ContainerDependency(container=pgbouncer, condition=ecs.ContainerDependencyCondition.START))
+        return pgbouncer
