@@ -84,6 +84,29 @@ superuser_sql() {
   psql -h "$1/sock" -p "$2" -U postgres -d postgres -X -v ON_ERROR_STOP=1 -qtAc "$3"
 }
 
+# ensure_pgbouncer_trixie: Debian trixie's PgBouncer (1.24.1) beside the machine's
+# bookworm 1.18, so tests/pgbouncer.rs runs against both: a trixie root file system
+# (debootstrap --variant=minbase, about 40 s, once) in /var/tmp, where the postgres user
+# can read it, and a wrapper that runs its pgbouncer with trixie's own loader and
+# libraries. Exports PGBOUNCER_TRIXIE, the wrapper.
+ensure_pgbouncer_trixie() {
+  local dir=/var/tmp/aurora-sidecar-pgbouncer-trixie
+  if [ ! -x "$dir/pgbouncer" ]; then
+    command -v debootstrap >/dev/null || apt_install debootstrap debian-archive-keyring
+    echo "==> Debian trixie's PgBouncer into $dir (debootstrap, once)"
+    rm -rf "$dir" && mkdir -p "$dir"
+    debootstrap --variant=minbase --include=pgbouncer trixie "$dir/root" http://deb.debian.org/debian \
+      >"$dir/debootstrap.log" 2>&1 || { tail -20 "$dir/debootstrap.log" >&2; return 1; }
+    cat >"$dir/pgbouncer" <<SH
+#!/bin/sh
+R=$dir/root
+exec "\$R/lib64/ld-linux-x86-64.so.2" --library-path "\$R/usr/lib/x86_64-linux-gnu:\$R/lib/x86_64-linux-gnu" "\$R/usr/sbin/pgbouncer" "\$@"
+SH
+    chmod 755 "$dir" "$dir/pgbouncer"
+  fi
+  export PGBOUNCER_TRIXIE="$dir/pgbouncer"
+}
+
 # ensure_aarch64_toolchain: Rust for aarch64 from Debian (rustup's server is out of reach):
 # bookworm-security's rustc-web with its x86_64 and aarch64 standard libraries, unpacked
 # with dpkg-deb into target/toolchain-aarch64 (the system's rustc is left alone), the

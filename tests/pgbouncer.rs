@@ -43,6 +43,18 @@ pub(crate) fn shared_dir() -> tempfile::TempDir {
     dir
 }
 
+/// PgBouncer as the user it runs as here. setpriv execs (runuser would fork): the child
+/// is PgBouncer itself, to kill.
+fn pgbouncer_command() -> Command {
+    if !is_root() {
+        return Command::new(pgbouncer_bin());
+    }
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+        .arg(pgbouncer_bin());
+    c
+}
+
 /// A PgBouncer reading the rendered `pgbouncer.ini`, stopped when dropped.
 pub(crate) struct Bouncer {
     child: Child,
@@ -57,20 +69,7 @@ impl Bouncer {
             .append(true)
             .open(&log)
             .expect("log");
-        // setpriv execs (runuser would fork): the child is PgBouncer itself, to kill.
-        let mut c = if is_root() {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                &pgbouncer_bin(),
-            ]);
-            c
-        } else {
-            Command::new(pgbouncer_bin())
-        };
-        let child = c
+        let child = pgbouncer_command()
             .arg(out.join("pgbouncer.ini"))
             .stdout(Stdio::null())
             .stderr(file)
@@ -209,7 +208,7 @@ fn pgbouncer_logs_in_upstream_over_the_tls_the_sidecar_chose() {
     let secret = dir.path().join("secret.json");
     std::fs::write(
         &secret,
-        secret_json("localhost", env.pg.port, "tls_app", "tls-pass", "tls_db"),
+        secret_json("127.0.0.1", env.pg.port, "tls_app", "tls-pass", "tls_db"),
     )
     .expect("secret");
     let out = dir.path().join("out");
@@ -238,7 +237,12 @@ fn pgbouncer_logs_in_upstream_over_the_tls_the_sidecar_chose() {
         "app",
         "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
     );
-    assert!(via.status.success(), "{}", stderr(&via));
+    assert!(
+        via.status.success(),
+        "{}\nPgBouncer: {}",
+        stderr(&via),
+        bouncer.log()
+    );
     assert_eq!(
         stdout(&via).trim(),
         "t",
@@ -531,6 +535,124 @@ fn a_password_pgbouncer_cannot_carry_is_refused_before_it_sees_it() {
         .output()
         .expect("once");
     assert_exit(&o, 0);
+}
+
+/// The default `--pgbouncer-max-password` (1,024) is what the PgBouncer under test carries:
+/// a 1,024-byte password logs in through it, a 1,025-byte one (let through with a higher
+/// limit) does not (Debian's 1.18 crashes; 1.24.1 never finishes the server login).
+#[test]
+fn the_default_password_limit_is_what_pgbouncer_carries() {
+    let through = |len: usize, extra: &[&str]| {
+        let password = "p".repeat(len);
+        let (user, db) = pg().role_with_db("pgblen", &password);
+        let dir = shared_dir();
+        let secret = dir.path().join("secret.json");
+        write_secret(&secret, &user, &password, &db, pg().port);
+        let out = dir.path().join("out");
+        let o = sidecar_with("once", &out, &secret, extra)
+            .output()
+            .expect("once");
+        assert_exit(&o, 0);
+        let bouncer = Bouncer::start(&out);
+        let o = Command::new("psql")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PGSERVICEFILE", out.join("pg_service.conf"))
+            .env("PGPASSFILE", out.join("pgpass"))
+            .env("PGCONNECT_TIMEOUT", "5")
+            .args(["service=app", "-X", "-w", "-tAc", "select 1"])
+            .output()
+            .expect("psql");
+        drop(bouncer);
+        o.status.success()
+    };
+    assert!(through(1024, &[]), "1,024 bytes did not go through");
+    assert!(
+        !through(1025, &["--pgbouncer-max-password", "4096"]),
+        "1,025 bytes went through: this PgBouncer carries more than the default says"
+    );
+}
+
+/// `--pgbouncer-max-prepared-statements`: PgBouncer 1.21+ tracks named prepared
+/// statements in transaction mode, so `pgbench -M prepared` with 4 clients works through
+/// it; an older PgBouncer refuses to start with the setting, which is why it is left out
+/// unless asked for.
+#[test]
+fn prepared_statements_go_through_a_pgbouncer_that_tracks_them() {
+    let version = run_ok(
+        Command::new(pgbouncer_bin()).arg("--version"),
+        "pgbouncer --version",
+    );
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    let minor: u32 = version
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.split('.').nth(1))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("a version in {version:?}"));
+    let (user, db) = pg().role_with_db("pgbprep", "prep-pass");
+    let dir = shared_dir();
+    let secret = dir.path().join("secret.json");
+    write_secret(&secret, &user, "prep-pass", &db, pg().port);
+    let out = dir.path().join("out");
+    let extra = ["--pgbouncer-max-prepared-statements", "100"];
+    let o = sidecar_with("once", &out, &secret, &extra)
+        .output()
+        .expect("once");
+    assert_exit(&o, 0);
+    if minor < 21 {
+        let o = pgbouncer_command()
+            .arg(out.join("pgbouncer.ini"))
+            .output()
+            .expect("pgbouncer");
+        assert!(
+            !o.status.success(),
+            "{version}: started with max_prepared_statements"
+        );
+        assert!(
+            stderr(&o).contains("max_prepared_statements"),
+            "{}",
+            stderr(&o)
+        );
+        return;
+    }
+    let pgbench = |target: &[&str], password: &str, args: &[&str]| {
+        let mut c = Command::new("pgbench");
+        c.env("PGPASSWORD", password)
+            .args(args)
+            .args(target)
+            .arg(&db);
+        run_ok(&mut c, "pgbench")
+    };
+    let port = pg().port.to_string();
+    pgbench(
+        &["-h", "127.0.0.1", "-p", &port, "-U", &user],
+        "prep-pass",
+        &["-q", "-i", "-s", "1"],
+    );
+    let bouncer = Bouncer::start(&out);
+    let local = std::fs::read_to_string(out.join("password")).expect("password");
+    let through = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &bouncer_port(&out),
+        "-U",
+        "app_local",
+    ];
+    let o = pgbench(
+        &through,
+        &local,
+        &[
+            "-n", "-M", "prepared", "-S", "-c", "4", "-j", "2", "-t", "200",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("number of failed transactions: 0"),
+        "{}",
+        stdout(&o)
+    );
+    drop(bouncer);
 }
 
 /// Aurora resuming from 0 ACU, simulated: PgBouncer's next server login after the idle
