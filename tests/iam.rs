@@ -844,7 +844,7 @@ fn a_password_for_a_pam_user_is_refused_with_advice() {
 /// credentials make them longer, which `--pgbouncer-max-password` refuses.
 #[test]
 fn pgbouncer_gets_every_renewed_token_with_no_client_error() {
-    use crate::pgbouncer::{Bouncer, admin_password, bouncer_port, owner_flags, shared_dir};
+    use crate::pgbouncer::{Bouncer, owner_flags, pgbouncer_admin, shared_dir};
     let (_serial, r) = rig();
     let dir = shared_dir();
     let out = dir.path().join("out");
@@ -876,18 +876,7 @@ fn pgbouncer_gets_every_renewed_token_with_no_client_error() {
         );
         // Close PgBouncer's server connections now and then, so logins use new tokens.
         if queries % 10 == 0 {
-            let _ = Command::new("psql")
-                .env("PGPASSWORD", admin_password(&out))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &bouncer_port(&out),
-                    "-U",
-                    "aurora_sidecar",
-                ])
-                .args(["-X", "-tAc", &format!("RECONNECT {IAM_DB}"), "pgbouncer"])
-                .output();
+            let _ = pgbouncer_admin(&out, &format!("RECONNECT {IAM_DB}"));
         }
         let o = psql_service(&out, "app", "select current_user");
         if o.status.success() {

@@ -125,6 +125,33 @@ fn extra_port(extra: &[&str]) -> String {
         .map_or_else(|| free_port().to_string(), str::to_string)
 }
 
+/// One test's own role and database, and a directory PgBouncer can read holding the
+/// secret file naming them (upstream at 127.0.0.1:`port`) and the out-dir to be.
+struct Case {
+    user: String,
+    db: String,
+    dir: tempfile::TempDir,
+    secret: PathBuf,
+    out: PathBuf,
+}
+
+impl Case {
+    fn new(prefix: &str, password: &str, port: u16) -> Case {
+        let (user, db) = pg().role_with_db(prefix, password);
+        let dir = shared_dir();
+        let secret = dir.path().join("secret.json");
+        write_secret(&secret, &user, password, &db, port);
+        let out = dir.path().join("out");
+        Case {
+            user,
+            db,
+            dir,
+            secret,
+            out,
+        }
+    }
+}
+
 fn write_secret(path: &Path, user: &str, password: &str, db: &str, port: u16) {
     std::fs::write(path, secret_json("127.0.0.1", port, user, password, db)).expect("secret");
 }
@@ -149,11 +176,13 @@ fn phase(out: &Path) -> String {
 
 #[test]
 fn once_points_the_app_at_pgbouncer_with_a_local_login_and_keeps_the_password_upstream() {
-    let (user, db) = pg().role_with_db("pgb", "up-pass-1");
-    let dir = shared_dir();
-    let secret = dir.path().join("secret.json");
-    write_secret(&secret, &user, "up-pass-1", &db, pg().port);
-    let out = dir.path().join("out");
+    let Case {
+        user,
+        db,
+        dir: _dir,
+        secret,
+        out,
+    } = Case::new("pgb", "up-pass-1", pg().port);
     let o = sidecar_with("once", &out, &secret, &["--url-scheme", "postgres"])
         .output()
         .expect("once");
@@ -255,11 +284,13 @@ fn pgbouncer_logs_in_upstream_over_the_tls_the_sidecar_chose() {
 /// after `server_idle_timeout`, so the database sees none; the clients' next queries work.
 #[test]
 fn idle_clients_keep_their_connections_while_the_database_sees_none() {
-    let (user, db) = pg().role_with_db("pgbidle", "idle-pass");
-    let dir = shared_dir();
-    let secret = dir.path().join("secret.json");
-    write_secret(&secret, &user, "idle-pass", &db, pg().port);
-    let out = dir.path().join("out");
+    let Case {
+        user,
+        db: _,
+        dir: _dir,
+        secret,
+        out,
+    } = Case::new("pgbidle", "idle-pass", pg().port);
     let o = sidecar_with("once", &out, &secret, &["--pgbouncer-idle-timeout", "2s"])
         .output()
         .expect("once");
@@ -317,11 +348,13 @@ fn idle_psql(out: &Path) -> (Child, ChildStdin) {
 /// RELOAD, new server logins with the new password, the old one refused upstream.
 #[test]
 fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
-    let (user, db) = pg().role_with_db("pgbrot", "old-pass");
-    let dir = shared_dir();
-    let secret = dir.path().join("secret.json");
-    write_secret(&secret, &user, "old-pass", &db, pg().port);
-    let out = dir.path().join("out");
+    let Case {
+        user,
+        db,
+        dir,
+        secret,
+        out,
+    } = Case::new("pgbrot", "old-pass", pg().port);
     let log = std::fs::File::create(dir.path().join("run.log")).expect("log");
     let run = sidecar_with("run", &out, &secret, &["--refresh-interval", "0"])
         .stdout(Stdio::null())
@@ -358,25 +391,7 @@ fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
         .status();
     wait_for("RELOAD", 20, || bouncer.reloads() == 1);
     // Existing server connections stay logged in; a fresh one must use the new password.
-    let admin = |sql: &str| {
-        Command::new("psql")
-            .env("PGPASSWORD", admin_password(&out))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &bouncer_port(&out),
-                "-U",
-                "aurora_sidecar",
-                "-X",
-                "-tAc",
-                sql,
-                "pgbouncer",
-            ])
-            .output()
-            .expect("admin console")
-    };
-    let killed = admin(&format!("RECONNECT \"{db}\""));
+    let killed = pgbouncer_admin(&out, &format!("RECONNECT \"{db}\""));
     assert!(killed.status.success(), "{}", stderr(&killed));
     std::thread::sleep(Duration::from_millis(700));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -423,8 +438,25 @@ fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
     drop(bouncer);
 }
 
+/// `sql` on PgBouncer's admin console, as the sidecar's admin user.
+pub(crate) fn pgbouncer_admin(out: &Path, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .env("PGPASSWORD", admin_password(out))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &bouncer_port(out),
+            "-U",
+            "aurora_sidecar",
+        ])
+        .args(["-X", "-tAc", sql, "pgbouncer"])
+        .output()
+        .expect("psql on the admin console")
+}
+
 /// A field of the rendered files: the admin console's password (from the auth file).
-pub(crate) fn admin_password(out: &Path) -> String {
+fn admin_password(out: &Path) -> String {
     let users = std::fs::read_to_string(out.join("pgbouncer.users")).expect("users");
     let line = users
         .lines()
@@ -433,7 +465,7 @@ pub(crate) fn admin_password(out: &Path) -> String {
     line.split('"').nth(3).expect("its password").to_string()
 }
 
-pub(crate) fn bouncer_port(out: &Path) -> String {
+fn bouncer_port(out: &Path) -> String {
     let ini = std::fs::read_to_string(out.join("pgbouncer.ini")).expect("ini");
     ini.lines()
         .find_map(|l| l.strip_prefix("listen_port = "))
@@ -445,11 +477,13 @@ pub(crate) fn bouncer_port(out: &Path) -> String {
 /// PgBouncer started again reads the current files, and the next check tells it.
 #[test]
 fn pgbouncer_absent_degrades_then_a_restarted_one_serves_the_current_login() {
-    let (user, db) = pg().role_with_db("pgbgone", "first-pass");
-    let dir = shared_dir();
-    let secret = dir.path().join("secret.json");
-    write_secret(&secret, &user, "first-pass", &db, pg().port);
-    let out = dir.path().join("out");
+    let Case {
+        user,
+        db,
+        dir,
+        secret,
+        out,
+    } = Case::new("pgbgone", "first-pass", pg().port);
     let log_path = dir.path().join("run.log");
     let log = std::fs::File::create(&log_path).expect("log");
     let run = sidecar_with("run", &out, &secret, &["--refresh-interval", "0"])
@@ -514,11 +548,13 @@ fn pgbouncer_absent_degrades_then_a_restarted_one_serves_the_current_login() {
 #[test]
 fn a_password_pgbouncer_cannot_carry_is_refused_before_it_sees_it() {
     let long = "L".repeat(1100);
-    let (user, db) = pg().role_with_db("pgblong", &long);
-    let dir = shared_dir();
-    let secret = dir.path().join("secret.json");
-    write_secret(&secret, &user, &long, &db, pg().port);
-    let out = dir.path().join("out");
+    let Case {
+        user: _,
+        db: _,
+        dir: _dir,
+        secret,
+        out,
+    } = Case::new("pgblong", &long, pg().port);
     let o = sidecar_with("once", &out, &secret, &[])
         .output()
         .expect("once");
@@ -544,11 +580,13 @@ fn a_password_pgbouncer_cannot_carry_is_refused_before_it_sees_it() {
 fn the_default_password_limit_is_what_pgbouncer_carries() {
     let through = |len: usize, extra: &[&str]| {
         let password = "p".repeat(len);
-        let (user, db) = pg().role_with_db("pgblen", &password);
-        let dir = shared_dir();
-        let secret = dir.path().join("secret.json");
-        write_secret(&secret, &user, &password, &db, pg().port);
-        let out = dir.path().join("out");
+        let Case {
+            user: _,
+            db: _,
+            dir: _dir,
+            secret,
+            out,
+        } = Case::new("pgblen", &password, pg().port);
         let o = sidecar_with("once", &out, &secret, extra)
             .output()
             .expect("once");
@@ -590,11 +628,13 @@ fn prepared_statements_go_through_a_pgbouncer_that_tracks_them() {
         .and_then(|v| v.split('.').nth(1))
         .and_then(|m| m.parse().ok())
         .unwrap_or_else(|| panic!("a version in {version:?}"));
-    let (user, db) = pg().role_with_db("pgbprep", "prep-pass");
-    let dir = shared_dir();
-    let secret = dir.path().join("secret.json");
-    write_secret(&secret, &user, "prep-pass", &db, pg().port);
-    let out = dir.path().join("out");
+    let Case {
+        user,
+        db,
+        dir: _dir,
+        secret,
+        out,
+    } = Case::new("pgbprep", "prep-pass", pg().port);
     let extra = ["--pgbouncer-max-prepared-statements", "100"];
     let o = sidecar_with("once", &out, &secret, &extra)
         .output()
