@@ -62,15 +62,23 @@ pub(crate) struct Bouncer {
 }
 
 impl Bouncer {
+    /// PgBouncer on the rendered `pgbouncer.ini`.
     pub(crate) fn start(out: &Path) -> Bouncer {
-        let log = out.with_extension("pgbouncer.log");
+        Bouncer::start_on(
+            &out.join("pgbouncer.ini"),
+            &out.with_extension("pgbouncer.log"),
+        )
+    }
+
+    fn start_on(ini: &Path, log: &Path) -> Bouncer {
+        let log = log.to_path_buf();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("log");
         let child = pgbouncer_command()
-            .arg(out.join("pgbouncer.ini"))
+            .arg(ini)
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -507,7 +515,10 @@ fn pgbouncer_absent_degrades_then_a_restarted_one_serves_the_current_login() {
     wait_for("degraded", 20, || phase(&out) == "degraded");
     let s = status(&out);
     let why = s["last_error"].as_str().unwrap_or_default();
-    assert!(why.contains("RELOAD") && why.contains("restarts"), "{why}");
+    assert!(
+        why.contains("RELOAD") && why.contains("(re)starts"),
+        "{why}"
+    );
     assert_eq!(s["last_error_class"], "transient");
     assert_eq!(
         health(&out).status.code(),
@@ -538,6 +549,65 @@ fn pgbouncer_absent_degrades_then_a_restarted_one_serves_the_current_login() {
     let log = std::fs::read_to_string(&log_path).expect("log");
     assert!(
         !log.contains("second-pass") && !log.contains("first-pass"),
+        "{log}"
+    );
+    drop(bouncer);
+}
+
+/// A PgBouncer whose admin console refuses the sidecar (another admin password in its
+/// auth file): the first check's RELOAD fails, `degraded` says why, nothing secret is
+/// logged; the app's logins through PgBouncer go on.
+#[test]
+fn an_admin_console_that_refuses_the_sidecar_degrades_and_says_why() {
+    let Case {
+        user: _,
+        db: _,
+        dir,
+        secret,
+        out,
+    } = Case::new("pgbrefuse", "refuse-pass", pg().port);
+    let log_path = dir.path().join("run.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let run = sidecar_with("run", &out, &secret, &["--refresh-interval", "0"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("run");
+    wait_for("ready", 30, || phase(&out) == "ready");
+    // The same PgBouncer, but its admin console knows another password.
+    let users = std::fs::read_to_string(out.join("pgbouncer.users")).expect("users");
+    let admin = admin_password(&out);
+    let other_users = dir.path().join("other.users");
+    std::fs::write(&other_users, users.replace(&admin, "not-the-sidecars")).expect("users");
+    let ini = std::fs::read_to_string(out.join("pgbouncer.ini")).expect("ini");
+    let other_ini = dir.path().join("other.ini");
+    let auth_file = format!("auth_file = {}", out.join("pgbouncer.users").display());
+    let other_auth = format!("auth_file = {}", other_users.display());
+    std::fs::write(&other_ini, ini.replace(&auth_file, &other_auth)).expect("ini");
+    if is_root() {
+        for f in [&other_users, &other_ini] {
+            run_ok(Command::new("chown").arg("postgres").arg(f), "chown");
+        }
+    }
+    let bouncer = Bouncer::start_on(&other_ini, &dir.path().join("other.log"));
+    let _ = Command::new("kill")
+        .args(["-HUP", &run.id().to_string()])
+        .status();
+    wait_for("degraded", 20, || phase(&out) == "degraded");
+    let why = status(&out)["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("RELOAD") && why.contains("authentication failed"),
+        "{why}"
+    );
+    let via = psql_service(&out, "app", "select 1");
+    assert!(via.status.success(), "{}", stderr(&via));
+    assert_eq!(terminate(run).0, Some(0));
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(
+        !log.contains(&admin) && !log.contains("refuse-pass"),
         "{log}"
     );
     drop(bouncer);

@@ -22,11 +22,11 @@ use crate::render::pgbouncer::{ADMIN_USER, PgBouncer};
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error(
-        "PgBouncer's admin console at {address} did not answer RELOAD within {timeout:?}; the new files are published and PgBouncer reads them when it restarts"
+        "PgBouncer's admin console at {address} did not answer RELOAD within {timeout:?}; the files in the out-dir are current, and a PgBouncer that (re)starts reads them"
     )]
     Timeout { address: String, timeout: Duration },
     #[error(
-        "telling PgBouncer at {address} to RELOAD through its admin console; the new files are published and PgBouncer reads them when it restarts"
+        "telling PgBouncer at {address} to RELOAD through its admin console (as aurora_sidecar); the files in the out-dir are current, and a PgBouncer that (re)starts reads them"
     )]
     Console {
         address: String,
