@@ -4,6 +4,8 @@ starts only once aurora-sidecar says the database is usable.
 
     cdk deploy                          # password variant (the RDS-managed master secret)
     cdk deploy -c auth=iam              # IAM variant (tokens, no password anywhere)
+    cdk deploy -c auth=dsql             # Aurora DSQL instead of Aurora (role "app", which
+                                        # must be created and granted first: README)
     cdk deploy -c appRole=app           # least privilege: the app logs in as role "app",
                                         # set up by the sidecar with the master secret
     cdk deploy -c arch=arm64            # Graviton: the task on ARM64 (the app image too)
@@ -18,9 +20,11 @@ carry their reason (deploy/cdk/README.md lists them).
 """
 import json
 import os
+from typing import Optional
 
 import aws_cdk as cdk
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dsql as dsql
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
@@ -30,7 +34,7 @@ from aws_cdk import Acknowledgment, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from aurora_sidecar_cdk import AuroraSidecar, IamAuth
+from aurora_sidecar_cdk import AuroraSidecar, DsqlAuth, IamAuth
 
 APP_UID = "1000:1000"
 CLUSTER_ID = "aurora-sidecar-example"
@@ -49,7 +53,54 @@ class AppStack(Stack):
         vpc = ec2.Vpc(self, "Vpc", max_azs=2, nat_gateways=1)
         vpc.add_flow_log("FlowLogs", destination=ec2.FlowLogDestination.to_cloud_watch_logs(
             logs.LogGroup(self, "FlowLogGroup", retention=logs.RetentionDays.ONE_MONTH)))
+        # Aurora DSQL is reached at its public endpoint (through the NAT gateway), with
+        # IAM tokens; the Aurora variants get their cluster in the VPC.
+        if auth == "dsql":
+            target = dict(dsql=DsqlAuth(cluster=dsql.CfnCluster(self, "Dsql", deletion_protection_enabled=True),
+                                        user=app_role or "app"))
+        else:
+            target = self.aurora(vpc, auth, app_role)
 
+        cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
+        task = ecs.FargateTaskDefinition(
+            self, "Task", cpu=512, memory_limit_mib=1024,
+            runtime_platform=ecs.RuntimePlatform(cpu_architecture=ARCHITECTURES[arch],
+                                                 operating_system_family=ecs.OperatingSystemFamily.LINUX))
+        app = task.add_container(
+            "app",
+            container_name="app",
+            image=ecs.ContainerImage.from_registry(app_image),
+            user=APP_UID,
+            port_mappings=[ecs.PortMapping(container_port=4000)],
+            entry_point=["/bin/sh", "-c"],
+            command=[". /run/aurora-sidecar/application.profile && exec /app/bin/server"],
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="app", log_group=log_group),
+        )
+        service_sg = ec2.SecurityGroup(self, "ServiceSg", vpc=vpc, description="The app tasks")
+        AuroraSidecar(
+            self, "AuroraSidecar",
+            task_definition=task,
+            app_container=app,
+            image=ecs.ContainerImage.from_registry(sidecar_image),
+            app_uid=APP_UID,
+            service_security_group=service_sg,
+            log_group=log_group,
+            pgbouncer_image=ecs.ContainerImage.from_registry(pgbouncer_image) if pgbouncer_image else None,
+            **target,
+        )
+        ecs.FargateService(
+            self, "Service",
+            cluster=cluster,
+            task_definition=task,
+            desired_count=1,
+            security_groups=[service_sg],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
+        suppress(self, target.get("cluster"))
+
+    def aurora(self, vpc: ec2.IVpc, auth: str, app_role: str) -> dict:
+        """The Aurora Serverless v2 cluster and the sidecar's credentials for it."""
         db = rds.DatabaseCluster(
             self, "Db",
             # A current major version (scaling to 0 ACU needs 16.3+ or 17).
@@ -87,23 +138,6 @@ class AppStack(Stack):
         master_secret = secretsmanager.Secret.from_secret_complete_arn(
             self, "MasterSecret", cfn_db.attr_master_user_secret_secret_arn)
 
-        cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
-        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
-        task = ecs.FargateTaskDefinition(
-            self, "Task", cpu=512, memory_limit_mib=1024,
-            runtime_platform=ecs.RuntimePlatform(cpu_architecture=ARCHITECTURES[arch],
-                                                 operating_system_family=ecs.OperatingSystemFamily.LINUX))
-        app = task.add_container(
-            "app",
-            container_name="app",
-            image=ecs.ContainerImage.from_registry(app_image),
-            user=APP_UID,
-            port_mappings=[ecs.PortMapping(container_port=4000)],
-            entry_point=["/bin/sh", "-c"],
-            command=[". /run/aurora-sidecar/application.profile && exec /app/bin/server"],
-            logging=ecs.LogDrivers.aws_logs(stream_prefix="app", log_group=log_group),
-        )
-        service_sg = ec2.SecurityGroup(self, "ServiceSg", vpc=vpc, description="The app tasks")
         if auth == "iam":
             # IAM needs a role other than the master user (RDS grants rds_iam to roles).
             credentials = dict(iam_auth=IamAuth(user=app_role or "app"))
@@ -113,28 +147,7 @@ class AppStack(Stack):
             credentials = dict(secret=master_secret)
         if app_role:
             credentials["admin_secret"] = master_secret
-        AuroraSidecar(
-            self, "AuroraSidecar",
-            task_definition=task,
-            app_container=app,
-            image=ecs.ContainerImage.from_registry(sidecar_image),
-            cluster=db,
-            database=DATABASE,
-            app_uid=APP_UID,
-            service_security_group=service_sg,
-            log_group=log_group,
-            pgbouncer_image=ecs.ContainerImage.from_registry(pgbouncer_image) if pgbouncer_image else None,
-            **credentials,
-        )
-        ecs.FargateService(
-            self, "Service",
-            cluster=cluster,
-            task_definition=task,
-            desired_count=1,
-            security_groups=[service_sg],
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-        )
-        suppress(self, db)
+        return dict(cluster=db, database=DATABASE, **credentials)
 
 
 def app_secret(stack: Stack, role: str) -> secretsmanager.Secret:
@@ -157,12 +170,13 @@ def app_secret(stack: Stack, role: str) -> secretsmanager.Secret:
     return secret
 
 
-def suppress(stack: Stack, db: rds.DatabaseCluster) -> None:
+def suppress(stack: Stack, db: Optional[rds.DatabaseCluster]) -> None:
     """The cdk-nag findings this example accepts, each with the reason a reviewer gets."""
-    Validations.of(db).acknowledge(
-        Acknowledgment(id="AwsSolutions-RDS11", reason="The default PostgreSQL port: only the service's "
-                       "security group may reach it, and a non-standard port hides nothing from a scan."),
-    )
+    if db is not None:
+        Validations.of(db).acknowledge(
+            Acknowledgment(id="AwsSolutions-RDS11", reason="The default PostgreSQL port: only the service's "
+                           "security group may reach it, and a non-standard port hides nothing from a scan."),
+        )
     Validations.of(stack).acknowledge(
         Acknowledgment(id="AwsSolutions-ECS2", reason="The environment variables are host names, ports, user "
                        "names and file paths; the one secret is injected with `secrets` (valueFrom)."),
@@ -175,8 +189,8 @@ def main() -> None:
     auth = app.node.try_get_context("auth") or "password"
     app_role = app.node.try_get_context("appRole") or ""
     arch = app.node.try_get_context("arch") or "x86_64"
-    if auth not in ("password", "iam"):
-        raise SystemExit("context auth is 'password' or 'iam'")
+    if auth not in ("password", "iam", "dsql"):
+        raise SystemExit("context auth is 'password', 'iam' or 'dsql'")
     if arch not in ARCHITECTURES:
         raise SystemExit("context arch is 'x86_64' or 'arm64'")
     suffix = (f"-{app_role}" if app_role else "") + ("-arm64" if arch == "arm64" else "")

@@ -13,6 +13,7 @@ import tempfile
 import unittest
 
 import aws_cdk as cdk
+from aws_cdk import aws_dsql as dsql
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_rds as rds
@@ -26,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 
 import check_deploy  # noqa: E402
 from app import AppStack  # noqa: E402
-from aurora_sidecar_cdk import AuroraSidecar, IamAuth  # noqa: E402
+from aurora_sidecar_cdk import AuroraSidecar, DsqlAuth, IamAuth  # noqa: E402
 
 SIDECAR_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/aurora-sidecar:0.1.0"
 HEALTH = ["CMD", "/usr/local/bin/aurora-sidecar", "health"]
@@ -250,6 +251,51 @@ class Example(unittest.TestCase):
                 self.assertEqual(check_deploy.task_definition_failures(td, f"synthesized {auth}"), [])
 
 
+class DsqlExample(unittest.TestCase):
+    """`-c auth=dsql`: Aurora DSQL instead of Aurora, no secret anywhere."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack, cls.template = synth("dsql")
+
+    def test_the_sidecar_signs_dsql_tokens_for_one_cluster_with_no_secret(self):
+        c = containers(self.template)
+        sidecar = c["aurora-sidecar"]
+        self.assertEqual(sidecar["Command"], ["run", "--drop-to=65532:65532", "--owner=1000:1000",
+                                              "--sslmode=verify-full", "--dsql"])
+        env = {e["Name"]: e["Value"] for e in sidecar["Environment"]}
+        self.assertIn("Endpoint", json.dumps(env["AURORA_SIDECAR_HOST"]))
+        self.assertEqual(env["AURORA_SIDECAR_USER"], "app")
+        self.assertNotIn("AURORA_SIDECAR_DATABASE", env)
+        self.assertNotIn("Secrets", sidecar)
+        self.assertNotIn("Secrets", c["app"])
+        task = statements(self.template, "TaskTaskRole")
+        self.assertEqual([s["Action"] for s in task], ["dsql:DbConnect"])
+        self.assertIn("ResourceArn", json.dumps(task[0]["Resource"]))
+        self.assertEqual(self.template.find_resources("AWS::RDS::DBCluster"), {})
+        self.assertEqual(self.template.find_resources("AWS::EC2::SecurityGroupIngress"), {})
+        self.assertTrue(only(self.template, "AWS::DSQL::Cluster")["Properties"]["DeletionProtectionEnabled"])
+        self.assertFalse(any("secretsmanager" in json.dumps(s["Action"])
+                             for s in statements(self.template, "Execution")))
+
+    def test_cdk_nag_cfn_lint_and_the_ecs_checks_pass(self):
+        with tempfile.TemporaryDirectory() as out:
+            app = cdk.App(outdir=out)
+            stack = example(app, "dsql")
+            Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+            try:
+                assembly = app.synth()
+            except Exception as e:  # jsii raises the JavaScript error as RuntimeError
+                self.fail(f"cdk-nag: {e}")
+            path = os.path.join(out, assembly.get_stack_by_name(stack.stack_name).template_file)
+            cfn_lint = os.path.join(os.path.dirname(sys.executable), "cfn-lint")
+            lint = subprocess.run([cfn_lint, path], capture_output=True, text=True)
+            self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
+        td = api_shape(only(self.template, "AWS::ECS::TaskDefinition")["Properties"])
+        td["family"] = "dsql"
+        self.assertEqual(check_deploy.task_definition_failures(td, "synthesized dsql"), [])
+
+
 class Construct(unittest.TestCase):
     def stack(self):
         stack = cdk.Stack(cdk.App(), "T", env=cdk.Environment(account="123456789012", region="eu-west-1"))
@@ -269,6 +315,21 @@ class Construct(unittest.TestCase):
                           secret=db.secret, iam_auth=IamAuth(user="app"))
         with self.assertRaises(ValueError):
             AuroraSidecar(stack, "None", task_definition=task, app_container=app, image=image, cluster=db)
+
+    def test_dsql_takes_no_secret_and_grants_db_connect_admin_only_to_admin(self):
+        stack, db, task, app = self.stack()
+        cluster = dsql.CfnCluster(stack, "Dsql")
+        image = ecs.ContainerImage.from_registry(SIDECAR_IMAGE)
+        with self.assertRaises(ValueError):
+            AuroraSidecar(stack, "Both", task_definition=task, app_container=app, image=image, cluster=db,
+                          dsql=DsqlAuth(cluster=cluster, user="app"))
+        with self.assertRaises(ValueError):
+            AuroraSidecar(stack, "Secret", task_definition=task, app_container=app, image=image,
+                          dsql=DsqlAuth(cluster=cluster, user="app"), secret=db.secret)
+        AuroraSidecar(stack, "S", task_definition=task, app_container=app, image=image,
+                      dsql=DsqlAuth(cluster=cluster, user="admin"))
+        task_statements = statements(Template.from_stack(stack), "TaskTaskRole")
+        self.assertEqual([s["Action"] for s in task_statements], ["dsql:DbConnectAdmin"])
 
     def test_once_is_not_essential_and_the_app_waits_for_success(self):
         stack, db, task, app = self.stack()

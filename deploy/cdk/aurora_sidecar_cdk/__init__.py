@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from aws_cdk import ArnFormat, Duration, Stack, Token
+from aws_cdk import aws_dsql as dsql
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -41,6 +42,17 @@ class IamAuth:
     user: str
 
 
+@dataclass(frozen=True)
+class DsqlAuth:
+    """Aurora DSQL: tokens for `user` (`dsql:DbConnect`; `dsql:DbConnectAdmin` for the
+    `admin` role), the one database `postgres`, TLS verified against the image's system
+    roots. A custom role must exist and be granted to the task role first (README, "Aurora
+    DSQL": `CREATE ROLE … WITH LOGIN; AWS IAM GRANT … TO '<task role ARN>'`)."""
+
+    cluster: dsql.CfnCluster
+    user: str
+
+
 class AuroraSidecar(Construct):
     """Adds aurora-sidecar to `task_definition` beside `app_container`.
 
@@ -53,6 +65,9 @@ class AuroraSidecar(Construct):
       kms:Decrypt when it has its own key).
     - `iam_auth`: IAM tokens for `iam_auth.user`; the task role gets rds-db:connect on
       exactly that user's dbuser ARN, built from the cluster's resource id.
+
+    - `dsql` (instead of `cluster`): Aurora DSQL, no secret; the task role gets
+      `dsql:DbConnect` (or `DbConnectAdmin`) on that one cluster.
 
     `cluster` (the Aurora cluster) gives the host and port (the RDS-managed master secret
     carries only username and password) and, with `service_security_group`, the ingress
@@ -83,7 +98,8 @@ class AuroraSidecar(Construct):
         task_definition: ecs.TaskDefinition,
         app_container: ecs.ContainerDefinition,
         image: ecs.ContainerImage,
-        cluster: rds.DatabaseCluster,
+        cluster: Optional[rds.DatabaseCluster] = None,
+        dsql: Optional[DsqlAuth] = None,
         secret: Optional[secretsmanager.ISecret] = None,
         inject_secret: bool = True,
         iam_auth: Optional[IamAuth] = None,
@@ -96,7 +112,11 @@ class AuroraSidecar(Construct):
         pgbouncer_image: Optional[ecs.ContainerImage] = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        if (secret is None) == (iam_auth is None):
+        if (cluster is None) == (dsql is None):
+            raise ValueError("AuroraSidecar: give exactly one of cluster (Aurora) and dsql (Aurora DSQL)")
+        if dsql is not None and (secret, iam_auth, admin_secret, database) != (None, None, None, None):
+            raise ValueError("AuroraSidecar: Aurora DSQL takes no secret, admin secret or database (it has one, postgres)")
+        if dsql is None and (secret is None) == (iam_auth is None):
             raise ValueError("AuroraSidecar: give exactly one of secret and iam_auth")
         if mode not in ("run", "once"):
             raise ValueError("AuroraSidecar: mode is 'run' or 'once'")
@@ -105,10 +125,18 @@ class AuroraSidecar(Construct):
 
         task_definition.add_volume(name=SIDECAR)
         command = [mode, f"--drop-to={SIDECAR_UID}", f"--owner={app_uid}", "--sslmode=verify-full"]
-        environment = {
-            "AURORA_SIDECAR_HOST": cluster.cluster_endpoint.hostname,
-            "AURORA_SIDECAR_PORT": Token.as_string(cluster.cluster_endpoint.port),
-        }
+        if dsql is not None:
+            command.append("--dsql")
+            environment = {"AURORA_SIDECAR_HOST": dsql.cluster.attr_endpoint, "AURORA_SIDECAR_USER": dsql.user}
+            task_definition.add_to_task_role_policy(iam.PolicyStatement(
+                actions=["dsql:DbConnectAdmin" if dsql.user == "admin" else "dsql:DbConnect"],
+                resources=[dsql.cluster.attr_resource_arn],
+            ))
+        else:
+            environment = {
+                "AURORA_SIDECAR_HOST": cluster.cluster_endpoint.hostname,
+                "AURORA_SIDECAR_PORT": Token.as_string(cluster.cluster_endpoint.port),
+            }
         if database:
             environment["AURORA_SIDECAR_DATABASE"] = database
         if pgbouncer_image is not None:
@@ -131,6 +159,8 @@ class AuroraSidecar(Construct):
                     arn_format=ArnFormat.COLON_RESOURCE_NAME,
                 )],
             ))
+        elif dsql is not None:
+            pass
         elif inject_secret:
             secrets["DB_SECRET"] = ecs.Secret.from_secrets_manager(secret)
         else:
@@ -174,7 +204,7 @@ class AuroraSidecar(Construct):
                             ("PGPASSFILE", f"{OUT_DIR}/pgpass"), ("PGSERVICE", "app")):
             app_container.add_environment(name, value)
 
-        if service_security_group is not None:
+        if service_security_group is not None and cluster is not None:
             cluster.connections.allow_default_port_from(
                 service_security_group, "aurora-sidecar: the service's tasks reach the cluster")
 
