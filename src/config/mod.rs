@@ -67,6 +67,10 @@ pub enum ConfigError {
     AdminIamNeedsIam,
     #[error("--app-dir {} cannot be written into pgbouncer.ini: it holds a control character", .0.display())]
     PgBouncerPath(PathBuf),
+    #[error(
+        "--pgbouncer-host {0:?} must be a host name or an IP address, and --pgbouncer-user {1:?} letters, digits and '_': both are written into every file the app reads"
+    )]
+    PgBouncerName(String, String),
     #[error("the system's random source failed while choosing PgBouncer's local passwords")]
     Random,
     #[error(transparent)]
@@ -277,6 +281,16 @@ fn pgbouncer_settings(
         return Ok(None);
     }
     secret::check_identifier("--pgbouncer-user", &args.pgbouncer_user)?;
+    let (host, user) = (&args.pgbouncer_host, &args.pgbouncer_user);
+    let host_ok = host.parse::<std::net::IpAddr>().is_ok()
+        || !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+    let user_ok = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !(host_ok && user_ok) {
+        return Err(ConfigError::PgBouncerName(host.clone(), user.clone()));
+    }
     if app_dir.to_string_lossy().chars().any(char::is_control) {
         return Err(ConfigError::PgBouncerPath(app_dir.to_path_buf()));
     }
@@ -551,6 +565,40 @@ mod tests {
                 .iam
                 .is_none()
         );
+    }
+
+    /// `--pgbouncer`'s names go into every file the app reads, unquoted in some: a host
+    /// name or address, a plain user name; the local passwords differ and are 48 hex digits.
+    #[test]
+    fn pgbouncer_names_are_checked_and_its_passwords_chosen() {
+        use secrecy::ExposeSecret;
+        let c = Config::from_args(&args(&["--pgbouncer"]), no_env).expect("defaults");
+        let p = c.pgbouncer.expect("on");
+        let (a, b) = (p.password.expose_secret(), p.admin_password.expose_secret());
+        assert!(
+            a.len() == 48 && b.len() == 48 && a != b,
+            "{} {}",
+            a.len(),
+            b.len()
+        );
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        for ok in [
+            &["--pgbouncer-host", "pgbouncer"][..],
+            &["--pgbouncer-host", "::1"],
+        ] {
+            let argv: Vec<&str> = ["--pgbouncer"].iter().chain(ok).copied().collect();
+            assert!(Config::from_args(&args(&argv), no_env).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["--pgbouncer-host", "a b"][..],
+            &["--pgbouncer-host", "h:6432"],
+            &["--pgbouncer-user", "app local"],
+            &["--pgbouncer-user", "o'brien"],
+        ] {
+            let argv: Vec<&str> = ["--pgbouncer"].iter().chain(bad).copied().collect();
+            let e = Config::from_args(&args(&argv), no_env).expect_err("refused");
+            assert!(matches!(e, ConfigError::PgBouncerName(..)), "{bad:?}: {e}");
+        }
     }
 
     #[test]
