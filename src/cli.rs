@@ -308,7 +308,7 @@ pub struct PrepareArgs {
     pub pgbouncer_user: String,
 
     /// PgBouncer's server_idle_timeout: idle server connections close after it, so the
-    /// database sees none while the app idles.
+    /// database sees none while the app idles; 0 = never.
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "AURORA_SIDECAR_PGBOUNCER_IDLE_TIMEOUT")]
     pub pgbouncer_idle_timeout: std::time::Duration,
 

@@ -119,18 +119,10 @@ fn sidecar_with(command: &str, out: &Path, secret: &Path, extra: &[&str]) -> Com
         .arg("--out-dir")
         .arg(out)
         .args(["--pgbouncer", "--pgbouncer-port"])
-        .arg(extra_port(extra))
+        .arg(free_port().to_string())
         .args(owner_flags())
-        .args(extra.iter().filter(|a| !a.starts_with("port=")));
+        .args(extra);
     c
-}
-
-/// `port=N` among the extra arguments picks PgBouncer's port; else a free one.
-fn extra_port(extra: &[&str]) -> String {
-    extra
-        .iter()
-        .find_map(|a| a.strip_prefix("port="))
-        .map_or_else(|| free_port().to_string(), str::to_string)
 }
 
 /// One test's own role and database, and a directory PgBouncer can read holding the
@@ -158,6 +150,43 @@ impl Case {
             out,
         }
     }
+
+    /// `once --pgbouncer` with `extra`.
+    fn once(&self, extra: &[&str]) -> std::process::Output {
+        sidecar_with("once", &self.out, &self.secret, extra)
+            .output()
+            .expect("once")
+    }
+
+    /// `run --pgbouncer`, checking on SIGHUP only, once it is ready; its log in `log()`.
+    fn run(&self) -> Child {
+        let log = std::fs::File::create(self.log()).expect("log");
+        let run = sidecar_with("run", &self.out, &self.secret, &["--refresh-interval", "0"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("run");
+        wait_for("ready", 30, || phase_is(&self.out, "ready"));
+        run
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("run.log")
+    }
+
+    /// A rotation as it reaches the sidecar: the database first, then the secret, then
+    /// SIGHUP to `run`.
+    fn rotate(&self, run: &Child, password: &str) {
+        let user = &self.user;
+        pg().sql(
+            "postgres",
+            &format!("ALTER ROLE \"{user}\" PASSWORD '{password}'"),
+        );
+        write_secret(&self.secret, user, password, &self.db, pg().port);
+        let _ = Command::new("kill")
+            .args(["-HUP", &run.id().to_string()])
+            .status();
+    }
 }
 
 fn write_secret(path: &Path, user: &str, password: &str, db: &str, port: u16) {
@@ -174,27 +203,11 @@ fn server_connections(user: &str) -> u32 {
     .expect("a count")
 }
 
-fn phase(out: &Path) -> String {
-    std::fs::read(out.join("status.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|s| s["phase"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 #[test]
 fn once_points_the_app_at_pgbouncer_with_a_local_login_and_keeps_the_password_upstream() {
-    let Case {
-        user,
-        db,
-        dir: _dir,
-        secret,
-        out,
-    } = Case::new("pgb", "up-pass-1", pg().port);
-    let o = sidecar_with("once", &out, &secret, &["--url-scheme", "postgres"])
-        .output()
-        .expect("once");
-    assert_exit(&o, 0);
+    let c = Case::new("pgb", "up-pass-1", pg().port);
+    let (user, db, out) = (&c.user, &c.db, c.out.as_path());
+    assert_exit(&c.once(&["--url-scheme", "postgres"]), 0);
     for f in [
         "pgbouncer.ini",
         "pgbouncer.users",
@@ -226,11 +239,11 @@ fn once_points_the_app_at_pgbouncer_with_a_local_login_and_keeps_the_password_up
         "a local password of 24 random bytes"
     );
 
-    let bouncer = Bouncer::start(&out);
-    let via = psql_service(&out, "app", "select current_user, current_database()");
+    let bouncer = Bouncer::start(out);
+    let via = psql_service(out, "app", "select current_user, current_database()");
     assert!(via.status.success(), "{}", stderr(&via));
     assert_eq!(stdout(&via).trim(), format!("{user}|{db}"));
-    let profile = with_profile(&out, "psql -X -w -tAc 'select 2' \"$DATABASE_URL\"");
+    let profile = with_profile(out, "psql -X -w -tAc 'select 2' \"$DATABASE_URL\"");
     assert!(profile.status.success(), "{}", stderr(&profile));
     drop(bouncer);
 }
@@ -292,28 +305,20 @@ fn pgbouncer_logs_in_upstream_over_the_tls_the_sidecar_chose() {
 /// after `server_idle_timeout`, so the database sees none; the clients' next queries work.
 #[test]
 fn idle_clients_keep_their_connections_while_the_database_sees_none() {
-    let Case {
-        user,
-        db: _,
-        dir: _dir,
-        secret,
-        out,
-    } = Case::new("pgbidle", "idle-pass", pg().port);
-    let o = sidecar_with("once", &out, &secret, &["--pgbouncer-idle-timeout", "2s"])
-        .output()
-        .expect("once");
-    assert_exit(&o, 0);
-    let bouncer = Bouncer::start(&out);
-    let mut clients: Vec<(Child, ChildStdin)> = (0..10).map(|_| idle_psql(&out)).collect();
+    let c = Case::new("pgbidle", "idle-pass", pg().port);
+    let (user, out) = (&c.user, c.out.as_path());
+    assert_exit(&c.once(&["--pgbouncer-idle-timeout", "2s"]), 0);
+    let bouncer = Bouncer::start(out);
+    let mut clients: Vec<(Child, ChildStdin)> = (0..10).map(|_| idle_psql(out)).collect();
     for (_, stdin) in clients.iter_mut() {
         writeln!(stdin, "select pg_sleep(0.2);").expect("query");
     }
     wait_for("server connections opened", 10, || {
-        server_connections(&user) > 0
+        server_connections(user) > 0
     });
     let idle_since = Instant::now();
     wait_for("no server connection (idle timeout 2 s + 2 s)", 4, || {
-        server_connections(&user) == 0
+        server_connections(user) == 0
     });
     figure(
         "pgbouncer_idle_to_zero_server_connections_ms",
@@ -356,25 +361,14 @@ fn idle_psql(out: &Path) -> (Child, ChildStdin) {
 /// RELOAD, new server logins with the new password, the old one refused upstream.
 #[test]
 fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
-    let Case {
-        user,
-        db,
-        dir,
-        secret,
-        out,
-    } = Case::new("pgbrot", "old-pass", pg().port);
-    let log = std::fs::File::create(dir.path().join("run.log")).expect("log");
-    let run = sidecar_with("run", &out, &secret, &["--refresh-interval", "0"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("run");
-    wait_for("ready", 30, || phase(&out) == "ready");
-    let bouncer = Bouncer::start(&out);
+    let c = Case::new("pgbrot", "old-pass", pg().port);
+    let (user, db, out) = (&c.user, &c.db, c.out.as_path());
+    let run = c.run();
+    let bouncer = Bouncer::start(out);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let looper = {
-        let (out, stop) = (out.clone(), stop.clone());
+        let (out, stop) = (c.out.clone(), stop.clone());
         std::thread::spawn(move || {
             let (mut ok, mut failed) = (0u32, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -389,17 +383,10 @@ fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    pg().sql(
-        "postgres",
-        &format!("ALTER ROLE \"{user}\" PASSWORD 'new-pass'"),
-    );
-    write_secret(&secret, &user, "new-pass", &db, pg().port);
-    let _ = Command::new("kill")
-        .args(["-HUP", &run.id().to_string()])
-        .status();
+    c.rotate(&run, "new-pass");
     wait_for("RELOAD", 20, || bouncer.reloads() == 1);
     // Existing server connections stay logged in; a fresh one must use the new password.
-    let killed = pgbouncer_admin(&out, &format!("RECONNECT \"{db}\""));
+    let killed = pgbouncer_admin(out, &format!("RECONNECT \"{db}\""));
     assert!(killed.status.success(), "{}", stderr(&killed));
     std::thread::sleep(Duration::from_millis(700));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -409,7 +396,7 @@ fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
         "client errors during the rotation: {failed:?}"
     );
     assert!(ok > 5, "the loop ran ({ok} queries)");
-    let after = psql_service(&out, "app", "select 3");
+    let after = psql_service(out, "app", "select 3");
     assert!(after.status.success(), "{}", stderr(&after));
     let old = Command::new("psql")
         .env("PGPASSWORD", "old-pass")
@@ -419,12 +406,12 @@ fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
             "-p",
             &pg().port.to_string(),
             "-U",
-            &user,
+            user,
             "-X",
             "-w",
             "-c",
             "select 1",
-            &db,
+            db,
         ])
         .output()
         .expect("psql");
@@ -433,11 +420,11 @@ fn a_rotation_under_a_query_loop_is_reloaded_without_a_client_error() {
         "the old password still works upstream"
     );
     figure("pgbouncer_rotation_loop_queries", ok);
-    assert_eq!(phase(&out), "ready");
+    assert!(phase_is(out, "ready"));
     let (code, _) = terminate(run);
     assert_eq!(code, Some(0));
-    let log = std::fs::read_to_string(dir.path().join("run.log")).expect("log");
-    for secret in ["old-pass", "new-pass", &admin_password(&out)] {
+    let log = std::fs::read_to_string(c.log()).expect("log");
+    for secret in ["old-pass", "new-pass", &admin_password(out)] {
         assert!(
             !log.contains(secret) && !bouncer.log().contains(secret),
             "a password in a log"
@@ -485,46 +472,23 @@ fn bouncer_port(out: &Path) -> String {
 /// PgBouncer started again reads the current files, and the next check tells it.
 #[test]
 fn pgbouncer_absent_degrades_then_a_restarted_one_serves_the_current_login() {
-    let Case {
-        user,
-        db,
-        dir,
-        secret,
-        out,
-    } = Case::new("pgbgone", "first-pass", pg().port);
-    let log_path = dir.path().join("run.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let run = sidecar_with("run", &out, &secret, &["--refresh-interval", "0"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("run");
-    wait_for("ready", 30, || phase(&out) == "ready");
-    let bouncer = Bouncer::start(&out);
-    assert!(psql_service(&out, "app", "select 1").status.success());
+    let c = Case::new("pgbgone", "first-pass", pg().port);
+    let out = c.out.as_path();
+    let run = c.run();
+    let bouncer = Bouncer::start(out);
+    assert!(psql_service(out, "app", "select 1").status.success());
     bouncer.stop();
 
-    pg().sql(
-        "postgres",
-        &format!("ALTER ROLE \"{user}\" PASSWORD 'second-pass'"),
-    );
-    write_secret(&secret, &user, "second-pass", &db, pg().port);
-    let _ = Command::new("kill")
-        .args(["-HUP", &run.id().to_string()])
-        .status();
-    wait_for("degraded", 20, || phase(&out) == "degraded");
-    let s = status(&out);
+    c.rotate(&run, "second-pass");
+    wait_for("degraded", 20, || phase_is(out, "degraded"));
+    let s = status(out);
     let why = s["last_error"].as_str().unwrap_or_default();
     assert!(
         why.contains("RELOAD") && why.contains("(re)starts"),
         "{why}"
     );
     assert_eq!(s["last_error_class"], "transient");
-    assert_eq!(
-        health(&out).status.code(),
-        Some(0),
-        "degraded stays healthy"
-    );
+    assert_eq!(health(out).status.code(), Some(0), "degraded stays healthy");
     assert!(
         std::fs::read_to_string(out.join("pgbouncer.users"))
             .expect("users")
@@ -532,21 +496,21 @@ fn pgbouncer_absent_degrades_then_a_restarted_one_serves_the_current_login() {
         "the validated login is published"
     );
 
-    let bouncer = Bouncer::start(&out);
-    let via = psql_service(&out, "app", "select current_user");
+    let bouncer = Bouncer::start(out);
+    let via = psql_service(out, "app", "select current_user");
     assert!(via.status.success(), "{}", stderr(&via));
     wait_for("ready again once PgBouncer answers", 30, || {
-        phase(&out) == "ready"
+        phase_is(out, "ready")
     });
     assert_eq!(
-        status(&out)["generation"],
+        status(out)["generation"],
         2,
         "the rotation is recorded once told"
     );
     assert!(bouncer.reloads() >= 1);
     let (code, _) = terminate(run);
     assert_eq!(code, Some(0));
-    let log = std::fs::read_to_string(&log_path).expect("log");
+    let log = std::fs::read_to_string(c.log()).expect("log");
     assert!(
         !log.contains("second-pass") && !log.contains("first-pass"),
         "{log}"
@@ -559,28 +523,16 @@ fn pgbouncer_absent_degrades_then_a_restarted_one_serves_the_current_login() {
 /// logged; the app's logins through PgBouncer go on.
 #[test]
 fn an_admin_console_that_refuses_the_sidecar_degrades_and_says_why() {
-    let Case {
-        user: _,
-        db: _,
-        dir,
-        secret,
-        out,
-    } = Case::new("pgbrefuse", "refuse-pass", pg().port);
-    let log_path = dir.path().join("run.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let run = sidecar_with("run", &out, &secret, &["--refresh-interval", "0"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("run");
-    wait_for("ready", 30, || phase(&out) == "ready");
+    let c = Case::new("pgbrefuse", "refuse-pass", pg().port);
+    let (dir, out) = (c.dir.path(), c.out.as_path());
+    let run = c.run();
     // The same PgBouncer, but its admin console knows another password.
     let users = std::fs::read_to_string(out.join("pgbouncer.users")).expect("users");
-    let admin = admin_password(&out);
-    let other_users = dir.path().join("other.users");
+    let admin = admin_password(out);
+    let other_users = dir.join("other.users");
     std::fs::write(&other_users, users.replace(&admin, "not-the-sidecars")).expect("users");
     let ini = std::fs::read_to_string(out.join("pgbouncer.ini")).expect("ini");
-    let other_ini = dir.path().join("other.ini");
+    let other_ini = dir.join("other.ini");
     let auth_file = format!("auth_file = {}", out.join("pgbouncer.users").display());
     let other_auth = format!("auth_file = {}", other_users.display());
     std::fs::write(&other_ini, ini.replace(&auth_file, &other_auth)).expect("ini");
@@ -589,12 +541,12 @@ fn an_admin_console_that_refuses_the_sidecar_degrades_and_says_why() {
             run_ok(Command::new("chown").arg("postgres").arg(f), "chown");
         }
     }
-    let bouncer = Bouncer::start_on(&other_ini, &dir.path().join("other.log"));
+    let bouncer = Bouncer::start_on(&other_ini, &dir.join("other.log"));
     let _ = Command::new("kill")
         .args(["-HUP", &run.id().to_string()])
         .status();
-    wait_for("degraded", 20, || phase(&out) == "degraded");
-    let why = status(&out)["last_error"]
+    wait_for("degraded", 20, || phase_is(out, "degraded"));
+    let why = status(out)["last_error"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -602,10 +554,10 @@ fn an_admin_console_that_refuses_the_sidecar_degrades_and_says_why() {
         why.contains("RELOAD") && why.contains("authentication failed"),
         "{why}"
     );
-    let via = psql_service(&out, "app", "select 1");
+    let via = psql_service(out, "app", "select 1");
     assert!(via.status.success(), "{}", stderr(&via));
     assert_eq!(terminate(run).0, Some(0));
-    let log = std::fs::read_to_string(&log_path).expect("log");
+    let log = std::fs::read_to_string(c.log()).expect("log");
     assert!(
         !log.contains(&admin) && !log.contains("refuse-pass"),
         "{log}"
@@ -618,16 +570,9 @@ fn an_admin_console_that_refuses_the_sidecar_degrades_and_says_why() {
 #[test]
 fn a_password_pgbouncer_cannot_carry_is_refused_before_it_sees_it() {
     let long = "L".repeat(1100);
-    let Case {
-        user: _,
-        db: _,
-        dir: _dir,
-        secret,
-        out,
-    } = Case::new("pgblong", &long, pg().port);
-    let o = sidecar_with("once", &out, &secret, &[])
-        .output()
-        .expect("once");
+    let c = Case::new("pgblong", &long, pg().port);
+    let out = c.out.as_path();
+    let o = c.once(&[]);
     assert_exit(&o, 78);
     let err = stderr(&o);
     assert!(
@@ -637,10 +582,7 @@ fn a_password_pgbouncer_cannot_carry_is_refused_before_it_sees_it() {
     assert!(!err.contains(&long[..32]), "the password is in the message");
     assert!(!out.join("pgbouncer.users").exists() && !out.join("ready").exists());
     // With a PgBouncer that carries it, the same login is served.
-    let o = sidecar_with("once", &out, &secret, &["--pgbouncer-max-password", "4096"])
-        .output()
-        .expect("once");
-    assert_exit(&o, 0);
+    assert_exit(&c.once(&["--pgbouncer-max-password", "4096"]), 0);
 }
 
 /// The default `--pgbouncer-max-password` (1,024) is what the PgBouncer under test carries:
@@ -650,18 +592,10 @@ fn a_password_pgbouncer_cannot_carry_is_refused_before_it_sees_it() {
 fn the_default_password_limit_is_what_pgbouncer_carries() {
     let through = |len: usize, extra: &[&str]| {
         let password = "p".repeat(len);
-        let Case {
-            user: _,
-            db: _,
-            dir: _dir,
-            secret,
-            out,
-        } = Case::new("pgblen", &password, pg().port);
-        let o = sidecar_with("once", &out, &secret, extra)
-            .output()
-            .expect("once");
-        assert_exit(&o, 0);
-        let bouncer = Bouncer::start(&out);
+        let c = Case::new("pgblen", &password, pg().port);
+        let out = c.out.as_path();
+        assert_exit(&c.once(extra), 0);
+        let bouncer = Bouncer::start(out);
         let o = Command::new("psql")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -698,18 +632,9 @@ fn prepared_statements_go_through_a_pgbouncer_that_tracks_them() {
         .and_then(|v| v.split('.').nth(1))
         .and_then(|m| m.parse().ok())
         .unwrap_or_else(|| panic!("a version in {version:?}"));
-    let Case {
-        user,
-        db,
-        dir: _dir,
-        secret,
-        out,
-    } = Case::new("pgbprep", "prep-pass", pg().port);
-    let extra = ["--pgbouncer-max-prepared-statements", "100"];
-    let o = sidecar_with("once", &out, &secret, &extra)
-        .output()
-        .expect("once");
-    assert_exit(&o, 0);
+    let c = Case::new("pgbprep", "prep-pass", pg().port);
+    let (user, db, out) = (c.user.as_str(), &c.db, c.out.as_path());
+    assert_exit(&c.once(&["--pgbouncer-max-prepared-statements", "100"]), 0);
     if minor < 21 {
         let o = pgbouncer_command()
             .arg(out.join("pgbouncer.ini"))
@@ -727,26 +652,27 @@ fn prepared_statements_go_through_a_pgbouncer_that_tracks_them() {
         return;
     }
     let pgbench = |target: &[&str], password: &str, args: &[&str]| {
-        let mut c = Command::new("pgbench");
-        c.env("PGPASSWORD", password)
+        let mut pgbench = Command::new("pgbench");
+        pgbench
+            .env("PGPASSWORD", password)
             .args(args)
             .args(target)
-            .arg(&db);
-        run_ok(&mut c, "pgbench")
+            .arg(db);
+        run_ok(&mut pgbench, "pgbench")
     };
     let port = pg().port.to_string();
     pgbench(
-        &["-h", "127.0.0.1", "-p", &port, "-U", &user],
+        &["-h", "127.0.0.1", "-p", &port, "-U", user],
         "prep-pass",
         &["-q", "-i", "-s", "1"],
     );
-    let bouncer = Bouncer::start(&out);
+    let bouncer = Bouncer::start(out);
     let local = std::fs::read_to_string(out.join("password")).expect("password");
     let through = [
         "-h",
         "127.0.0.1",
         "-p",
-        &bouncer_port(&out),
+        &bouncer_port(out),
         "-U",
         "app_local",
     ];
@@ -769,26 +695,20 @@ fn prepared_statements_go_through_a_pgbouncer_that_tracks_them() {
 /// close is held 3 s; the client's first query waits that long and succeeds.
 #[test]
 fn the_first_query_after_a_pause_waits_for_the_resume_and_succeeds() {
-    let (user, db) = pg().role_with_db("pgbres", "resume-pass");
     // The sidecar's login and PgBouncer's first server login pass; the next one is held.
     let front = Front::start(
         pg().port,
         vec![Act::Pass, Act::Pass, Act::Hold(Duration::from_secs(3))],
     );
-    let dir = shared_dir();
-    let secret = dir.path().join("secret.json");
-    write_secret(&secret, &user, "resume-pass", &db, front.port);
-    let out = dir.path().join("out");
-    let o = sidecar_with("once", &out, &secret, &["--pgbouncer-idle-timeout", "1s"])
-        .output()
-        .expect("once");
-    assert_exit(&o, 0);
-    let bouncer = Bouncer::start(&out);
-    let (mut child, mut stdin) = idle_psql(&out);
+    let c = Case::new("pgbres", "resume-pass", front.port);
+    let (user, out) = (&c.user, c.out.as_path());
+    assert_exit(&c.once(&["--pgbouncer-idle-timeout", "1s"]), 0);
+    let bouncer = Bouncer::start(out);
+    let (mut child, mut stdin) = idle_psql(out);
     writeln!(stdin, "select 1;").expect("first query");
-    wait_for("a server connection", 10, || server_connections(&user) > 0);
+    wait_for("a server connection", 10, || server_connections(user) > 0);
     wait_for("paused: no server connection", 10, || {
-        server_connections(&user) == 0
+        server_connections(user) == 0
     });
     let resumed = Instant::now();
     writeln!(stdin, "select 2;").expect("query after the pause");

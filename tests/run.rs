@@ -15,13 +15,6 @@ fn moto() -> &'static Moto {
     shared_moto()
 }
 
-fn phase_is(out: &Path, phase: &str) -> bool {
-    std::fs::read(out.join("status.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|s| s["phase"] == phase)
-}
-
 fn spawn_run(out: &Path, extra: &[&str], env: Vec<(&'static str, String)>) -> Child {
     let log = std::fs::File::create(out.with_extension("log")).expect("log file");
     sidecar()

@@ -8,7 +8,7 @@ use crate::render::pgbouncer;
 use crate::render::{self, Inputs, Reveal};
 use crate::secret::Target;
 
-use super::{Config, ConfigError};
+use super::Config;
 
 impl Config {
     /// What the renderers need to render `target` (the login the app's files describe) as
@@ -52,7 +52,11 @@ impl Config {
     /// The file set for the validated `target`; with `--pgbouncer`, PgBouncer's files
     /// too, and the app's pointing at PgBouncer. Refused when PgBouncer could not carry
     /// the login ([`pgbouncer::check`]).
-    pub fn files(&self, target: &Target, reveal: Reveal) -> Result<Vec<File>, ConfigError> {
+    pub fn files(
+        &self,
+        target: &Target,
+        reveal: Reveal,
+    ) -> Result<Vec<File>, pgbouncer::CarryError> {
         let tls = self.tls.for_host(&target.host);
         let ca = tls.ca.as_ref().map(|c| c.pem.as_slice());
         let Some(p) = &self.pgbouncer else {
@@ -61,11 +65,11 @@ impl Config {
         pgbouncer::check(p, target)?;
         let local = p.app_target(target);
         let mut set = render::files(&self.pooled_inputs(&local, reveal), ca);
-        let has_ca = ca.is_some();
+        let (mode, has_ca) = (tls.mode, ca.is_some());
         set.extend(pgbouncer::files(
             p,
             target,
-            tls.mode,
+            mode,
             has_ca,
             &self.app_dir,
             reveal,

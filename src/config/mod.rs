@@ -21,10 +21,10 @@ use crate::outdir::Owner;
 use crate::render::pgbouncer::{self, PgBouncer};
 use crate::secret::{self, Overrides, Source};
 
-/// The environment variable read when no source flag is given (what Copilot and ECS
-/// `secrets:` inject in the seed setup).
 mod files;
 
+/// The environment variable read when no source flag is given (what Copilot and ECS
+/// `secrets:` inject in the seed setup).
 pub const DEFAULT_SECRET_ENV: &str = "DB_SECRET";
 
 /// Where the image carries the RDS global CA bundle; used by verify-* when
@@ -305,9 +305,9 @@ fn pgbouncer_settings(
         ))
     };
     Ok(Some(PgBouncer {
-        host: args.pgbouncer_host.clone(),
+        host: host.clone(),
         port: args.pgbouncer_port,
-        user: args.pgbouncer_user.clone(),
+        user: user.clone(),
         password: random()?,
         admin_password: random()?,
         server_idle_timeout: args.pgbouncer_idle_timeout,

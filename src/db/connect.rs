@@ -20,7 +20,7 @@ use super::tls::{Tls, wire_mode};
 use crate::class::ErrorClass;
 use crate::display::chain;
 use crate::modes::SslMode;
-use crate::secret::Target;
+use crate::secret::{Target, authority};
 
 /// Shown in `pg_stat_activity.application_name`, so operators can tell our logins apart.
 pub const APPLICATION_NAME: &str = "aurora-sidecar";
@@ -148,11 +148,7 @@ impl std::fmt::Display for DbError {
             Stage::Provision => "creating the database via",
             Stage::Bootstrap => "setting the app role up via",
         };
-        let authority = if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
+        let authority = authority(&self.host, self.port);
         write!(
             f,
             "{action} {authority}/{} as {} (sslmode {})",

@@ -44,7 +44,7 @@ impl ReloadError {
 
 /// Sends `RELOAD` to PgBouncer's admin console as [`ADMIN_USER`].
 pub async fn reload(p: &PgBouncer, timeout: Duration) -> Result<(), ReloadError> {
-    let address = format!("{}:{}", p.host, p.port);
+    let address = p.address();
     let console = |source| ReloadError::Console {
         address: address.clone(),
         source,

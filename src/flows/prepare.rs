@@ -1,7 +1,7 @@
 //! Steps 1–5, shared by `once`, `run` and `exec`: the start-up writes, the wait, the files
 //! published with `ready`.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::db::retry::until_done;
 use crate::db::wait::{LoginAttempt, Ready};
 use crate::error::Error;
@@ -110,7 +110,9 @@ fn publish(
     let target = &ready.resolved.target;
     state.status.role = Some(target.user.clone());
     state.status.bootstrapped = ready.bootstrapped;
-    let set = config.files(target, Reveal::Password)?;
+    let set = config
+        .files(target, Reveal::Password)
+        .map_err(ConfigError::from)?;
     let changed = state.publish_ready(attempts, ready.resolved.version.clone(), &set, ahead)?;
     tracing::info!(
         attempts,

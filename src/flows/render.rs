@@ -1,6 +1,6 @@
 //! `render`: step 1 and step 4 to a string, touching no database and writing nothing.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::db::admin::AdminSource;
 use crate::db::bootstrap::plan;
 use crate::db::provision::quote_ident;
@@ -22,7 +22,10 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
             .await?;
     }
     let mut out = String::new();
-    for f in config.files(&resolved.target, reveal)? {
+    for f in config
+        .files(&resolved.target, reveal)
+        .map_err(ConfigError::from)?
+    {
         let path = config.out_dir.join(f.name);
         let _ = writeln!(out, "==> {} (mode {:04o}) <==", path.display(), f.mode);
         if f.name == render::CA_FILE {

@@ -5,7 +5,7 @@
 //! without a login, so the refresh never keeps Aurora Serverless v2 from pausing.
 
 use crate::class::ErrorClass;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::db::admin::{Admin, AdminError};
 use crate::db::bootstrap::{BootstrapError, bootstrap};
 use crate::db::classify::Stage;
@@ -17,6 +17,7 @@ use crate::display::chain;
 use crate::iam::{IamError, Signer};
 use crate::outdir::{WriteError, Writer};
 use crate::render::Reveal;
+use crate::render::pgbouncer::CarryError;
 use crate::secret::{Resolved, Resolver, Rotation, SecretError, Target};
 
 use super::{Checked, Checker};
@@ -35,7 +36,7 @@ pub enum RefreshError {
     #[error("setting the new password with the admin credentials")]
     Bootstrap(#[from] BootstrapError),
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Carry(#[from] CarryError),
     #[error(transparent)]
     Reload(#[from] ReloadError),
 }
@@ -57,7 +58,7 @@ impl RefreshError {
             RefreshError::Validate(e) => e.class,
             RefreshError::Publish(_) => ErrorClass::OutDir,
             RefreshError::Bootstrap(e) => e.class(),
-            RefreshError::Config(_) => ErrorClass::Config,
+            RefreshError::Carry(_) => ErrorClass::Config,
             RefreshError::Reload(e) => e.class(),
         }
     }
@@ -143,7 +144,7 @@ impl<'a> RefreshCheck<'a> {
         };
         reload(p, self.config.policy.attempt_timeout).await?;
         self.reload_pending = false;
-        tracing::info!(pgbouncer = %format!("{}:{}", p.host, p.port), "PgBouncer reloaded");
+        tracing::info!(pgbouncer = %p.address(), "PgBouncer reloaded");
         Ok(())
     }
 

@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{CA_FILE, MASK, Reveal};
 use crate::modes::SslMode;
 use crate::outdir::File;
-use crate::secret::Target;
+use crate::secret::{Target, authority};
 
 pub const INI: &str = "pgbouncer.ini";
 pub const USERS: &str = "pgbouncer.users";
@@ -82,6 +82,11 @@ impl PgBouncer {
         }
     }
 
+    /// `host:port` where the app and the sidecar reach PgBouncer.
+    pub fn address(&self) -> String {
+        authority(&self.host, self.port)
+    }
+
     /// Where PgBouncer listens: only on the loopback when the app reaches it there (one
     /// task or pod), else on every address (its own container in compose).
     fn listen_addr(&self) -> &str {
@@ -111,6 +116,12 @@ pub fn check(p: &PgBouncer, upstream: &Target) -> Result<(), CarryError> {
         });
     }
     Ok(())
+}
+
+/// PgBouncer's settings are whole seconds; 0 keeps its meaning (PgBouncer's "never", as
+/// for the sidecar's own durations) and anything shorter than a second becomes one.
+fn whole_seconds(d: Duration) -> u64 {
+    if d.is_zero() { 0 } else { d.as_secs().max(1) }
 }
 
 /// PgBouncer's connection-string quoting: `'…'` with `'` doubled.
@@ -161,8 +172,8 @@ pub fn ini(
         p.listen_addr(),
         p.port,
         app_dir.join(USERS).display(),
-        p.server_idle_timeout.as_secs().max(1),
-        p.server_connect_timeout.as_secs().max(1),
+        whole_seconds(p.server_idle_timeout),
+        whole_seconds(p.server_connect_timeout),
         sslmode,
     );
     if has_ca {
@@ -310,6 +321,16 @@ mod tests {
         };
         let ini = super::ini(&tracked, &up, SslMode::Require, false, Path::new("/o"));
         assert!(ini.contains("max_prepared_statements = 200\n"), "{ini}");
+        let never = PgBouncer {
+            server_idle_timeout: Duration::ZERO,
+            server_connect_timeout: Duration::from_millis(300),
+            ..bouncer()
+        };
+        let ini = super::ini(&never, &up, SslMode::Require, false, Path::new("/o"));
+        assert!(
+            ini.contains("server_idle_timeout = 0\nserver_connect_timeout = 1\n"),
+            "{ini}"
+        );
         let masked = super::users(&p, &up, Reveal::Masked);
         assert!(
             !masked.contains("pw") && !masked.contains(nasty),

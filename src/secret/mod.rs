@@ -24,7 +24,7 @@ use local::local_credentials;
 pub use local::{libpq_from, resolve_local};
 pub use names::{MAX_IDENTIFIER_BYTES, check_identifier};
 pub use parse::parse_secret_json;
-pub use target::{Overrides, Target, build_target};
+pub use target::{Overrides, Target, authority, build_target};
 
 /// Secrets Manager's own limit on a secret value. A local source larger than this is
 /// refused without being read in full.

@@ -41,14 +41,19 @@ pub struct Target {
     pub database: String,
 }
 
+/// `host:port`, with an IPv6 literal bracketed.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 impl Target {
     /// `host:port`, with IPv6 literals bracketed, for messages and URLs.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        authority(&self.host, self.port)
     }
 
     /// The same login with another password (an IAM token).

@@ -98,6 +98,14 @@ pub fn status(out_dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("status.json is JSON")
 }
 
+/// Whether `status.json` says `phase` now (false while it is missing or being replaced).
+pub fn phase_is(out: &Path, phase: &str) -> bool {
+    std::fs::read(out.join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|s| s["phase"] == phase)
+}
+
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path)
