@@ -165,6 +165,12 @@ pub struct PrepareArgs {
     #[arg(long, group = "admin", env = "AURORA_SIDECAR_ADMIN_IAM_USER")]
     pub admin_iam_user: Option<String>,
 
+    /// Aurora DSQL, with --admin-iam-user admin: the IAM role ARN the app's tokens are
+    /// signed with (the task role, arn:aws:iam::ACCOUNT:role/NAME); the admin creates the
+    /// app role and maps it to this ARN with AWS IAM GRANT.
+    #[arg(long, env = "AURORA_SIDECAR_DSQL_GRANT_ARN")]
+    pub dsql_grant_arn: Option<String>,
+
     /// Host, overriding the secret's (needed for the RDS-managed master secret).
     #[arg(long, env = "AURORA_SIDECAR_HOST")]
     pub host: Option<String>,

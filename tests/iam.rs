@@ -104,6 +104,19 @@ impl Rig {
     fn config(&self) -> PathBuf {
         self.dir.join("config.json")
     }
+
+    /// Sets one key of the verifier's configuration (read at every login).
+    pub fn configure(&self, key: &str, value: serde_json::Value) {
+        let text = fs::read_to_string(self.config()).expect("config");
+        let mut config: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        config[key] = value;
+        fs::write(self.config(), config.to_string()).expect("config");
+    }
+
+    /// The rig's own directory (readable by the server's user).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 /// The rig for one test at a time: the tests count the verifier's verdicts and the

@@ -15,12 +15,12 @@ use crate::db::admin::{Admin, AdminSource};
 use crate::db::pace::Policy;
 use crate::db::provision::Provisioning;
 use crate::db::tls::{CaBundle, Tls, TlsChoice, TlsConfigError};
-use crate::endpoint::{self, Endpoint};
 use crate::modes::{SslMode, UrlScheme};
 use crate::outdir::Owner;
 use crate::render::pgbouncer::{self, PgBouncer};
 use crate::secret::{self, Overrides, Source};
 
+mod dsql;
 mod files;
 
 /// The environment variable read when no source flag is given (what Copilot and ECS
@@ -58,9 +58,23 @@ pub enum ConfigError {
     )]
     DsqlDatabase(String),
     #[error(
-        "the admin set-up is not done for Aurora DSQL (its roles are granted with AWS IAM GRANT): create the app role beforehand, as the README's DSQL section shows, and drop --admin-secret-*"
+        "Aurora DSQL has no passwords, so no admin secret: its admin logs in with a token too (--admin-iam-user admin, with --dsql-grant-arn)"
     )]
     DsqlAdmin,
+    #[error(
+        "Aurora DSQL's admin role is admin (the one DbConnectAdmin tokens log in as): --admin-iam-user {0:?} cannot set the app role up"
+    )]
+    DsqlAdminUser(String),
+    #[error(
+        "--admin-iam-user admin on Aurora DSQL needs --dsql-grant-arn: the IAM role ARN the app's tokens are signed with (the task role), which the admin maps the app role to"
+    )]
+    DsqlGrantMissing,
+    #[error(
+        "--dsql-grant-arn is for Aurora DSQL's admin set-up: it needs --dsql (or a DSQL host) and --admin-iam-user admin"
+    )]
+    DsqlGrantAlone,
+    #[error("--dsql-grant-arn {0:?}: {1}")]
+    DsqlGrantArn(String, &'static str),
     #[error(
         "--admin-iam-user signs the admin's IAM token with the task's credentials and needs --iam-auth for the app too (a cluster that takes no password from the admin takes none from the app)"
     )]
@@ -131,7 +145,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let source = source(args, &env);
-        let dsql = dsql(args, &env, &source)?;
+        let dsql = dsql::dsql(args, &env, &source)?;
         let iam = iam(args, &env, dsql);
         // None means no bootstrap.
         let admin = admin(args, iam.is_some())?;
@@ -228,7 +242,11 @@ fn admin(args: &PrepareArgs, iam: bool) -> Result<Option<AdminSource>, ConfigErr
         if !iam {
             return Err(ConfigError::AdminIamNeedsIam);
         }
-        return Ok(Some(AdminSource::Iam { user: user.clone() }));
+        let dsql_grant = args.dsql_grant_arn.clone();
+        return Ok(Some(AdminSource::Iam {
+            user: user.clone(),
+            dsql_grant,
+        }));
     }
     let secret = given(
         &args.admin_secret_id,
@@ -236,39 +254,6 @@ fn admin(args: &PrepareArgs, iam: bool) -> Result<Option<AdminSource>, ConfigErr
         &args.admin_secret_file,
     );
     Ok(secret.map(AdminSource::Secret))
-}
-
-/// Aurora DSQL, when `--dsql` asks for it or the host (`--host`, else `PGHOST` for the
-/// libpq source) is a DSQL endpoint; its rules are checked here, before anything runs:
-/// no secret (DSQL has no passwords), no admin set-up, the one database `postgres`.
-fn dsql(
-    args: &PrepareArgs,
-    env: impl Fn(&str) -> Option<String>,
-    source: &Source,
-) -> Result<bool, ConfigError> {
-    let libpq = *source == Source::Libpq;
-    let host = args
-        .host
-        .clone()
-        .or_else(|| env("PGHOST").filter(|_| libpq));
-    if !args.dsql && host.is_none_or(|h| endpoint::kind(&h) != Endpoint::Dsql) {
-        return Ok(false);
-    }
-    if !libpq {
-        return Err(ConfigError::DsqlSecret(source.to_string()));
-    }
-    let admin_secret = given(
-        &args.admin_secret_id,
-        &args.admin_secret_env,
-        &args.admin_secret_file,
-    );
-    if admin_secret.is_some() || args.admin_iam_user.is_some() {
-        return Err(ConfigError::DsqlAdmin);
-    }
-    match args.database.clone().or_else(|| env("PGDATABASE")) {
-        Some(d) if d != "postgres" => Err(ConfigError::DsqlDatabase(d)),
-        _ => Ok(true),
-    }
 }
 
 /// `--pgbouncer`'s settings, with the local logins' passwords chosen now (48 hex digits
@@ -552,6 +537,36 @@ mod tests {
         assert!(matches!(e, ConfigError::DsqlSecret(_)), "{e}");
         let e = refuse(&["--admin-secret-env", "A"], &env);
         assert!(matches!(e, ConfigError::DsqlAdmin), "{e}");
+        // The admin set-up: admin's token, the ARN the app role is mapped to.
+        let arn = "arn:aws:iam::123456789012:role/app-task";
+        let with_admin: Vec<&str> = host
+            .iter()
+            .chain(&["--admin-iam-user", "admin", "--dsql-grant-arn", arn])
+            .copied()
+            .collect();
+        let c = Config::from_args(&args(&with_admin), env).expect("admin set-up");
+        let want = AdminSource::Iam {
+            user: "admin".into(),
+            dsql_grant: Some(arn.into()),
+        };
+        assert_eq!(c.admin, Some(want));
+        let e = refuse(&["--admin-iam-user", "admin"], &env);
+        assert!(matches!(e, ConfigError::DsqlGrantMissing), "{e}");
+        let e = refuse(&["--admin-iam-user", "root", "--dsql-grant-arn", arn], &env);
+        assert!(
+            matches!(e, ConfigError::DsqlAdminUser(ref u) if u == "root"),
+            "{e}"
+        );
+        let e = refuse(&["--dsql-grant-arn", arn], &env);
+        assert!(matches!(e, ConfigError::DsqlGrantAlone), "{e}");
+        let e = refuse(
+            &["--admin-iam-user", "admin", "--dsql-grant-arn", "x"],
+            &env,
+        );
+        assert!(matches!(e, ConfigError::DsqlGrantArn(..)), "{e}");
+        let not_dsql = ["--iam-auth", "--dsql-grant-arn", arn];
+        let e = Config::from_args(&args(&not_dsql), no_env).expect_err("not DSQL");
+        assert!(matches!(e, ConfigError::DsqlGrantAlone), "{e}");
         let e = refuse(&["--sslmode", "disable"], &env);
         assert!(
             matches!(e, ConfigError::IamNeedsTls(SslMode::Disable)),

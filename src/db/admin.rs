@@ -14,8 +14,12 @@ use crate::secret::{Overrides, Resolver, SecretError, Source, Target};
 pub enum AdminSource {
     /// The master secret: `username`, `password`, optional `host`/`port`.
     Secret(Source),
-    /// This user, with an IAM token.
-    Iam { user: String },
+    /// This user, with an IAM token; on Aurora DSQL (`admin`), with the IAM ARN the app
+    /// role is mapped to (`--dsql-grant-arn`).
+    Iam {
+        user: String,
+        dsql_grant: Option<String>,
+    },
 }
 
 impl AdminSource {
@@ -27,21 +31,53 @@ impl AdminSource {
             AdminSource::Iam { .. } => None,
         }
     }
+
+    /// What the bootstrap gives the app role ([`Admin::app_login`]), for `render`'s plan.
+    pub fn app_login(&self, iam: bool) -> AppLogin<'_> {
+        match self {
+            AdminSource::Iam { dsql_grant, .. } => app_login(dsql_grant.as_deref(), iam),
+            AdminSource::Secret(_) => app_login(None, iam),
+        }
+    }
+}
+
+fn app_login(dsql_grant: Option<&str>, iam: bool) -> AppLogin<'_> {
+    match dsql_grant {
+        Some(arn) => AppLogin::Dsql { arn },
+        None if iam => AppLogin::RdsIam,
+        None => AppLogin::Password,
+    }
 }
 
 impl fmt::Display for AdminSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AdminSource::Secret(s) => s.fmt(f),
-            AdminSource::Iam { user } => write!(f, "IAM tokens for the admin user {user}"),
+            AdminSource::Iam { user, .. } => write!(f, "IAM tokens for the admin user {user}"),
         }
     }
 }
 
-/// The admin login at run time: its secret's resolver, or the user and a signer of its own.
+/// How the app role logs in, which decides what the bootstrap gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppLogin<'a> {
+    /// A password: the role's SCRAM verifier.
+    Password,
+    /// RDS IAM tokens: `GRANT rds_iam`.
+    RdsIam,
+    /// Aurora DSQL tokens: `AWS IAM GRANT` to this IAM ARN (`db::dsql_roles`).
+    Dsql { arn: &'a str },
+}
+
+/// The admin login at run time: its secret's resolver, or the user and a signer of its
+/// own (and on DSQL the ARN the app role is granted to).
 pub enum Admin {
     Secret(Resolver),
-    Iam { user: String, signer: Signer },
+    Iam {
+        user: String,
+        signer: Signer,
+        dsql_grant: Option<String>,
+    },
 }
 
 /// Why the admin login could not be made.
@@ -75,13 +111,23 @@ impl Admin {
         matches!(self, Admin::Secret(_))
     }
 
+    /// What the bootstrap gives the app role for its way of logging in: `iam` is whether
+    /// the app signs tokens; on DSQL, the `AWS IAM GRANT` to the configured ARN.
+    pub fn app_login(&self, iam: bool) -> AppLogin<'_> {
+        match self {
+            Admin::Iam { dsql_grant, .. } => app_login(dsql_grant.as_deref(), iam),
+            Admin::Secret(_) => app_login(None, iam),
+        }
+    }
+
     /// `region` and `dsql` are the app's IAM settings (`config::Iam`), for the token.
     pub fn new(source: &AdminSource, region: Option<String>, dsql: bool) -> Self {
         match source {
             AdminSource::Secret(s) => Admin::Secret(Resolver::new(s.clone(), Overrides::default())),
-            AdminSource::Iam { user } => Admin::Iam {
+            AdminSource::Iam { user, dsql_grant } => Admin::Iam {
                 user: user.clone(),
                 signer: Signer::new(region, dsql),
+                dsql_grant: dsql_grant.clone(),
             },
         }
     }
@@ -90,7 +136,7 @@ impl Admin {
     pub async fn target(&mut self, app: &Target, database: &str) -> Result<Target, AdminError> {
         match self {
             Admin::Secret(resolver) => Ok(resolver.admin_target(app, database).await?),
-            Admin::Iam { user, signer } => {
+            Admin::Iam { user, signer, .. } => {
                 let token = signer.token(&app.host, app.port, user).await?;
                 let admin = Target {
                     user: user.clone(),

@@ -4,12 +4,12 @@
 //! missing), so after the first start no admin login happens at all.
 //!
 //! The bootstrap manages only what it created, because whoever can edit the app's secret
-//! chooses the names it acts on: a role it creates carries [`MARK`] as its comment (set
-//! in the same transaction as `CREATE ROLE`, so a concurrent starter never sees it
-//! unmarked), and a role without the mark is never given a password, `rds_iam` or a
-//! database. Whatever the mark, a role with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION
-//! or BYPASSRLS, or a member of any role but `rds_iam` (under IAM), is refused. A database
-//! is handed over from the admin only when it holds no user objects (the fresh
+//! chooses the names it acts on: a role it creates carries [`MARK`] as its comment (set in
+//! the same transaction as `CREATE ROLE`, so a concurrent starter never sees it unmarked),
+//! and a role without the mark is never given a password, `rds_iam` or a database.
+//! Whatever the mark, a role with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or
+//! BYPASSRLS, or a member of any role but `rds_iam` (under IAM), is refused. A database is
+//! handed over from the admin only when it holds no user objects (the fresh
 //! `DatabaseName` database CloudFormation and the CDK create), never the maintenance
 //! database, a template or `rdsadmin`. An operator adopts an existing role on purpose
 //! with `COMMENT ON ROLE name IS 'managed by aurora-sidecar'`.
@@ -22,21 +22,26 @@
 //! PostgreSQL asks that whoever makes a role own a database may act as that role (and
 //! 16's `CREATEROLE` rules grant the creator only ADMIN OPTION by default). Catalogs are
 //! named with `pg_catalog.`, so an admin's `search_path` cannot put other tables first.
+//!
+//! On Aurora DSQL (`AppLogin::Dsql`) the set-up is DSQL's own: [`dsql_roles`].
 
 use secrecy::ExposeSecret;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use super::admin::AppLogin;
 use super::classify::Stage;
 use super::connect::{DbError, login};
+use super::dsql_roles;
 use super::provision::{create_statement, created_concurrently, quote_ident};
+use super::statements::{
+    MARK, create_role_statement, grant_iam_statement, grant_to_admin_statement,
+    hand_over_statement, password_statement,
+};
 use super::tls::Tls;
 use crate::class::ErrorClass;
 use crate::display::printable;
 use crate::secret::Target;
-
-/// The comment that marks a role as the sidecar's to manage.
-pub const MARK: &str = "managed by aurora-sidecar";
 
 /// Databases never handed to an app role, whoever owns them (the maintenance database,
 /// whatever its name, is refused too).
@@ -73,6 +78,10 @@ pub enum BootstrapError {
         "the role {role} has {what}, which an app role managed by aurora-sidecar must not have: remove it, or give the app another role"
     )]
     Privileged { role: String, what: String },
+    #[error(
+        "the role {role} exists but is not mapped to {arn}, so the sidecar leaves it alone (it maps only a role it creates); to let that IAM role log in as it on purpose, run as admin: AWS IAM GRANT {role} TO '{arn}'"
+    )]
+    Unmapped { role: String, arn: String },
 }
 
 impl BootstrapError {
@@ -85,7 +94,8 @@ impl BootstrapError {
             | BootstrapError::Reserved { .. }
             | BootstrapError::ReservedDatabase { .. }
             | BootstrapError::Unmarked { .. }
-            | BootstrapError::Privileged { .. } => ErrorClass::Config,
+            | BootstrapError::Privileged { .. }
+            | BootstrapError::Unmapped { .. } => ErrorClass::Config,
         }
     }
 }
@@ -114,6 +124,8 @@ pub enum DatabaseOwner {
     Other(String),
     /// There is none, and this bootstrap was not to create it.
     Missing,
+    /// Aurora DSQL's one database, `postgres`: nobody's to hand over.
+    Shared,
 }
 
 impl DatabaseOwner {
@@ -127,14 +139,16 @@ impl DatabaseOwner {
             DatabaseOwner::AdminOwned | DatabaseOwner::NotEmpty => "left with the admin",
             DatabaseOwner::Other(_) => "left with its owner",
             DatabaseOwner::Missing => "missing",
+            DatabaseOwner::Shared => "the cluster's one database",
         }
     }
 }
 
 /// The app roles and databases the bootstrap refuses to touch: the admin itself, reserved
 /// role names, the maintenance database (`admin.database`), templates and `rdsadmin`.
-/// Checked on every start that has an admin secret, before any login.
-pub fn check_roles(admin: &Target, app: &Target) -> Result<(), BootstrapError> {
+/// Checked on every start that has an admin secret, before any login. DSQL has one
+/// database, the admin's too, and nothing to hand over.
+pub fn check_roles(admin: &Target, app: &Target, login: AppLogin) -> Result<(), BootstrapError> {
     let role = &app.user;
     if role == &admin.user {
         return Err(BootstrapError::SameRole { role: role.clone() });
@@ -144,7 +158,8 @@ pub fn check_roles(admin: &Target, app: &Target) -> Result<(), BootstrapError> {
         return Err(BootstrapError::Reserved { role: role.clone() });
     }
     let database = &app.database;
-    if database == &admin.database || RESERVED_DATABASES.contains(&database.as_str()) {
+    let dsql = matches!(login, AppLogin::Dsql { .. });
+    if !dsql && (database == &admin.database || RESERVED_DATABASES.contains(&database.as_str())) {
         return Err(BootstrapError::ReservedDatabase {
             database: database.clone(),
         });
@@ -152,87 +167,31 @@ pub fn check_roles(admin: &Target, app: &Target) -> Result<(), BootstrapError> {
     Ok(())
 }
 
-/// `ALTER ROLE … PASSWORD` with a SCRAM-SHA-256 verifier of `password`: the statement the
-/// server (and its log) sees holds no clear text. Pure but for the random salt.
-pub fn password_statement(role: &str, password: &str) -> String {
-    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-    // The verifier is base64 and `$:`; doubling quotes keeps the literal safe regardless.
-    password_statement_with(role, &verifier.replace('\'', "''"))
-}
-
-fn password_statement_with(role: &str, verifier: &str) -> String {
-    format!(
-        "ALTER ROLE {} WITH LOGIN PASSWORD '{verifier}'",
-        quote_ident(role)
-    )
-}
-
-fn grant_iam_statement(role: &str) -> String {
-    format!("GRANT rds_iam TO {}", quote_ident(role))
-}
-
-/// Makes the admin a member of the role: whoever makes a role own a database must be able
-/// to act as it (see the module's docs).
-fn grant_to_admin_statement(role: &str) -> String {
-    format!("GRANT {} TO CURRENT_USER", quote_ident(role))
-}
-
-fn hand_over_statement(database: &str, role: &str) -> String {
-    format!(
-        "ALTER DATABASE {} OWNER TO {}",
-        quote_ident(database),
-        quote_ident(role)
-    )
-}
-
-/// What the bootstrap runs, each statement with when it runs, for `render` (which touches
-/// no database, so whether the role or the database exist is not known there): the very
-/// statements, the password verifier elided.
-pub fn plan(app: &Target, iam: bool, create: bool) -> Vec<(String, &'static str)> {
-    let credentials = if iam {
-        (grant_iam_statement(&app.user), "")
-    } else {
-        let verifier = "SCRAM-SHA-256$4096:…";
-        let note = " (a verifier computed here; the password is not sent)";
-        (password_statement_with(&app.user, verifier), note)
-    };
-    let mut plan = vec![
-        (
-            create_role_statement(&app.user),
-            " when the role is missing",
-        ),
-        credentials,
-        (grant_to_admin_statement(&app.user), ""),
-    ];
-    if create {
-        let statement = create_statement(&app.database, Some(&app.user));
-        plan.push((statement, " when the database is missing"));
-    }
-    let hand_over = hand_over_statement(&app.database, &app.user);
-    plan.push((hand_over, " when the admin user owns it and it is empty"));
-    plan
-}
-
-/// `CREATE ROLE` and its mark, one transaction (a simple query's statements commit
-/// together).
-pub fn create_role_statement(role: &str) -> String {
-    let role = quote_ident(role);
-    format!(
-        "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; COMMENT ON ROLE {role} IS '{MARK}'"
-    )
-}
-
 /// Logs in as `admin` (to the maintenance database it names) and sets `app` up: role,
-/// credentials (`iam`: the `rds_iam` grant instead of a password), database (created
-/// only when `create`; `--no-create` waits for someone else to).
+/// credentials (`app_login`: a password, the `rds_iam` grant, or on DSQL its own grant),
+/// database (created only when `create`; `--no-create` waits for someone else to).
 pub async fn bootstrap(
     admin: &Target,
     app: &Target,
-    iam: bool,
+    app_login: AppLogin<'_>,
     create: bool,
     tls: &Tls,
 ) -> Result<Done, BootstrapError> {
-    check_roles(admin, app)?;
+    check_roles(admin, app, app_login)?;
+    if let AppLogin::Dsql { arn } = app_login {
+        let created = dsql_roles::set_up(admin, app, arn, tls)
+            .await?
+            .map_err(|u| BootstrapError::Unmapped {
+                role: u.role,
+                arn: u.arn,
+            })?;
+        let database = DatabaseOwner::Shared;
+        return Ok(Done {
+            role_created: created,
+            database,
+        });
+    }
+    let iam = app_login == AppLogin::RdsIam;
     let db_error =
         |e, database: &str| Box::new(DbError::new(e, admin, database, Stage::Bootstrap, tls.mode));
     let session = login(admin, &admin.database, tls)
@@ -465,19 +424,19 @@ mod tests {
         let mut admin = target("master");
         admin.database = "postgres".into();
         assert!(matches!(
-            check_roles(&admin, &target("master")),
+            check_roles(&admin, &target("master"), AppLogin::Password),
             Err(BootstrapError::SameRole { .. })
         ));
         for reserved in ["postgres", "pg_monitor", "rdsadmin", "RDS_superuser"] {
-            let e = check_roles(&admin, &target(reserved)).expect_err(reserved);
+            let e = check_roles(&admin, &target(reserved), AppLogin::RdsIam).expect_err(reserved);
             assert!(matches!(e, BootstrapError::Reserved { .. }), "{reserved}");
             assert_eq!(e.class(), ErrorClass::Config);
         }
-        check_roles(&admin, &target("app")).expect("an ordinary name");
+        check_roles(&admin, &target("app"), AppLogin::Password).expect("an ordinary name");
         for reserved in ["postgres", "template0", "template1", "rdsadmin"] {
             let mut app = target("app");
             app.database = reserved.into();
-            let e = check_roles(&admin, &app).expect_err(reserved);
+            let e = check_roles(&admin, &app, AppLogin::Password).expect_err(reserved);
             assert!(
                 matches!(e, BootstrapError::ReservedDatabase { .. }),
                 "{reserved}"
@@ -487,13 +446,23 @@ mod tests {
         admin.database = "maint".into();
         maintenance.database = "maint".into();
         assert!(
-            check_roles(&admin, &maintenance).is_err(),
+            check_roles(&admin, &maintenance, AppLogin::Password).is_err(),
             "--maintenance-database"
         );
+        // Aurora DSQL: one database, postgres, the admin's too; the role rules stand.
+        let dsql = AppLogin::Dsql {
+            arn: "arn:aws:iam::123456789012:role/t",
+        };
+        let (mut admin, mut app) = (target("admin"), target("app"));
+        (admin.database, app.database) = ("postgres".into(), "postgres".into());
+        check_roles(&admin, &app, dsql).expect("DSQL's one database");
+        assert!(check_roles(&admin, &target("admin"), dsql).is_err());
+        assert!(check_roles(&admin, &target("pg_x"), dsql).is_err());
     }
 
     #[test]
     fn the_password_statement_holds_a_verifier_never_the_password() {
+        use crate::db::statements::password_statement;
         let statement = password_statement("app \"x\"", "s3cret:'quoted'");
         assert!(
             statement.starts_with(

@@ -44,7 +44,7 @@ pub const PAM_USER: &str = "the server checks this user with PAM (on RDS/Aurora:
 pub const IAM_REJECTED: &str = "the server checks an IAM token for this user and rejected it; likely causes: the user lacks `GRANT rds_iam TO <user>`; the task role lacks rds-db:connect on arn:aws:rds-db:<region>:<account>:dbuser:<cluster-resource-id>/<user>; IAM database authentication is not enabled on the cluster; or the clock is skewed (tokens are checked against the signing time)";
 
 /// An IAM admin (`--admin-iam-user`) whose token cannot be signed.
-pub const ADMIN_TOKEN: &str = "the admin's token is signed with the task's credentials: they need rds-db:connect on the admin user too, and a region (--region, AWS_REGION or the host name)";
+pub const ADMIN_TOKEN: &str = "the admin's token is signed with the task's credentials: they need rds-db:connect on the admin user too (on Aurora DSQL: dsql:DbConnectAdmin on the cluster), and a region (--region, AWS_REGION or the host name)";
 
 /// Required channel binding that the server did not do.
 pub const UNBOUND: &str = "the server asked for a password without SCRAM channel binding, which verify-full requires, and it was not sent: the role's password is stored as MD5 (reset it with password_encryption = scram-sha-256), the user was granted rds_iam (then only IAM tokens work: pass --iam-auth), or something between here and the server terminates TLS; --channel-binding prefer accepts the server without binding";

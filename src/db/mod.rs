@@ -13,6 +13,7 @@ pub mod admin;
 pub mod bootstrap;
 pub mod classify;
 pub mod connect;
+pub mod dsql_roles;
 pub mod establish;
 pub mod guard;
 pub mod hint;
@@ -21,6 +22,7 @@ pub mod provision;
 pub mod reload;
 pub mod remedy;
 pub mod retry;
+pub mod statements;
 pub mod tls;
 pub mod wait;
 

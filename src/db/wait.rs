@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::admin::Admin;
+use super::admin::{Admin, AppLogin};
 use super::bootstrap::{BootstrapError, DatabaseOwner, bootstrap, check_roles};
 use super::classify::{Contact, Stage};
 use super::connect::DbError;
@@ -277,7 +277,8 @@ impl LoginAttempt<'_> {
                     error: e.into(),
                 })?,
         };
-        check_roles(&admin, app).map_err(|e| Failure {
+        let app_login = source.app_login(self.signer.is_some());
+        check_roles(&admin, app, app_login).map_err(|e| Failure {
             verdict: Verdict::Fatal,
             error: AttemptError::Bootstrap(e),
         })?;
@@ -294,7 +295,11 @@ impl LoginAttempt<'_> {
     ) -> Result<(), Failure> {
         let tls = self.tls.for_host(&admin.host);
         let iam = self.signer.is_some();
-        let done = bootstrap(admin, app, iam, self.provisioning.create, tls)
+        let app_login = self
+            .admin
+            .as_deref()
+            .map_or(AppLogin::Password, |a| a.app_login(iam));
+        let done = bootstrap(admin, app, app_login, self.provisioning.create, tls)
             .await
             .map_err(|e| self.bootstrap_failure(e, elapsed))?;
         self.bootstrapped = true;

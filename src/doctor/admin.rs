@@ -2,7 +2,7 @@
 
 use crate::class::ErrorClass;
 use crate::config::Config;
-use crate::db::admin::AdminError;
+use crate::db::admin::{AdminError, AppLogin};
 use crate::db::bootstrap::check_roles;
 use crate::db::hint;
 use crate::display::chain;
@@ -29,11 +29,25 @@ pub(super) async fn admin(config: &Config, app: &Target) -> (Outcome, Option<()>
         }
     };
     // What every start with an admin secret checks first (the wait refuses to start).
-    if let Err(e) = check_roles(&admin, app) {
+    let app_login = login.app_login(config.iam.is_some());
+    if let Err(e) = check_roles(&admin, app, app_login) {
         let hint = "the app secret must name the app's own role, not the admin or a reserved name";
         return (Outcome::fail(e.class(), chain(&e), hint), None);
     }
     let tls = config.tls.for_host(&admin.host);
+    if let AppLogin::Dsql { arn } = app_login {
+        // DSQL's admin may create roles by definition: whether its token logs in is the test.
+        return match has_attribute(&admin, maintenance, tls, "rolcanlogin").await {
+            Ok(_) => {
+                let detail = format!(
+                    "admin logs in: it can create the role {} and map it to {arn} (AWS IAM GRANT)",
+                    app.user
+                );
+                (Outcome::Ok(detail), Some(()))
+            }
+            Err((class, message)) => (Outcome::fail(class, message, hint::ADMIN_TOKEN), None),
+        };
+    }
     match has_attribute(&admin, maintenance, tls, "rolcreaterole").await {
         Ok(true) => {
             let detail = format!(

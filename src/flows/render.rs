@@ -1,9 +1,9 @@
 //! `render`: step 1 and step 4 to a string, touching no database and writing nothing.
 
 use crate::config::{Config, ConfigError};
-use crate::db::admin::AdminSource;
-use crate::db::bootstrap::plan;
+use crate::db::admin::{AdminSource, AppLogin};
 use crate::db::provision::quote_ident;
+use crate::db::statements::plan;
 use crate::error::Error;
 use crate::iam::Signer;
 use crate::render::{self, Reveal};
@@ -49,14 +49,19 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
 }
 
 /// What the bootstrap would do with the admin credentials, for `render`
-/// (`bootstrap::plan`: the statements it runs).
+/// (`statements::plan`: the statements it runs).
 fn bootstrap_plan(config: &Config, app: &Target, admin: &AdminSource) -> String {
+    let login = admin.app_login(config.iam.is_some());
+    let needs = match login {
+        AppLogin::Dsql { .. } => "a DbConnectAdmin token",
+        _ => "CREATEROLE",
+    };
     let mut out = format!(
         "==> bootstrap plan (with the admin credentials from {admin}, only when the app's login fails) <==\n\
-         log in to {} as the admin user, which needs CREATEROLE\n",
+         log in to {} as the admin user, which needs {needs}\n",
         quote_ident(&config.provisioning.maintenance_database),
     );
-    for (statement, when) in plan(app, config.iam.is_some(), config.provisioning.create) {
+    for (statement, when) in plan(app, login, config.provisioning.create) {
         out.push_str(&format!("{statement}{when}\n"));
     }
     out

@@ -168,16 +168,16 @@ impl<'a> RefreshCheck<'a> {
     /// The bootstrap, for a rotated app password (`db::bootstrap`: it sets the role's
     /// verifier or `rds_iam`, and puts right whatever else is missing).
     async fn set_up(&mut self, app: &Target) -> Result<(), RefreshError> {
-        let Some(admin) = self.admin.as_mut() else {
+        let Some(source) = self.admin.as_mut() else {
             return Ok(());
         };
         let config = self.config;
-        let admin = admin
+        let admin = source
             .target(app, &config.provisioning.maintenance_database)
             .await?;
         let tls = config.tls.for_host(&admin.host);
-        let iam = self.signer.is_some();
-        bootstrap(&admin, app, iam, config.provisioning.create, tls).await?;
+        let app_login = source.app_login(self.signer.is_some());
+        bootstrap(&admin, app, app_login, config.provisioning.create, tls).await?;
         tracing::info!(role = %app.user, "the new credentials set up with the admin credentials");
         Ok(())
     }

@@ -221,6 +221,11 @@ impl Pg {
         let _ = std::fs::remove_file(self.socket_dir.join(format!(".s.PGSQL.{}.lock", self.port)));
     }
 
+    /// Where the server's Unix socket is (trust for every local login).
+    pub fn socket_dir(&self) -> &std::path::Path {
+        &self.socket_dir
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()

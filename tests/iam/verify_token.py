@@ -8,6 +8,8 @@ botocore's own generate_db_auth_token at the token's signing time and compares. 
 a token for the host alone (no port), for Action DbConnectAdmin when the user is admin
 and DbConnect for any other, no DBUser, recomputed with botocore's
 generate_db_connect_admin_auth_token / generate_db_connect_auth_token.
+In DSQL mode with config "mappings", a role other than admin must also be mapped to the
+signing identity in sys.iam_pg_role_mappings, as DSQL's AWS IAM GRANT does.
 Every verdict is appended to the log (one JSON line), which the tests count.
 
 Usage: verify_token.py CONFIG.json   (token on stdin; PAM_USER in the environment)
@@ -82,4 +84,18 @@ else:
 want = dict(urllib.parse.parse_qsl(expected.partition("/?")[2]))
 if params != want:
     verdict(False, "signature does not match")
+# DSQL lets a DbConnect token in as a role only when the signing identity is mapped to it
+# (AWS IAM GRANT, listed in sys.iam_pg_role_mappings); the test's credentials stand for
+# the IAM role config "identity_arn". Read over the server's own socket, as superuser.
+mappings = cfg.get("mappings")
+if dsql and user != "admin" and mappings:
+    import subprocess  # noqa: E402
+
+    sql = "SELECT count(*) FROM sys.iam_pg_role_mappings WHERE pg_role_name = :'u' AND arn = :'a'"
+    out = subprocess.run(
+        [mappings["psql"], "-h", mappings["socket"], "-p", str(cfg["port"]), "-U", "postgres",
+         "-d", "postgres", "-X", "-tA", "-v", f"u={user}", "-v", f"a={mappings['identity_arn']}"],
+        input=sql, capture_output=True, text=True, timeout=10)
+    if out.stdout.strip() != "1":
+        verdict(False, "no AWS IAM GRANT of this role to the signing identity")
 verdict(True, "valid")
