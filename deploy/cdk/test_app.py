@@ -296,6 +296,33 @@ class DsqlExample(unittest.TestCase):
         self.assertEqual(check_deploy.task_definition_failures(td, "synthesized dsql"), [])
 
 
+class DsqlAdminSetUp(unittest.TestCase):
+    """`DsqlAuth(admin_set_up=True)`: the sidecar creates and grants the app role as DSQL's
+    admin, mapping it to the task role's own ARN."""
+
+    def test_the_admin_flags_name_the_task_role_and_it_may_connect_as_admin(self):
+        stack = cdk.Stack(cdk.App(), "D", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+        task = ecs.FargateTaskDefinition(stack, "Task")
+        app = task.add_container("app", image=ecs.ContainerImage.from_registry("app"))
+        cluster = dsql.CfnCluster(stack, "Dsql", deletion_protection_enabled=True)
+        AuroraSidecar(stack, "S", task_definition=task, app_container=app,
+                      image=ecs.ContainerImage.from_registry(SIDECAR_IMAGE),
+                      dsql=DsqlAuth(cluster=cluster, user="app", admin_set_up=True))
+        template = Template.from_stack(stack)
+        sidecar = containers(template)["aurora-sidecar"]
+        self.assertIn("--admin-iam-user=admin", sidecar["Command"])
+        env = {e["Name"]: e["Value"] for e in sidecar["Environment"]}
+        grant = json.dumps(env["AURORA_SIDECAR_DSQL_GRANT_ARN"])
+        self.assertIn("TaskTaskRole", grant)
+        self.assertIn("Arn", grant)
+        policy = statements(template, "TaskTaskRole")
+        self.assertEqual([s["Action"] for s in policy], [["dsql:DbConnect", "dsql:DbConnectAdmin"]])
+        with self.assertRaises(ValueError):
+            AuroraSidecar(stack, "AsAdmin", task_definition=task, app_container=app,
+                          image=ecs.ContainerImage.from_registry(SIDECAR_IMAGE),
+                          dsql=DsqlAuth(cluster=cluster, user="admin", admin_set_up=True))
+
+
 class Construct(unittest.TestCase):
     def stack(self):
         stack = cdk.Stack(cdk.App(), "T", env=cdk.Environment(account="123456789012", region="eu-west-1"))

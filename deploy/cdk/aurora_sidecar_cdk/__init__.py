@@ -47,10 +47,14 @@ class DsqlAuth:
     """Aurora DSQL: tokens for `user` (`dsql:DbConnect`; `dsql:DbConnectAdmin` for the
     `admin` role), the one database `postgres`, TLS verified against the image's system
     roots. A custom role must exist and be granted to the task role first (README, "Aurora
-    DSQL": `CREATE ROLE … WITH LOGIN; AWS IAM GRANT … TO '<task role ARN>'`)."""
+    DSQL": `CREATE ROLE … WITH LOGIN; AWS IAM GRANT … TO '<task role ARN>'`), unless
+    `admin_set_up`: then the sidecar does it as `admin` on the first start
+    (`--admin-iam-user admin`, `--dsql-grant-arn` the task role's ARN), and the task role
+    gets `dsql:DbConnectAdmin` on the cluster as well."""
 
     cluster: dsql.CfnCluster
     user: str
+    admin_set_up: bool = False
 
 
 class AuroraSidecar(Construct):
@@ -128,8 +132,15 @@ class AuroraSidecar(Construct):
         if dsql is not None:
             command.append("--dsql")
             environment = {"AURORA_SIDECAR_HOST": dsql.cluster.attr_endpoint, "AURORA_SIDECAR_USER": dsql.user}
+            actions = ["dsql:DbConnectAdmin" if dsql.user == "admin" else "dsql:DbConnect"]
+            if dsql.admin_set_up:
+                if dsql.user == "admin":
+                    raise ValueError("AuroraSidecar: admin_set_up creates the app's own role; the user is admin")
+                command.append("--admin-iam-user=admin")
+                environment["AURORA_SIDECAR_DSQL_GRANT_ARN"] = task_definition.task_role.role_arn
+                actions.append("dsql:DbConnectAdmin")
             task_definition.add_to_task_role_policy(iam.PolicyStatement(
-                actions=["dsql:DbConnectAdmin" if dsql.user == "admin" else "dsql:DbConnect"],
+                actions=actions,
                 resources=[dsql.cluster.attr_resource_arn],
             ))
         else:
