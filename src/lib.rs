@@ -16,9 +16,9 @@
 //! |---|---|---|
 //! | 0, leaves | [`privileges`] (`--drop-to`), [`exit`] codes, [`display`] (error chains, printable server text), [`class`] ([`class::ErrorClass`]), [`modes`] (`SslMode`, `UrlScheme`), [`signal`] (wake events), [`outdir`] ([`outdir::File`] and the atomic writer), [`exec`] (PATH lookup, execve), [`crypto`] (the one rustls provider, the AWS HTTPS client on it), [`endpoint`] (what an AWS host name is: RDS, DSQL, other, and its region); `testing` (property-case counts, tests only) | nothing of the crate |
 //! | 1 | [`cli`] (clap, converts its enums into the `modes` types), [`secret`] (sources, JSON, [`secret::Target`]; [`secret::aws`] Secrets Manager) | layer 0 |
-//! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set; PgBouncer's files in `render::pgbouncer`), [`status`] (`status.json`, `ready`, health) | layers 0–1 |
+//! | 2 | [`iam`] (IAM auth tokens: signing, region, credentials), [`render`] (pure renderers, the file set in `render::set` from validated settings and a login's TLS; PgBouncer's files in `render::pgbouncer`), [`status`] (`status.json`, `ready`, health) | layers 0–1 |
 //! | 3 | [`db`] (TLS, login, what a failure is, means and calls for, provisioning, the app role's bootstrap, pacing, the retry loop, the wait; PgBouncer's `RELOAD`) | layers 0–2 |
-//! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once, the file set for a target) | layers 0–3 |
+//! | 4 | [`config`] (validated [`config::Config`], CA read once, TLS built once) | layers 0–3 |
 //! | 5 | [`refresh`] (the refresh state machine and its driver; [`refresh::RefreshCheck`], the real check) | layers 0–4 |
 //! | 6 | [`error`] (the top error and the one exit-code map) | layers 0–5 |
 //! | 7 | [`flows`] (the `once`, `run`, `exec`, `render` flows, a file each, and the steps they share), [`doctor`] (one diagnosis, step by step) | layers 0–6 |
@@ -32,15 +32,16 @@
 //!
 //! | stage | where |
 //! |---|---|
-//! | flags and environment → validated configuration | `cli`, `config::Config::from_args` |
+//! | flags and environment → validated configuration | `cli`, `config::Config::from_args` (`config::RunConfig` for what only `run` takes) |
+//! | `exec`'s program looked up on `PATH` | `flows::program` |
+//! | out-dir checks, the start-up sweep, `status.json` `starting` | `flows::start`, `status`, `outdir` |
 //! | the flow (`once`, `run`, `exec`, `render`) | `flows` (`flows::prepare`: the steps they share) |
-//! | out-dir checks, the start-up sweep, `status.json` | `status`, `outdir` |
 //! | the secret read, merged with the flags | `secret::Resolver`, `secret::build_target` |
 //! | an IAM token signed (RDS or DSQL, by `endpoint`) | `iam::Signer` |
 //! | one login attempt: bootstrap (its admin login from `db::admin`), login, create the database | `db::wait::LoginAttempt`, `db::bootstrap`, `db::establish`, `db::provision`, `db::connect` |
 //! | what a failure is, what to say, what to do | `db::classify`, `db::hint`, `db::remedy` |
 //! | retries, paced, within the deadline | `db::retry`, `db::pace` |
-//! | the files rendered and published (with `--pgbouncer`, PgBouncer's too, the app's pointing at it) | `config::Config::files` (in `config/files.rs`), `render`, `outdir::Writer::publish` |
+//! | the files rendered and published (with `--pgbouncer`, PgBouncer's too, the app's pointing at it) | `render::set::Settings::files` (with the login's TLS, `db::tls::TlsChoice::login_tls`), `render`, `outdir::Writer::publish` |
 //! | `ready`, then (run) rotation checks and token renewal, each publish RELOADed into PgBouncer | `status`, `refresh` (its check in `refresh::check`), `db::reload` |
 //!
 //! What a failed login calls for besides a retry (set the role up with the admin, create
@@ -75,7 +76,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use cli::{Cli, Command, DoctorFormat, LogFormat};
-use config::Config;
+use config::{Config, RunConfig};
 use error::Error;
 use render::Reveal;
 use tracing::Level;
@@ -198,20 +199,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Once(args) => {
             let mut signals = install_signals(false)?;
             let config = Config::from_args(&args, env)?;
-            flows::once(&config, &mut signals).await?;
+            let started = flows::start("once", &config)?;
+            flows::once(&config, started, &mut signals).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
             let mut signals = install_signals(true)?;
             let config = Config::from_args(&args.prepare, env)?;
-            let interval = config.refresh_interval(args.refresh_interval)?;
-            flows::run(&config, interval, &mut signals).await?;
+            let run = RunConfig::from_args(&args, &config)?;
+            let started = flows::start("run", &config)?;
+            flows::run(&config, run, started, &mut signals).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec(args) => {
             let mut signals = install_signals(false)?;
             let config = Config::from_args(&args.prepare, env)?;
-            match flows::exec(&config, &args.command, args.keep_secret_env, &mut signals).await? {}
+            let program = flows::program(&args.command)?;
+            let started = flows::start("exec", &config)?;
+            let keep = args.keep_secret_env;
+            match flows::exec(&config, program, keep, started, &mut signals).await? {}
         }
     }
 }

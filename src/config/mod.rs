@@ -10,18 +10,18 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio_postgres::config::ChannelBinding;
 
-use crate::cli::{ChannelBindingArg, PrepareArgs};
+use crate::cli::{ChannelBindingArg, PrepareArgs, RunArgs};
 use crate::db::admin::{Admin, AdminSource};
 use crate::db::pace::Policy;
 use crate::db::provision::Provisioning;
 use crate::db::tls::{CaBundle, Tls, TlsChoice, TlsConfigError};
-use crate::modes::{SslMode, UrlScheme};
+use crate::modes::SslMode;
 use crate::outdir::Owner;
 use crate::render::pgbouncer::{self, PgBouncer};
+use crate::render::set::Settings;
 use crate::secret::{self, Overrides, Source};
 
 mod dsql;
-mod files;
 
 /// The environment variable read when no source flag is given (what Copilot and ECS
 /// `secrets:` inject in the seed setup).
@@ -95,8 +95,7 @@ pub enum ConfigError {
     Tls(#[from] TlsConfigError),
 }
 
-/// Everything `once` and `render` need, validated; the files it calls for are built in
-/// `files`.
+/// Everything `once` and `render` need, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: Source,
@@ -104,10 +103,10 @@ pub struct Config {
     pub provisioning: Provisioning,
     pub policy: Policy,
     pub out_dir: PathBuf,
-    pub app_dir: PathBuf,
     pub owner: Option<Owner>,
-    pub service_name: String,
-    pub url_scheme: UrlScheme,
+    /// What the app's files are rendered with besides the login (`render::set`), PgBouncer
+    /// included.
+    pub render: Settings,
     /// `--sslmode`, or its default for a host that is not an RDS endpoint.
     pub sslmode: SslMode,
     /// The connectors logins use, each with the CA bundle it verifies with: built from
@@ -119,8 +118,26 @@ pub struct Config {
     /// `--admin-secret-*` or `--admin-iam-user`: where the admin login comes from, when
     /// given.
     pub admin: Option<AdminSource>,
-    /// `--pgbouncer`: PgBouncer between the app and the database, its local logins.
-    pub pgbouncer: Option<PgBouncer>,
+}
+
+/// What only `run` takes, validated against the rest of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunConfig {
+    /// How often the token is renewed and the credentials checked; `None`: never.
+    pub refresh_interval: Option<Duration>,
+}
+
+impl RunConfig {
+    /// `--refresh-interval` (0: no checks). An IAM token lives 15 minutes, so with IAM
+    /// authentication it must be renewed within [`MAX_IAM_RENEWAL`], and never off.
+    pub fn from_args(args: &RunArgs, config: &Config) -> Result<Self, ConfigError> {
+        let given = args.refresh_interval;
+        let refresh_interval = never_if_zero(given);
+        if config.iam.is_some() && refresh_interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
+            return Err(ConfigError::IamRenewalTooSlow(given));
+        }
+        Ok(Self { refresh_interval })
+    }
 }
 
 /// IAM database authentication settings.
@@ -183,26 +200,19 @@ impl Config {
                 ..Policy::default()
             },
             out_dir: args.out_dir.clone(),
-            app_dir,
             owner: args.owner,
-            service_name: args.service_name.clone(),
-            url_scheme: args.url_scheme.into(),
+            render: Settings {
+                service_name: args.service_name.clone(),
+                url_scheme: args.url_scheme.into(),
+                app_dir,
+                iam: iam.is_some(),
+                pgbouncer,
+            },
             sslmode,
             tls: TlsChoice { given: tls, rds },
             iam,
             admin,
-            pgbouncer,
         })
-    }
-
-    /// `run`'s `--refresh-interval` (0: no checks). An IAM token lives 15 minutes, so with
-    /// IAM authentication it must be renewed within [`MAX_IAM_RENEWAL`], and never off.
-    pub fn refresh_interval(&self, given: Duration) -> Result<Option<Duration>, ConfigError> {
-        let interval = never_if_zero(given);
-        if self.iam.is_some() && interval.is_none_or(|d| d > MAX_IAM_RENEWAL) {
-            return Err(ConfigError::IamRenewalTooSlow(given));
-        }
-        Ok(interval)
     }
 
     /// The admin login for the bootstrap, when one is configured; an IAM admin's token is
@@ -439,6 +449,44 @@ mod tests {
         None
     }
 
+    /// `run`'s interval: 0 is never, except under IAM, whose tokens must be renewed
+    /// within ten minutes.
+    #[test]
+    fn run_validates_its_refresh_interval_against_iam() {
+        let run = |extra: &[&str]| {
+            let argv = ["aurora-sidecar", "run"].iter().chain(extra).copied();
+            let Command::Run(a) = Cli::try_parse_from(argv).expect("parses").command else {
+                panic!("run");
+            };
+            let config = Config::from_args(&a.prepare, no_env).expect("config");
+            RunConfig::from_args(&a, &config)
+        };
+        let ten = Duration::from_secs(600);
+        let get = |extra: &[&str]| run(extra).expect("valid").refresh_interval;
+        assert_eq!(get(&["--refresh-interval", "0"]), None);
+        assert_eq!(get(&["--refresh-interval", "10m"]), Some(ten));
+        let iam = [
+            "--iam-auth",
+            "--region",
+            "eu-west-1",
+            "--sslmode",
+            "require",
+        ];
+        let with = |interval: &str| {
+            let mut argv = iam.to_vec();
+            argv.extend(["--refresh-interval", interval]);
+            run(&argv)
+        };
+        assert_eq!(with("10m").expect("valid").refresh_interval, Some(ten));
+        for slow in ["0", "11m"] {
+            let e = with(slow).expect_err(slow);
+            assert!(
+                matches!(e, ConfigError::IamRenewalTooSlow(_)),
+                "{slow}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn source_defaults_to_db_secret_then_libpq() {
         let with =
@@ -467,10 +515,10 @@ mod tests {
         assert_eq!(c.policy.deadline, Some(Duration::from_secs(600)));
         assert_eq!(c.policy.attempt_timeout, Duration::from_secs(40));
         assert_eq!(c.out_dir, PathBuf::from("/run/aurora-sidecar"));
-        assert_eq!(c.app_dir, c.out_dir);
+        assert_eq!(c.render.app_dir, c.out_dir);
         assert_eq!(
-            (c.service_name.as_str(), c.url_scheme),
-            ("app", UrlScheme::Ecto)
+            (c.render.service_name.as_str(), c.render.url_scheme),
+            ("app", crate::modes::UrlScheme::Ecto)
         );
         assert_eq!(c.provisioning.maintenance_database, "postgres");
         assert!(c.provisioning.create);
@@ -588,7 +636,7 @@ mod tests {
     fn pgbouncer_names_are_checked_and_its_passwords_chosen() {
         use secrecy::ExposeSecret;
         let c = Config::from_args(&args(&["--pgbouncer"]), no_env).expect("defaults");
-        let p = c.pgbouncer.expect("on");
+        let p = c.render.pgbouncer.expect("on");
         let (a, b) = (p.password.expose_secret(), p.admin_password.expose_secret());
         assert!(
             a.len() == 48 && b.len() == 48 && a != b,

@@ -119,6 +119,9 @@ pub struct FailedAttempt<'a> {
     pub error: &'a AttemptError,
     /// The pause before the next attempt; `None` when the loop is giving up.
     pub delay: Option<Duration>,
+    /// The job is creating what was missing ([`Attempt::creates`]): status.json says
+    /// `provisioning` rather than `waiting`.
+    pub creating: bool,
 }
 
 /// One attempt of some job. `async fn` in a crate-private trait: the futures never cross
@@ -126,6 +129,12 @@ pub struct FailedAttempt<'a> {
 pub(crate) trait Attempt {
     type Output;
     async fn attempt(&mut self, n: u32, elapsed: Duration) -> Result<Self::Output, Failure>;
+
+    /// Whether `error` is what this job creates (the app database, missing on a first
+    /// start) rather than waits out.
+    fn creates(&self, _error: &AttemptError) -> bool {
+        false
+    }
 }
 
 /// Runs attempts until one succeeds, one is fatal, or the deadline leaves no room for the
@@ -171,6 +180,7 @@ pub(crate) async fn until_done<A: Attempt>(
             attempt: n,
             error: &failure.error,
             delay,
+            creating: job.creates(&failure.error),
         });
         let Some(d) = delay else {
             return Err(match failure.verdict {

@@ -30,6 +30,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::endpoint::{self, Endpoint};
 use crate::modes::SslMode;
+use crate::render::set::LoginTls;
 
 /// What tokio-postgres itself understands; verification is the connector's job.
 pub fn wire_mode(mode: SslMode) -> tokio_postgres::config::SslMode {
@@ -126,6 +127,15 @@ impl Tls {
         })
     }
 
+    /// This TLS as the app's files repeat it (`render::set`).
+    pub fn login_tls(&self) -> LoginTls<'_> {
+        LoginTls {
+            mode: self.mode,
+            ca: self.ca.as_ref().map(|c| c.pem.as_slice()),
+            channel_binding: self.channel_binding == ChannelBinding::Require,
+        }
+    }
+
     pub fn connector(&self) -> MakeRustlsConnect {
         self.connector.clone()
     }
@@ -151,6 +161,11 @@ impl TlsChoice {
             Some(rds) if endpoint::kind(host) == Endpoint::Rds => rds,
             _ => &self.given,
         }
+    }
+
+    /// The TLS a login to `host` uses, as the app's files repeat it.
+    pub fn login_tls(&self, host: &str) -> LoginTls<'_> {
+        self.for_host(host).login_tls()
     }
 }
 

@@ -369,4 +369,9 @@ impl Attempt for LoginAttempt<'_> {
             Err(e) => Err(self.db_failure(e, elapsed)),
         }
     }
+
+    /// A missing app database is created (`--no-create`: waited for).
+    fn creates(&self, error: &AttemptError) -> bool {
+        error.class() == ErrorClass::MissingDatabase && self.provisioning.create
+    }
 }

@@ -8,7 +8,10 @@
 //!
 //! One file a flow: `once` here, [`run`], [`exec`] and [`render`] beside it; the steps
 //! they share in `prepare`, the wait's log and status lines in `observe`. Each flow reads
-//! top to bottom in the order it runs.
+//! top to bottom in the order it runs, on the out-dir [`start`] opened: the dispatcher
+//! (`run` in lib.rs) calls it first, once the configuration is valid (and `exec`'s program
+//! found), so the configuration goes down one way: the wait (`db`), then the files
+//! (`render`), then `status`.
 
 mod exec;
 mod observe;
@@ -24,10 +27,16 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::signal::Wakes;
 
-use prepare::{prepare, start};
+pub use exec::{Program, program};
+pub use prepare::{Started, start};
 
-/// `once`: steps 1–5, then exit.
-pub async fn once(config: &Config, wakes: &mut impl Wakes) -> Result<(), Error> {
-    let mut started = start("once", config)?;
+use prepare::prepare;
+
+/// `once`: steps 1–5 on the out-dir [`start`] opened, then exit.
+pub async fn once(
+    config: &Config,
+    mut started: Started,
+    wakes: &mut impl Wakes,
+) -> Result<(), Error> {
     prepare(config, &mut started, wakes).await.map(|_| ())
 }

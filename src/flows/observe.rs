@@ -13,7 +13,6 @@ use crate::status::{Phase, State};
 /// are written at once; in between, at most one warning every 10 s and one status write
 /// a second (the rest go to the debug log).
 pub(super) struct WaitObserver {
-    create: bool,
     last: Option<(ErrorClass, Phase)>,
     last_warn: Option<std::time::Instant>,
     last_save: Option<std::time::Instant>,
@@ -24,9 +23,8 @@ impl WaitObserver {
     const WARN_EVERY: Duration = Duration::from_secs(10);
     const SAVE_EVERY: Duration = Duration::from_secs(1);
 
-    pub(super) fn new(create: bool) -> Self {
+    pub(super) fn new() -> Self {
         Self {
-            create,
             last: None,
             last_warn: None,
             last_save: None,
@@ -40,7 +38,7 @@ impl WaitObserver {
     pub(super) fn observe(&mut self, state: &mut State, e: &FailedAttempt<'_>) {
         let class = e.error.class();
         let message = chain(e.error);
-        let phase = if class == ErrorClass::MissingDatabase && self.create {
+        let phase = if e.creating {
             Phase::Provisioning
         } else {
             Phase::Waiting

@@ -36,6 +36,18 @@ fn log_start(command: &str, config: &Config) {
     );
 }
 
+/// The out-dir opened for a flow ([`start`]): its status, and the files written ahead.
+pub struct Started {
+    state: State,
+    ahead: Option<Ahead>,
+}
+
+impl Started {
+    pub(super) fn into_state(self) -> State {
+        self.state
+    }
+}
+
 /// What the init flow leaves for `run` and `exec`.
 pub(super) struct Prepared {
     pub(super) published: Resolved,
@@ -48,9 +60,57 @@ pub(super) struct Prepared {
 /// before ready is `Error::Interrupted`, with phase `stopping` recorded.
 pub(super) async fn prepare(
     config: &Config,
-    (state, ahead): &mut (State, Option<Ahead>),
+    started: &mut Started,
     wakes: &mut impl Wakes,
 ) -> Result<Prepared, Error> {
+    let Started { state, ahead } = started;
+    let Waited {
+        ready,
+        attempts,
+        resolver,
+        signer,
+    } = wait(config, state, wakes).await?;
+    // Steps 4–5: the files, status.json and the marker as one set (one directory fsync on
+    // the path every task start waits for, and nothing replaced if any of them cannot be
+    // written).
+    let target = &ready.resolved.target;
+    state.status.role = Some(target.user.clone());
+    state.status.bootstrapped = ready.bootstrapped;
+    let tls = config.tls.login_tls(&target.host);
+    let set = config
+        .render
+        .files(target, tls, Reveal::Password)
+        .map_err(ConfigError::from)?;
+    let version = ready.resolved.version.clone();
+    let changed = state.publish_ready(attempts, version, &set, ahead.take())?;
+    tracing::info!(
+        attempts,
+        database = %target.database,
+        created = ready.created,
+        bootstrapped = ready.bootstrapped,
+        changed = ?changed,
+        generation = state.status.generation,
+        secret_version = ready.resolved.version.as_deref(),
+        "ready"
+    );
+    Ok(Prepared {
+        published: ready.resolved,
+        resolver,
+        signer,
+    })
+}
+
+/// What the wait leaves: the login that worked, after how many attempts, and what made it.
+struct Waited {
+    ready: Ready,
+    attempts: u32,
+    resolver: Resolver,
+    signer: Option<Signer>,
+}
+
+/// Steps 1–3: login attempts (the secret resolved, a token signed, the role set up, the
+/// database created) until one works, each failure logged and recorded (`observe`).
+async fn wait(config: &Config, state: &mut State, wakes: &mut impl Wakes) -> Result<Waited, Error> {
     let mut resolver = Resolver::new(config.source.clone(), config.overrides.clone());
     let mut signer = config
         .iam
@@ -60,7 +120,7 @@ pub(super) async fn prepare(
     // Written with the first failure (the observer always writes the first ones): in the
     // common case the first login works and `starting` goes straight to `ready`.
     state.status.phase = Phase::Waiting;
-    let mut observer = WaitObserver::new(config.provisioning.create);
+    let mut observer = WaitObserver::new();
     let outcome = {
         let mut job = LoginAttempt::new(
             &mut resolver,
@@ -89,48 +149,18 @@ pub(super) async fn prepare(
         state.status.auth = Auth::Iam;
         state.set_token_expiry(ready.resolved.token_expires_at);
     }
-    publish(config, state, &ready, attempts, ahead.take())?;
-    Ok(Prepared {
-        published: ready.resolved,
+    Ok(Waited {
+        ready,
+        attempts,
         resolver,
         signer,
     })
 }
 
-/// Step 4–5 after a login that worked: the files, status.json and the marker as one set
-/// (one directory fsync on the path every task start waits for, and nothing replaced if
-/// any of them cannot be written).
-fn publish(
-    config: &Config,
-    state: &mut State,
-    ready: &Ready,
-    attempts: u32,
-    ahead: Option<Ahead>,
-) -> Result<(), Error> {
-    let target = &ready.resolved.target;
-    state.status.role = Some(target.user.clone());
-    state.status.bootstrapped = ready.bootstrapped;
-    let set = config
-        .files(target, Reveal::Password)
-        .map_err(ConfigError::from)?;
-    let changed = state.publish_ready(attempts, ready.resolved.version.clone(), &set, ahead)?;
-    tracing::info!(
-        attempts,
-        database = %target.database,
-        created = ready.created,
-        bootstrapped = ready.bootstrapped,
-        changed = ?changed,
-        generation = state.status.generation,
-        secret_version = ready.resolved.version.as_deref(),
-        "ready"
-    );
-    Ok(())
-}
-
-/// Logs the start, does the start-up writes (a stale marker removed, `starting`) and,
-/// for a source read without the network and a password, starts writing its files
-/// ahead while the first login runs ([`Ahead`]).
-pub(super) fn start(command: &str, config: &Config) -> Result<(State, Option<Ahead>), Error> {
+/// Step 0 of `once`, `run` and `exec`, before the flow: logs the start, does the start-up
+/// writes (a stale marker removed, `starting`) and, for a source read without the network
+/// and a password, starts writing its files ahead while the first login runs ([`Ahead`]).
+pub fn start(command: &str, config: &Config) -> Result<Started, Error> {
     log_start(command, config);
     let writer = Writer::new(&config.out_dir, config.owner)?;
     if writer.exposed_to_other_users() {
@@ -146,9 +176,10 @@ pub(super) fn start(command: &str, config: &Config) -> Result<(State, Option<Ahe
         .then(|| {
             Ahead::start(state.writer(), || {
                 let r = resolve_local(&config.source, &config.overrides).ok()?;
-                config.files(&r.target, Reveal::Password).ok()
+                let tls = config.tls.login_tls(&r.target.host);
+                config.render.files(&r.target, tls, Reveal::Password).ok()
             })
         })
         .flatten();
-    Ok((state, ahead))
+    Ok(Started { state, ahead })
 }

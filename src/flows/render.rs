@@ -22,8 +22,11 @@ pub async fn render(config: &Config, reveal: Reveal) -> Result<String, Error> {
             .await?;
     }
     let mut out = String::new();
+    let target = &resolved.target;
+    let tls = config.tls.login_tls(&target.host);
     for f in config
-        .files(&resolved.target, reveal)
+        .render
+        .files(target, tls, reveal)
         .map_err(ConfigError::from)?
     {
         let path = config.out_dir.join(f.name);

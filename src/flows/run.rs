@@ -1,23 +1,21 @@
 //! `run`: steps 1–5, then stays up renewing the IAM token and checking for rotated
 //! credentials (`refresh`) until stopped.
 
-use std::time::Duration;
-
-use crate::config::Config;
+use crate::config::{Config, RunConfig};
 use crate::error::Error;
 use crate::refresh::{self, RefreshCheck, Timing};
 use crate::signal::Wakes;
 
-use super::prepare::{prepare, start};
+use super::prepare::{Started, prepare};
 
-/// `run`: steps 1–6, renewing and checking every `refresh_interval`
-/// ([`Config::refresh_interval`]: validated, `None` for never). Returns (exit 0) on SIGTERM/SIGINT in every phase, files in place.
+/// `run`: steps 1–6, renewing and checking every `run.refresh_interval` (`None`: never).
+/// Returns (exit 0) on SIGTERM/SIGINT in every phase, files in place.
 pub async fn run(
     config: &Config,
-    refresh_interval: Option<Duration>,
+    run: RunConfig,
+    mut started: Started,
     wakes: &mut impl Wakes,
 ) -> Result<(), Error> {
-    let mut started = start("run", config)?;
     let prepared = match prepare(config, &mut started, wakes).await {
         Err(Error::Interrupted(_)) => return Ok(()),
         other => other?,
@@ -30,9 +28,9 @@ pub async fn run(
             "credentials from this source cannot change while the task runs; rotation needs a new task, so no refresh checks are made"
         );
     }
-    let (mut state, _) = started;
+    let mut state = started.into_state();
     let timing = Timing {
-        interval: refresh_interval,
+        interval: run.refresh_interval,
         check_timeout: config.policy.attempt_timeout,
         backoff: || config.policy.degraded_schedule(),
         token_expires_at: prepared.published.token_expires_at,

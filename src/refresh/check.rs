@@ -119,7 +119,7 @@ impl<'a> RefreshCheck<'a> {
             // The first check tells PgBouncer too: one that was running before this
             // start (a restarted sidecar) learns the new files, and a missing one is
             // reported.
-            reload_pending: config.pgbouncer.is_some(),
+            reload_pending: config.render.pgbouncer.is_some(),
             untold: None,
         }
     }
@@ -128,10 +128,12 @@ impl<'a> RefreshCheck<'a> {
     /// rendered, e.g. a token longer than PgBouncer carries) and makes it what the files
     /// say; with `--pgbouncer`, PgBouncer is to be told ([`Self::tell_pgbouncer`]).
     fn publish(&mut self, resolved: Resolved) -> Result<Vec<&'static str>, RefreshError> {
-        let set = self.config.files(&resolved.target, Reveal::Password)?;
+        let (config, target) = (self.config, &resolved.target);
+        let tls = config.tls.login_tls(&target.host);
+        let set = config.render.files(target, tls, Reveal::Password)?;
         let changed = self.writer.publish(&set)?;
         self.published = resolved;
-        self.reload_pending = self.config.pgbouncer.is_some();
+        self.reload_pending = self.config.render.pgbouncer.is_some();
         Ok(changed)
     }
 
@@ -139,7 +141,7 @@ impl<'a> RefreshCheck<'a> {
     /// fails leaves the files published: the check fails (degraded) and the next one tries
     /// again.
     async fn tell_pgbouncer(&mut self) -> Result<(), RefreshError> {
-        let (Some(p), true) = (&self.config.pgbouncer, self.reload_pending) else {
+        let (Some(p), true) = (&self.config.render.pgbouncer, self.reload_pending) else {
             return Ok(());
         };
         reload(p, self.config.policy.attempt_timeout).await?;

@@ -13,6 +13,7 @@
 //!   libpq both recover the exact bytes; host:port form the authority.
 
 pub mod pgbouncer;
+pub mod set;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
