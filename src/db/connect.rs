@@ -32,7 +32,7 @@ pub struct Session {
 
 impl Session {
     /// Runs the connection's I/O on a task of its own until the client is dropped.
-    fn spawn<S, T>(client: Client, connection: tokio_postgres::Connection<S, T>) -> Self
+    pub(super) fn spawn<S, T>(client: Client, connection: tokio_postgres::Connection<S, T>) -> Self
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

@@ -14,6 +14,7 @@ use secrecy::ExposeSecret;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
+use super::connect::{APPLICATION_NAME, Session};
 use crate::class::ErrorClass;
 use crate::render::pgbouncer::{ADMIN_USER, PgBouncer};
 
@@ -57,14 +58,12 @@ pub async fn reload(p: &PgBouncer, timeout: Duration) -> Result<(), ReloadError>
         .password(p.admin_password.expose_secret())
         .dbname("pgbouncer")
         .ssl_mode(SslMode::Disable)
-        .application_name("aurora-sidecar");
+        .application_name(APPLICATION_NAME);
     let exchange = async {
         let (client, connection) = config.connect(NoTls).await.map_err(console)?;
-        // The connection future drives the socket; it ends when `client` is dropped.
-        let driver = tokio::spawn(connection);
-        let result = client.simple_query("RELOAD").await.map_err(console);
-        drop(client);
-        let _ = driver.await;
+        let session = Session::spawn(client, connection);
+        let result = session.client.simple_query("RELOAD").await.map_err(console);
+        session.close().await;
         result.map(|_| ())
     };
     tokio::time::timeout(timeout, exchange)

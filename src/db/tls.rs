@@ -30,7 +30,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::endpoint::{self, Endpoint};
 use crate::modes::SslMode;
-use crate::render::set::LoginTls;
+use crate::render::LoginTls;
 
 /// What tokio-postgres itself understands; verification is the connector's job.
 pub fn wire_mode(mode: SslMode) -> tokio_postgres::config::SslMode {

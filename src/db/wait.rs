@@ -167,6 +167,14 @@ impl<'a> LoginAttempt<'a> {
         Ok(self.resolved.insert(fresh).clone())
     }
 
+    /// What the bootstrap gives the app role: what the admin source says for this wait's
+    /// way of logging in.
+    fn app_login(&self) -> AppLogin<'_> {
+        let iam = self.signer.is_some();
+        let admin = self.admin.as_deref();
+        admin.map_or(AppLogin::Password, |a| a.app_login(iam))
+    }
+
     /// What this wait may do about a failure (`remedy`).
     fn context(&self) -> Context {
         Context {
@@ -277,8 +285,7 @@ impl LoginAttempt<'_> {
                     error: e.into(),
                 })?,
         };
-        let app_login = source.app_login(self.signer.is_some());
-        check_roles(&admin, app, app_login).map_err(|e| Failure {
+        check_roles(&admin, app, self.app_login()).map_err(|e| Failure {
             verdict: Verdict::Fatal,
             error: AttemptError::Bootstrap(e),
         })?;
@@ -294,12 +301,7 @@ impl LoginAttempt<'_> {
         elapsed: Duration,
     ) -> Result<(), Failure> {
         let tls = self.tls.for_host(&admin.host);
-        let iam = self.signer.is_some();
-        let app_login = self
-            .admin
-            .as_deref()
-            .map_or(AppLogin::Password, |a| a.app_login(iam));
-        let done = bootstrap(admin, app, app_login, self.provisioning.create, tls)
+        let done = bootstrap(admin, app, self.app_login(), self.provisioning.create, tls)
             .await
             .map_err(|e| self.bootstrap_failure(e, elapsed))?;
         self.bootstrapped = true;

@@ -52,6 +52,17 @@ pub enum Reveal {
     Masked,
 }
 
+/// The TLS one login was made with (`db::tls::Tls::login_tls`), which the app's files
+/// repeat so the app connects as the sidecar did.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginTls<'a> {
+    pub mode: SslMode,
+    /// The CA bundle the login verified with, copied for the app as `rds-ca.pem`.
+    pub ca: Option<&'a [u8]>,
+    /// SCRAM channel binding was required.
+    pub channel_binding: bool,
+}
+
 /// Inputs shared by every renderer.
 #[derive(Debug)]
 pub struct Inputs<'a> {

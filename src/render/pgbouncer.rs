@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{CA_FILE, MASK, Reveal};
-use crate::modes::SslMode;
+use super::{CA_FILE, LoginTls, MASK, Reveal};
 use crate::outdir::File;
 use crate::secret::{Target, authority};
 
@@ -134,16 +133,10 @@ fn quoted(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
 }
 
-/// `pgbouncer.ini` for `upstream`, verified as the sidecar verifies it (`sslmode`, the CA
-/// copied into the out-dir when there is one); `app_dir` is where PgBouncer sees the
-/// out-dir.
-pub fn ini(
-    p: &PgBouncer,
-    upstream: &Target,
-    sslmode: SslMode,
-    has_ca: bool,
-    app_dir: &Path,
-) -> String {
+/// `pgbouncer.ini` for `upstream`, verified as the sidecar verified it (`tls`: its mode,
+/// and the CA copied into the out-dir when there is one); `app_dir` is where PgBouncer sees
+/// the out-dir.
+pub fn ini(p: &PgBouncer, upstream: &Target, tls: LoginTls, app_dir: &Path) -> String {
     let mut out = format!(
         "; Written by aurora-sidecar, re-rendered at every rotation and IAM token renewal and\n\
          ; then RELOADed through the admin console. Run PgBouncer as the user that owns it.\n\
@@ -174,9 +167,9 @@ pub fn ini(
         app_dir.join(USERS).display(),
         whole_seconds(p.server_idle_timeout),
         whole_seconds(p.server_connect_timeout),
-        sslmode,
+        tls.mode,
     );
-    if has_ca {
+    if tls.ca.is_some() {
         let _ = writeln!(
             out,
             "server_tls_ca_file = {}",
@@ -217,8 +210,7 @@ pub fn users(p: &PgBouncer, upstream: &Target, reveal: Reveal) -> String {
 pub fn files(
     p: &PgBouncer,
     upstream: &Target,
-    sslmode: SslMode,
-    has_ca: bool,
+    tls: LoginTls,
     app_dir: &Path,
     reveal: Reveal,
 ) -> [File; 2] {
@@ -230,7 +222,7 @@ pub fn files(
         },
         File {
             name: INI,
-            contents: ini(p, upstream, sslmode, has_ca, app_dir).into_bytes(),
+            contents: ini(p, upstream, tls, app_dir).into_bytes(),
             mode: 0o600,
         },
     ]
@@ -239,6 +231,16 @@ pub fn files(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modes::SslMode;
+
+    /// The login's TLS as the renderers see it; a CA's bytes do not matter to them.
+    fn tls(mode: SslMode, has_ca: bool) -> LoginTls<'static> {
+        LoginTls {
+            mode,
+            ca: has_ca.then_some(b"ca".as_slice()),
+            channel_binding: false,
+        }
+    }
 
     fn bouncer() -> PgBouncer {
         PgBouncer {
@@ -299,7 +301,7 @@ mod tests {
         assert_eq!(auth_fields(lines[0]), ["app_local", "local-pw"]);
         assert_eq!(auth_fields(lines[1]), [ADMIN_USER, "admin-pw"]);
         assert_eq!(auth_fields(lines[2]), ["o'brien", nasty]);
-        let ini = ini(&p, &up, SslMode::VerifyFull, true, Path::new("/run/x"));
+        let ini = ini(&p, &up, tls(SslMode::VerifyFull, true), Path::new("/run/x"));
         assert!(!ini.contains("p\"w"), "{ini}");
         assert!(ini.contains(
             "my-db.1 = host='c.cluster-x.eu-west-1.rds.amazonaws.com' port=5432 dbname='my-db.1' user='o''brien'\n"
@@ -319,14 +321,14 @@ mod tests {
             max_prepared_statements: 200,
             ..bouncer()
         };
-        let ini = super::ini(&tracked, &up, SslMode::Require, false, Path::new("/o"));
+        let ini = super::ini(&tracked, &up, tls(SslMode::Require, false), Path::new("/o"));
         assert!(ini.contains("max_prepared_statements = 200\n"), "{ini}");
         let never = PgBouncer {
             server_idle_timeout: Duration::ZERO,
             server_connect_timeout: Duration::from_millis(300),
             ..bouncer()
         };
-        let ini = super::ini(&never, &up, SslMode::Require, false, Path::new("/o"));
+        let ini = super::ini(&never, &up, tls(SslMode::Require, false), Path::new("/o"));
         assert!(
             ini.contains("server_idle_timeout = 0\nserver_connect_timeout = 1\n"),
             "{ini}"
@@ -350,7 +352,7 @@ mod tests {
             ("10.0.0.5", "*"),
         ] {
             p.host = host.into();
-            let ini = ini(&p, &up, SslMode::Prefer, false, Path::new("/o"));
+            let ini = ini(&p, &up, tls(SslMode::Prefer, false), Path::new("/o"));
             assert!(
                 ini.contains(&format!("listen_addr = {listen}\n")),
                 "{host}: {ini}"

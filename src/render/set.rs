@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::pgbouncer::{self, CarryError, PgBouncer};
-use super::{Inputs, Reveal};
+use super::{Inputs, LoginTls, Reveal};
 use crate::modes::{SslMode, UrlScheme};
 use crate::outdir::File;
 use crate::secret::Target;
@@ -22,17 +22,6 @@ pub struct Settings {
     pub iam: bool,
     /// PgBouncer between the app and the database, its local logins.
     pub pgbouncer: Option<PgBouncer>,
-}
-
-/// The TLS one login was made with (`db::tls::Tls::login_tls`), which the app's files
-/// repeat so the app connects as the sidecar did.
-#[derive(Debug, Clone, Copy)]
-pub struct LoginTls<'a> {
-    pub mode: SslMode,
-    /// The CA bundle the login verified with, copied for the app as `rds-ca.pem`.
-    pub ca: Option<&'a [u8]>,
-    /// SCRAM channel binding was required.
-    pub channel_binding: bool,
 }
 
 impl Settings {
@@ -94,15 +83,7 @@ impl Settings {
         pgbouncer::check(p, target)?;
         let local = p.app_target(target);
         let mut set = super::files(&self.pooled_inputs(&local, reveal), tls.ca);
-        let has_ca = tls.ca.is_some();
-        set.extend(pgbouncer::files(
-            p,
-            target,
-            tls.mode,
-            has_ca,
-            &self.app_dir,
-            reveal,
-        ));
+        set.extend(pgbouncer::files(p, target, tls, &self.app_dir, reveal));
         Ok(set)
     }
 }
